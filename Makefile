@@ -1,0 +1,42 @@
+# pymalloc_real: the two commands a fresh machine needs are `make demo` and `make test`.
+# Both create the virtualenv (.venv), install the build tools and the package in
+# editable mode (which compiles the C core with cffi), and rebuild whenever a C source
+# or the builder changes.
+
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip --disable-pip-version-check -q
+STAMP  := $(VENV)/.installed
+SOURCES := $(wildcard csrc/*.c csrc/*.h) pymalloc_real/_build.py setup.py pyproject.toml
+
+.PHONY: all build demo test bench clean distclean
+
+all: build
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --upgrade pip setuptools wheel "cffi>=1.16"
+
+$(STAMP): $(PY) $(SOURCES)
+	$(PIP) install --no-build-isolation -e '.[test]'
+	@touch $@
+
+build: $(STAMP)
+
+demo: build
+	$(VENV)/bin/pymalloc-real demo
+
+test: build
+	$(PY) -m pytest -q
+
+bench: build
+	$(PY) benchmarks/bench_python_api.py
+
+clean:
+	rm -rf build pymalloc_real/_core.c pymalloc_real/*.so pymalloc_real/*.o tests/c/bin \
+	       .pytest_cache .hypothesis *.egg-info $(STAMP)
+	find . -name __pycache__ -prune -exec rm -rf {} +
+
+distclean: clean
+	rm -rf $(VENV)

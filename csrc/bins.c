@@ -1,0 +1,208 @@
+/* bins.c - the arena's free lists: initialisation, safe unlinking, placing a chunk in
+ * its small or (sorted) large bin, the unsorted bin, and fast-bin consolidation.
+ *
+ * Small bins hold one size each, in FIFO order (insert at the front, take from the back).
+ * Large bins are sorted by size, largest first; the first chunk of each distinct size
+ * is also on a second ring (fd_nextsize/bk_nextsize) that skips the equal-sized ones,
+ * so a best-fit search steps over sizes rather than over chunks. The binmap has a bit
+ * per bin that is set whenever the bin may be non-empty (cleared lazily by malloc).
+ * All functions run under the arena lock. */
+#include "internal.h"
+
+void prmi_bins_init(prm_arena *av)
+{
+    for (unsigned i = 0; i < PRM_NBINS; i++) {
+        prm_chunk *bin = bin_at(av, i);
+        bin->prev_size = 0;
+        bin->size = 0;
+        bin->fd = bin->bk = bin;
+        /* Never NULL: unlink reads fd->fd_nextsize == NULL as "fd is a second chunk of
+         * the same size", and fd may be the bin head itself. */
+        bin->fd_nextsize = bin->bk_nextsize = bin;
+    }
+    for (unsigned i = 0; i < PRM_NFASTBINS; i++)
+        av->fastbins[i] = NULL;
+    av->binmap[0] = av->binmap[1] = 0;
+    av->have_fastchunks = 0;
+    av->last_remainder = NULL;
+}
+
+/* Take a free chunk off its doubly linked bin, after checking that its neighbours
+ * agree it is there (the "safe unlinking" that defeats the classic unlink exploit). */
+void prmi_unlink_chunk(prm_arena *av, prm_chunk *p)
+{
+    size_t size = chunk_size(p);
+    if (prm_unlikely(next_chunk(p)->prev_size != size))
+        prmi_fail_arena(av, "corrupted size vs. prev_size",
+                        "the next chunk's prev_size disagrees with this free chunk's size", p);
+
+    prm_chunk *fd = p->fd;
+    prm_chunk *bk = p->bk;
+    if (prm_unlikely(fd->bk != p || bk->fd != p))
+        prmi_fail_arena(av, "corrupted double-linked list",
+                        "fd->bk or bk->fd does not point back at the chunk", p);
+
+    fd->bk = bk;
+    bk->fd = fd;
+    if (!in_smallbin_range(size) && p->fd_nextsize != NULL) {
+        if (prm_unlikely(p->fd_nextsize->bk_nextsize != p || p->bk_nextsize->fd_nextsize != p))
+            prmi_fail_arena(av, "corrupted double-linked list (not small)",
+                            "the size-skip links of a large-bin chunk do not point back", p);
+        if (fd->fd_nextsize == NULL) {
+            /* fd becomes the first chunk of its size: it inherits p's skip links. */
+            if (p->fd_nextsize == p) {
+                fd->fd_nextsize = fd->bk_nextsize = fd;
+            } else {
+                fd->fd_nextsize = p->fd_nextsize;
+                fd->bk_nextsize = p->bk_nextsize;
+                p->fd_nextsize->bk_nextsize = fd;
+                p->bk_nextsize->fd_nextsize = fd;
+            }
+        } else {
+            p->fd_nextsize->bk_nextsize = p->bk_nextsize;
+            p->bk_nextsize->fd_nextsize = p->fd_nextsize;
+        }
+    }
+}
+
+/* Put a free chunk at the front of the unsorted bin. The caller has set its head and
+ * footer. Large-range chunks get cleared skip links so nothing stale survives. */
+void prmi_unsorted_push(prm_arena *av, prm_chunk *p, size_t size)
+{
+    prm_chunk *bck = unsorted_bin(av);
+    prm_chunk *fwd = bck->fd;
+    if (prm_unlikely(fwd->bk != bck))
+        prmi_fail_arena(av, "free(): corrupted unsorted chunks",
+                        "the unsorted bin's first chunk does not point back at the bin", p);
+    if (!in_smallbin_range(size)) {
+        p->fd_nextsize = NULL;
+        p->bk_nextsize = NULL;
+    }
+    p->bk = bck;
+    p->fd = fwd;
+    bck->fd = p;
+    fwd->bk = p;
+}
+
+/* Move a chunk taken from the unsorted bin into its own bin; large bins stay sorted. */
+void prmi_place_in_bin(prm_arena *av, prm_chunk *victim, size_t size)
+{
+    unsigned index;
+    prm_chunk *bck, *fwd;
+
+    if (in_smallbin_range(size)) {
+        index = smallbin_index(size);
+        bck = bin_at(av, index);
+        fwd = bck->fd;
+    } else {
+        index = largebin_index(size);
+        bck = bin_at(av, index);
+        fwd = bck->fd;
+        if (fwd == bck) {
+            victim->fd_nextsize = victim->bk_nextsize = victim;
+        } else {
+            /* The bin is sorted largest first; its last chunk is the smallest. */
+            if (size < chunk_size(bck->bk)) {
+                /* Smaller than everything: append after the last chunk. */
+                fwd = bck;
+                bck = bck->bk;
+                prm_chunk *largest = fwd->fd;
+                if (prm_unlikely(largest->bk_nextsize->fd_nextsize != largest))
+                    prmi_fail_arena(av, "malloc(): largebin double linked list corrupted (nextsize)",
+                                    "the first large chunk's size ring is broken", largest);
+                victim->fd_nextsize = largest;
+                victim->bk_nextsize = largest->bk_nextsize;
+                largest->bk_nextsize = victim;
+                victim->bk_nextsize->fd_nextsize = victim;
+            } else {
+                while (size < chunk_size(fwd))
+                    fwd = fwd->fd_nextsize;
+                if (chunk_size(fwd) == size) {
+                    /* That size is present: go second, so the size ring need not change. */
+                    fwd = fwd->fd;
+                    victim->fd_nextsize = victim->bk_nextsize = NULL;
+                } else {
+                    if (prm_unlikely(fwd->bk_nextsize->fd_nextsize != fwd))
+                        prmi_fail_arena(av, "malloc(): largebin double linked list corrupted (nextsize)",
+                                        "a large chunk's size ring is broken", fwd);
+                    victim->fd_nextsize = fwd;
+                    victim->bk_nextsize = fwd->bk_nextsize;
+                    fwd->bk_nextsize = victim;
+                    victim->bk_nextsize->fd_nextsize = victim;
+                }
+                bck = fwd->bk;
+                if (prm_unlikely(bck->fd != fwd))
+                    prmi_fail_arena(av, "malloc(): largebin double linked list corrupted (bk)",
+                                    "a large bin's chunk list is broken", fwd);
+            }
+        }
+    }
+
+    mark_bin(av, index);
+    victim->bk = bck;
+    victim->fd = fwd;
+    fwd->bk = victim;
+    bck->fd = victim;
+}
+
+/* Empty every fast bin: coalesce each chunk with its free neighbours and put the
+ * result in the unsorted bin (or into top). Called before large requests, by frees
+ * that produce a chunk of 64 KiB or more, and by malloc_trim. */
+void prmi_consolidate(prm_arena *av)
+{
+    prm_chunk *unsorted = unsorted_bin(av);
+    av->have_fastchunks = 0;
+    av->consolidations++;
+
+    for (unsigned i = 0; i < PRM_NFASTBINS; i++) {
+        prm_chunk *p = av->fastbins[i];
+        av->fastbins[i] = NULL;
+        while (p != NULL) {
+            if (prm_unlikely(!aligned_ok((uintptr_t)p)))
+                prmi_fail_arena(av, "malloc_consolidate(): unaligned fastbin chunk detected",
+                                "a fast-bin link points at a misaligned address", p);
+            if (prm_unlikely(fastbin_index(chunk_size(p)) != i))
+                prmi_fail_arena(av, "malloc_consolidate(): invalid chunk size",
+                                "a fast-bin chunk's size does not belong to its bin", p);
+            prm_chunk *next_in_bin = p->fd;
+            size_t size = chunk_size(p);
+            prm_chunk *next = chunk_at(p, size);
+            size_t next_size = chunk_size(next);
+
+            if (!prev_inuse(p)) {
+                size_t prev_size = p->prev_size;
+                p = chunk_below(p, prev_size);
+                if (prm_unlikely(chunk_size(p) != prev_size))
+                    prmi_fail_arena(av, "corrupted size vs. prev_size in fastbins",
+                                    "the free chunk below has a different size than prev_size says", p);
+                size += prev_size;
+                prmi_unlink_chunk(av, p);
+            }
+
+            if (next != av->top) {
+                if (!inuse_at(next, next_size)) {
+                    size += next_size;
+                    prmi_unlink_chunk(av, next);
+                } else {
+                    clear_inuse_at(next, 0);
+                }
+                prm_chunk *first = unsorted->fd;
+                unsorted->fd = p;
+                first->bk = p;
+                if (!in_smallbin_range(size)) {
+                    p->fd_nextsize = NULL;
+                    p->bk_nextsize = NULL;
+                }
+                set_head(p, size | PRM_PREV_INUSE | (p->size & PRM_NON_MAIN));
+                p->bk = unsorted;
+                p->fd = first;
+                set_foot(p, size);
+            } else {
+                size += next_size;
+                set_head(p, size | PRM_PREV_INUSE | (p->size & PRM_NON_MAIN));
+                av->top = p;
+            }
+            p = next_in_bin;
+        }
+    }
+}

@@ -1,0 +1,213 @@
+/* internal.h - the allocator's own structures (arena, segment, mmapped-chunk registry,
+ * tunable parameters) and the functions the core's files share with each other.
+ * Names: prm_ is public (prm.h), prmi_ is internal across files, prm_os_ the kernel. */
+#ifndef PRM_INTERNAL_H
+#define PRM_INTERNAL_H
+
+#include <setjmp.h>
+
+#include "chunk.h"
+#include "glue.h"
+
+/* The cffi build sets PRM_RECOVERABLE=1: detected heap corruption then unwinds to the
+ * public entry point (longjmp), marks the arena unusable and reports an error that
+ * Python raises as an exception. The LD_PRELOAD build reports and aborts. */
+#ifndef PRM_RECOVERABLE
+#define PRM_RECOVERABLE 0
+#endif
+
+/* ---- Segments ----------------------------------------------------------------------
+ * A segment is one contiguous run of memory an arena carves chunks from. The main
+ * arena gets segments from brk; when the break does not continue our last segment
+ * (the interpreter's own malloc moved it) or brk is refused, a new segment starts.
+ *
+ *   raw_start  base (16-aligned)                                            end
+ *   |  ...  | prm_segment | chunk (P=1) | chunk | ... | top chunk           |   current
+ *   |  ...  | prm_segment | chunk (P=1) | chunk | ... | chunk | fence posts |   closed
+ *
+ * A closed segment ends in fence posts: 16-byte chunk headers marked in use, so a
+ * chunk below them never coalesces past the end. Walks stop at `end`. */
+enum prm_segment_kind { PRM_SEG_BRK = 0, PRM_SEG_MMAP = 1 };
+
+typedef struct prm_segment {
+    struct prm_segment *older;  /* previous segment of this arena, NULL for the first */
+    uintptr_t raw_start;        /* first byte obtained from the OS (may precede base) */
+    uintptr_t end;              /* one past the last byte we own */
+    uint32_t kind;              /* enum prm_segment_kind */
+    uint32_t serial;            /* creation order within the arena, from 0 */
+} prm_segment;
+
+static inline prm_chunk *segment_first_chunk(prm_segment *seg)
+{
+    return (prm_chunk *)((uintptr_t)seg + sizeof(prm_segment));
+}
+
+/* ---- Arenas ------------------------------------------------------------------------- */
+#define PRM_BINMAP_WORDS 2
+
+typedef struct prm_arena {
+    prm_lock lock;
+    int index;                  /* 0 is the main arena */
+    int initialized;
+    int corrupt;                /* set once corruption was detected: the arena refuses work */
+    int have_fastchunks;
+    prm_chunk *fastbins[PRM_NFASTBINS];
+    prm_chunk *top;
+    prm_chunk *last_remainder;
+    uint64_t binmap[PRM_BINMAP_WORDS];
+    prm_chunk bins[PRM_NBINS];  /* list heads; only fd and bk are used */
+    prm_segment *segments;      /* newest first; the newest holds top */
+    uint32_t segment_count;
+
+    /* Accounting, all under the lock. */
+    size_t system_bytes;        /* bytes of the OS's memory the segments hold now */
+    size_t max_system_bytes;
+    size_t in_use_bytes;        /* sum of the sizes of chunks handed out, not freed */
+    size_t in_use_chunks;
+    uint64_t trims;             /* times the break was lowered */
+    uint64_t consolidations;    /* fast-bin consolidations */
+    uint64_t segments_opened;   /* segments started because the break was not ours */
+    uint64_t discards;          /* madvise(MADV_DONTNEED) calls of malloc_trim */
+
+#if PRM_RECOVERABLE
+    jmp_buf recover;            /* armed by every public entry while it holds the lock */
+#endif
+    char failure[160];          /* the first corruption report against this arena */
+} prm_arena;
+
+static inline prm_chunk *bin_at(prm_arena *av, unsigned index) { return &av->bins[index]; }
+static inline prm_chunk *unsorted_bin(prm_arena *av) { return &av->bins[PRM_UNSORTED_BIN]; }
+static inline size_t top_size(prm_arena *av) { return chunk_size(av->top); }
+
+static inline void mark_bin(prm_arena *av, unsigned i) { av->binmap[i >> 6] |= (uint64_t)1 << (i & 63); }
+static inline void unmark_bin(prm_arena *av, unsigned i) { av->binmap[i >> 6] &= ~((uint64_t)1 << (i & 63)); }
+static inline int  bin_marked(prm_arena *av, unsigned i) { return (int)((av->binmap[i >> 6] >> (i & 63)) & 1); }
+
+/* ---- Chunks with their own mapping ---------------------------------------------------
+ * Each mmapped chunk's mapping starts with this header, so the core can list, check and
+ * account every mmapped chunk (glibc keeps no such list). The chunk follows at offset
+ * prev_size (>= sizeof header, larger after memalign), and the header points back at it.
+ *
+ *   mapping -> | prm_mmap_header | ... | chunk: prev_size = offset, size | M | user data |
+ */
+typedef struct prm_mmap_header {
+    struct prm_mmap_header *next;
+    struct prm_mmap_header *prev;
+    size_t length;              /* length of the whole mapping */
+    prm_chunk *chunk;           /* the chunk inside: the identity check on free */
+} prm_mmap_header;
+
+typedef struct prm_mmap_registry {
+    prm_lock lock;
+    prm_mmap_header list;       /* circular, list is the head */
+    size_t count, max_count;
+    size_t mapped_bytes, max_mapped_bytes;   /* lengths of the mappings */
+    size_t chunk_bytes;         /* sizes of the chunks in them (in-use accounting) */
+} prm_mmap_registry;
+
+/* ---- Tunable parameters (mallopt) ------------------------------------------------------ */
+#define PRM_DEFAULT_MMAP_THRESHOLD      ((size_t)128 * 1024)
+#define PRM_DEFAULT_MMAP_THRESHOLD_MAX  ((size_t)32 * 1024 * 1024)   /* 64-bit glibc */
+#define PRM_DEFAULT_TRIM_THRESHOLD      ((size_t)128 * 1024)
+#define PRM_DEFAULT_TOP_PAD             ((size_t)128 * 1024)
+#define PRM_DEFAULT_MMAP_MAX            65536
+#define PRM_CONSOLIDATION_THRESHOLD     ((size_t)64 * 1024)
+#define PRM_MMAP_SEGMENT_MIN            ((size_t)1024 * 1024)       /* brk refused: mmap this much */
+
+typedef struct prm_params {
+    size_t max_fast;            /* largest fast-bin chunk size */
+    size_t trim_threshold;
+    size_t top_pad;
+    size_t mmap_threshold;
+    int n_mmaps_max;
+    int no_dyn_threshold;       /* set once the user fixed a threshold with mallopt */
+    int perturb_byte;
+    int check_action;
+    size_t arena_test;
+    size_t arena_max;
+} prm_params;
+
+typedef struct prm_state {
+    prm_params params;
+    prm_arena main_arena;
+    prm_mmap_registry mmapped;
+} prm_state;
+
+PRM_INTERNAL extern prm_state prmi_state;
+
+static inline prm_params *params(void) { return &prmi_state.params; }
+
+/* ---- Shared internal functions ---------------------------------------------------------- */
+
+/* arena.c */
+PRM_INTERNAL prm_arena *prmi_main_arena(void);
+PRM_INTERNAL void prmi_arena_init(prm_arena *av, int index);
+PRM_INTERNAL int prmi_grow_heap(prm_arena *av, size_t nb);
+PRM_INTERNAL int prmi_systrim(prm_arena *av, size_t pad);
+PRM_INTERNAL prm_segment *prmi_segment_of(prm_arena *av, uintptr_t addr);
+PRM_INTERNAL int prmi_discard_free_pages(prm_arena *av, size_t pad);
+
+/* mmapped.c */
+PRM_INTERNAL prm_chunk *prmi_mmap_chunk(size_t nb);
+PRM_INTERNAL int prmi_munmap_chunk(prm_chunk *p);
+PRM_INTERNAL prm_chunk *prmi_mremap_chunk(prm_chunk *p, size_t nb);
+PRM_INTERNAL int prmi_mmapped_chunk_valid(prm_chunk *p);
+PRM_INTERNAL prm_chunk *prmi_mmapped_shift(prm_chunk *p, size_t lead);
+static inline prm_mmap_header *mmap_header_of(prm_chunk *p)
+{
+    return (prm_mmap_header *)((char *)p - p->prev_size);
+}
+
+/* bins.c */
+PRM_INTERNAL void prmi_bins_init(prm_arena *av);
+PRM_INTERNAL void prmi_unlink_chunk(prm_arena *av, prm_chunk *p);
+PRM_INTERNAL void prmi_place_in_bin(prm_arena *av, prm_chunk *victim, size_t size);
+PRM_INTERNAL void prmi_unsorted_push(prm_arena *av, prm_chunk *p, size_t size);
+PRM_INTERNAL void prmi_consolidate(prm_arena *av);
+
+/* malloc.c */
+PRM_INTERNAL void *prmi_int_malloc(prm_arena *av, size_t nb);
+PRM_INTERNAL void prmi_int_free(prm_arena *av, prm_chunk *p);
+PRM_INTERNAL size_t prmi_free_merge(prm_arena *av, prm_chunk *p);
+
+/* stats.c: the heap walker shared by the walks and the checker. */
+typedef struct prmi_text {      /* a bounded, always NUL-terminated message being built */
+    char *buf;
+    size_t capacity;
+    size_t length;
+} prmi_text;
+typedef int (*prmi_visit_fn)(void *ctx, prm_segment *seg, prm_chunk *p, size_t size, int kind, int tagged_in_use);
+PRM_INTERNAL int prmi_walk_heap(prm_arena *av, prmi_visit_fn visit, void *ctx, prmi_text *why);
+PRM_INTERNAL int prmi_plausible_chunk(prm_arena *av, const void *addr);
+
+/* check.c: messages without stdio, and the one error-reporting path. */
+PRM_INTERNAL void prmi_text_str(prmi_text *t, const char *s);
+PRM_INTERNAL void prmi_text_hex(prmi_text *t, uintptr_t value);
+PRM_INTERNAL void prmi_text_dec(prmi_text *t, uint64_t value);
+PRM_INTERNAL __attribute__((noreturn)) void prmi_fail_arena(prm_arena *av, const char *check,
+                                                            const char *detail, const void *ptr);
+PRM_INTERNAL int prmi_fail_pointer(const char *check, const char *detail, const void *ptr);
+PRM_INTERNAL void prmi_refuse_corrupt_arena(prm_arena *av);
+
+/* The public entry protocol for work under an arena's lock: take the lock, refuse a
+ * corrupt arena, and (cffi build) arm the unwinding point for corruption found deeper. */
+#if PRM_RECOVERABLE
+#define ARENA_ENTER(av, on_failure)                                  \
+    do {                                                             \
+        prm_lock_acquire(&(av)->lock);                               \
+        if (prm_unlikely((av)->corrupt)) {                           \
+            prmi_refuse_corrupt_arena(av);                           \
+            prm_lock_release(&(av)->lock);                           \
+            on_failure;                                              \
+        }                                                            \
+        if (setjmp((av)->recover) != 0) {                            \
+            prm_lock_release(&(av)->lock);                           \
+            on_failure;                                              \
+        }                                                            \
+    } while (0)
+#else
+#define ARENA_ENTER(av, on_failure) prm_lock_acquire(&(av)->lock)
+#endif
+#define ARENA_LEAVE(av) prm_lock_release(&(av)->lock)
+
+#endif

@@ -1,0 +1,706 @@
+/* malloc.c - the allocation flows: malloc, free, calloc, realloc and the aligned
+ * variants, as the public prm_ entry points and the int_ workers that run under the
+ * arena lock.
+ *
+ * malloc (prmi_int_malloc), for a chunk size nb:
+ *   1. fast bins: nb <= max_fast and its fast bin is non-empty: pop, done.
+ *   2. small bins: nb is a small size and its bin is non-empty: take the oldest, done.
+ *      A large nb first consolidates the fast bins (fragments could merge into a fit).
+ *   3. the unsorted bin, oldest first: a small nb takes a slice of the last remainder
+ *      when it is the only chunk there; an exact fit is taken; every other chunk is
+ *      sorted into its small or large bin.
+ *   4. a large nb takes the smallest fitting chunk of its own large bin (best fit);
+ *      the rest of it goes to the unsorted bin.
+ *   5. the binmap finds the next non-empty bin above; its chunk is split and the rest
+ *      goes to the unsorted bin (and becomes the last remainder for small requests).
+ *   6. split the top chunk; if top is too small and fast chunks exist, consolidate
+ *      and retry from 3.
+ *   7. otherwise ask the OS: nb at or above the mmap threshold gets its own mapping;
+ *      else the heap grows with brk (see prmi_grow_heap) and top is split.
+ *
+ * free (prmi_int_free), for a heap chunk p (mmapped chunks are unmapped directly):
+ *   1. a chunk of at most max_fast goes to the front of its fast bin, unmerged.
+ *   2. otherwise it merges with a free chunk below (backward) and above (forward);
+ *      merged with top, it becomes top; else it goes to the unsorted bin.
+ *   3. if the merged chunk is 64 KiB or more, the fast bins are consolidated, and if top
+ *      now exceeds the trim threshold the break is lowered (prmi_systrim).
+ */
+#include "prm.h"
+#include "internal.h"
+
+#include <string.h>
+
+static inline size_t arena_bit(prm_arena *av) { return av->index == 0 ? 0 : PRM_NON_MAIN; }
+
+static inline size_t mmap_threshold(void)
+{
+    return __atomic_load_n(&params()->mmap_threshold, __ATOMIC_RELAXED);
+}
+
+static inline size_t trim_threshold(void)
+{
+    return __atomic_load_n(&params()->trim_threshold, __ATOMIC_RELAXED);
+}
+
+static inline void alloc_perturb(void *mem, size_t n)
+{
+    int byte = params()->perturb_byte;
+    if (prm_unlikely(byte != 0))
+        memset(mem, byte ^ 0xff, n);
+}
+
+static inline void free_perturb(void *mem, size_t n)
+{
+    int byte = params()->perturb_byte;
+    if (prm_unlikely(byte != 0))
+        memset(mem, byte, n);
+}
+
+/* ---- Accounting, done only at the public entry points ---------------------------------- */
+
+static inline void account_alloc(prm_arena *av, prm_chunk *p)
+{
+    if (!chunk_is_mmapped(p)) {   /* mmapped chunks are counted by their registry */
+        av->in_use_bytes += chunk_size(p);
+        av->in_use_chunks++;
+    }
+}
+
+static inline void account_free(prm_arena *av, size_t size)
+{
+    av->in_use_bytes -= size;
+    av->in_use_chunks--;
+}
+
+/* ---- Helpers of the malloc flow -------------------------------------------------------- */
+
+/* Carve nb bytes off the front of free chunk `victim` (already unlinked) of `size`
+ * bytes. A remainder of at least MINSIZE goes to the unsorted bin; a smaller one stays
+ * with the chunk. Returns the remainder or NULL. */
+static prm_chunk *split_chunk(prm_arena *av, prm_chunk *victim, size_t size, size_t nb)
+{
+    size_t remainder_size = size - nb;
+    if (remainder_size < PRM_MINSIZE) {
+        set_inuse_at(victim, size);
+        victim->size |= arena_bit(av);
+        return NULL;
+    }
+    prm_chunk *remainder = chunk_at(victim, nb);
+    set_head(victim, nb | PRM_PREV_INUSE | arena_bit(av));
+    set_head(remainder, remainder_size | PRM_PREV_INUSE | arena_bit(av));
+    set_foot(remainder, remainder_size);
+    prmi_unsorted_push(av, remainder, remainder_size);
+    return remainder;
+}
+
+static void *split_top(prm_arena *av, size_t nb)
+{
+    prm_chunk *victim = av->top;
+    size_t size = top_size(av);
+    prm_chunk *remainder = chunk_at(victim, nb);
+    av->top = remainder;
+    set_head(victim, nb | PRM_PREV_INUSE | arena_bit(av));
+    set_head(remainder, (size - nb) | PRM_PREV_INUSE | arena_bit(av));
+    return chunk2mem(victim);
+}
+
+/* The smallest bin index >= from whose binmap bit is set, or PRM_NBINS. */
+static unsigned next_marked_bin(prm_arena *av, unsigned from)
+{
+    while (from < PRM_NBINS) {
+        unsigned word = from >> 6;
+        uint64_t bits = av->binmap[word] & (~(uint64_t)0 << (from & 63));
+        if (bits != 0)
+            return (word << 6) + (unsigned)__builtin_ctzll(bits);
+        from = (word + 1) << 6;
+    }
+    return PRM_NBINS;
+}
+
+/* Step 7: nothing in the arena fits. Slow path. */
+static PRM_NOINLINE void *sysmalloc(prm_arena *av, size_t nb)
+{
+    if (nb >= mmap_threshold()) {
+        prm_chunk *p = prmi_mmap_chunk(nb);
+        if (p != NULL)
+            return chunk2mem(p);
+        /* Over the mmap limit or refused: try the heap, as glibc does. */
+    }
+    if (!prmi_grow_heap(av, nb))
+        return NULL;
+    return split_top(av, nb);
+}
+
+/* Step 3: sort the unsorted bin, serving an exact fit or a last-remainder slice. */
+static void *drain_unsorted(prm_arena *av, size_t nb)
+{
+    prm_chunk *unsorted = unsorted_bin(av);
+    prm_chunk *victim;
+    unsigned iterations = 0;
+
+    while ((victim = unsorted->bk) != unsorted) {
+        prm_chunk *bck = victim->bk;
+        size_t size = chunk_size(victim);
+        prm_chunk *next = chunk_at(victim, size);
+
+        if (prm_unlikely(victim->size <= PRM_CHUNK_HDR || size > av->system_bytes))
+            prmi_fail_arena(av, "malloc(): invalid size (unsorted)",
+                            "an unsorted chunk has an impossible size", victim);
+        /* next may be a fence post (16 bytes, P clear since victim is free): < not <=. */
+        if (prm_unlikely(next->size < PRM_CHUNK_HDR || chunk_size(next) > av->system_bytes))
+            prmi_fail_arena(av, "malloc(): invalid next size (unsorted)",
+                            "the chunk after an unsorted chunk has an impossible size", victim);
+        if (prm_unlikely(next->prev_size != size))
+            prmi_fail_arena(av, "malloc(): mismatching next->prev_size (unsorted)",
+                            "an unsorted chunk's footer disagrees with its size", victim);
+        if (prm_unlikely(bck->fd != victim || victim->fd != unsorted))
+            prmi_fail_arena(av, "malloc(): unsorted double linked list corrupted",
+                            "the unsorted bin's links do not point back", victim);
+        if (prm_unlikely(prev_inuse(next)))
+            prmi_fail_arena(av, "malloc(): invalid next->prev_inuse (unsorted)",
+                            "a chunk in the unsorted bin is marked in use", victim);
+
+        /* A small request and the last remainder alone in the bin: slice it, which keeps
+         * consecutive small requests next to each other. */
+        if (in_smallbin_range(nb) && bck == unsorted && victim == av->last_remainder &&
+            size > nb + PRM_MINSIZE) {
+            size_t remainder_size = size - nb;
+            prm_chunk *remainder = chunk_at(victim, nb);
+            unsorted->bk = unsorted->fd = remainder;
+            remainder->bk = remainder->fd = unsorted;
+            if (!in_smallbin_range(remainder_size))
+                remainder->fd_nextsize = remainder->bk_nextsize = NULL;
+            av->last_remainder = remainder;
+            set_head(victim, nb | PRM_PREV_INUSE | arena_bit(av));
+            set_head(remainder, remainder_size | PRM_PREV_INUSE | arena_bit(av));
+            set_foot(remainder, remainder_size);
+            return chunk2mem(victim);
+        }
+
+        unsorted->bk = bck;
+        bck->fd = unsorted;
+
+        if (size == nb) {
+            set_inuse_at(victim, size);
+            victim->size |= arena_bit(av);
+            return chunk2mem(victim);
+        }
+        prmi_place_in_bin(av, victim, size);
+        if (++iterations >= 10000)
+            break;
+    }
+    return NULL;
+}
+
+/* Step 4: best fit inside the large bin of nb. */
+static void *take_from_large_bin(prm_arena *av, unsigned index, size_t nb)
+{
+    prm_chunk *bin = bin_at(av, index);
+    prm_chunk *victim = bin->fd;
+    if (victim == bin || chunk_size(victim) < nb)
+        return NULL;
+    /* Walk the size ring up from the smallest size to the first that fits. */
+    victim = victim->bk_nextsize;
+    while (chunk_size(victim) < nb)
+        victim = victim->bk_nextsize;
+    /* Prefer the second chunk of that size: the size ring need not be rerouted. */
+    if (victim != bin->bk && victim->fd->size == victim->size)
+        victim = victim->fd;
+    size_t size = chunk_size(victim);
+    prmi_unlink_chunk(av, victim);
+    split_chunk(av, victim, size, nb);
+    return chunk2mem(victim);
+}
+
+/* Step 5: the next non-empty bin above `index`; any of its chunks fits. */
+static void *take_from_larger_bin(prm_arena *av, unsigned index, size_t nb)
+{
+    for (unsigned i = next_marked_bin(av, index + 1); i < PRM_NBINS; i = next_marked_bin(av, i + 1)) {
+        prm_chunk *bin = bin_at(av, i);
+        prm_chunk *victim = bin->bk;
+        if (victim == bin) {
+            unmark_bin(av, i);   /* the bit was stale */
+            continue;
+        }
+        size_t size = chunk_size(victim);
+        prmi_unlink_chunk(av, victim);
+        prm_chunk *remainder = split_chunk(av, victim, size, nb);
+        if (remainder != NULL && in_smallbin_range(nb))
+            av->last_remainder = remainder;
+        return chunk2mem(victim);
+    }
+    return NULL;
+}
+
+void *prmi_int_malloc(prm_arena *av, size_t nb)
+{
+    /* 1. Fast bins. */
+    if (nb <= params()->max_fast) {
+        unsigned index = fastbin_index(nb);
+        prm_chunk *victim = av->fastbins[index];
+        if (victim != NULL) {
+            if (prm_unlikely(!aligned_ok((uintptr_t)victim)))
+                prmi_fail_arena(av, "malloc(): unaligned fastbin chunk detected",
+                                "a fast-bin link points at a misaligned address", victim);
+            if (prm_unlikely(fastbin_index(chunk_size(victim)) != index))
+                prmi_fail_arena(av, "malloc(): memory corruption (fast)",
+                                "a fast-bin chunk's size does not belong to its bin", victim);
+            av->fastbins[index] = victim->fd;
+            return chunk2mem(victim);
+        }
+    }
+
+    /* 2. Small bins (oldest chunk first), or consolidation before a large search. */
+    unsigned index;
+    if (in_smallbin_range(nb)) {
+        index = smallbin_index(nb);
+        prm_chunk *bin = bin_at(av, index);
+        prm_chunk *victim = bin->bk;
+        if (victim != bin) {
+            prm_chunk *bck = victim->bk;
+            if (prm_unlikely(bck->fd != victim))
+                prmi_fail_arena(av, "malloc(): smallbin double linked list corrupted",
+                                "a small bin's last chunk is not linked back", victim);
+            set_inuse_at(victim, nb);
+            victim->size |= arena_bit(av);
+            bin->bk = bck;
+            bck->fd = bin;
+            return chunk2mem(victim);
+        }
+    } else {
+        index = largebin_index(nb);
+        if (av->have_fastchunks)
+            prmi_consolidate(av);
+    }
+
+    for (;;) {
+        void *mem = drain_unsorted(av, nb);                                  /* 3 */
+        if (mem == NULL && !in_smallbin_range(nb))
+            mem = take_from_large_bin(av, index, nb);                          /* 4 */
+        if (mem == NULL)
+            mem = take_from_larger_bin(av, index, nb);                         /* 5 */
+        if (mem != NULL)
+            return mem;
+
+        /* 6. Top. */
+        if (av->top != NULL) {
+            size_t size = top_size(av);
+            if (prm_unlikely(size > av->system_bytes))
+                prmi_fail_arena(av, "malloc(): corrupted top size",
+                                "the top chunk is larger than the memory the arena holds", av->top);
+            if (size >= nb + PRM_MINSIZE)
+                return split_top(av, nb);
+        }
+        if (!av->have_fastchunks)
+            return sysmalloc(av, nb);                                           /* 7 */
+        prmi_consolidate(av);
+    }
+}
+
+/* ---- free -------------------------------------------------------------------------------- */
+
+/* Free a heap chunk that is not going to a fast bin: merge it with free neighbours and
+ * put the result in the unsorted bin, or into top. Returns the merged size. */
+size_t prmi_free_merge(prm_arena *av, prm_chunk *p)
+{
+    size_t size = chunk_size(p);
+    prm_chunk *next = chunk_at(p, size);
+
+    if (prm_unlikely(p == av->top))
+        prmi_fail_arena(av, "double free or corruption (top)", "the chunk freed is the top chunk", p);
+    prm_segment *seg = prmi_segment_of(av, (uintptr_t)p);
+    if (prm_unlikely(seg == NULL || (uintptr_t)next >= seg->end))
+        prmi_fail_arena(av, "double free or corruption (out)",
+                        "the chunk's end lies outside the heap segment that holds it", p);
+    if (prm_unlikely(!prev_inuse(next)))
+        prmi_fail_arena(av, "double free or corruption (!prev)",
+                        "the chunk is not marked in use by the chunk after it", p);
+    size_t next_size = chunk_size(next);
+    if (prm_unlikely(next->size <= PRM_CHUNK_HDR || next_size >= av->system_bytes))
+        prmi_fail_arena(av, "free(): invalid next size (normal)",
+                        "the chunk after the one freed has an impossible size", p);
+
+    free_perturb(chunk2mem(p), size - PRM_CHUNK_HDR);
+
+    if (!prev_inuse(p)) {
+        size_t prev_size = p->prev_size;
+        p = chunk_below(p, prev_size);
+        if (prm_unlikely(chunk_size(p) != prev_size))
+            prmi_fail_arena(av, "corrupted size vs. prev_size while consolidating",
+                            "the free chunk below has a different size than prev_size says", p);
+        size += prev_size;
+        prmi_unlink_chunk(av, p);
+    }
+
+    if (next != av->top) {
+        if (!inuse_at(next, next_size)) {
+            prmi_unlink_chunk(av, next);
+            size += next_size;
+        } else {
+            clear_inuse_at(next, 0);
+        }
+        set_head(p, size | PRM_PREV_INUSE | arena_bit(av));
+        set_foot(p, size);
+        prmi_unsorted_push(av, p, size);
+    } else {
+        size += next_size;
+        set_head(p, size | PRM_PREV_INUSE | arena_bit(av));
+        av->top = p;
+    }
+    return size;
+}
+
+void prmi_int_free(prm_arena *av, prm_chunk *p)
+{
+    size_t size = chunk_size(p);
+
+    if (size <= params()->max_fast) {
+        prm_chunk *next = chunk_at(p, size);
+        if (prm_unlikely(next->size <= PRM_CHUNK_HDR || chunk_size(next) >= av->system_bytes))
+            prmi_fail_arena(av, "free(): invalid next size (fast)",
+                            "the chunk after the one freed has an impossible size", p);
+        free_perturb(chunk2mem(p), size - PRM_CHUNK_HDR);
+        unsigned index = fastbin_index(size);
+        prm_chunk *old = av->fastbins[index];
+        if (prm_unlikely(old == p))
+            prmi_fail_arena(av, "double free or corruption (fasttop)",
+                            "the chunk is already first in its fast bin", p);
+        p->fd = old;
+        av->fastbins[index] = p;
+        av->have_fastchunks = 1;
+        return;
+    }
+
+    size = prmi_free_merge(av, p);
+    if (size >= PRM_CONSOLIDATION_THRESHOLD) {
+        if (av->have_fastchunks)
+            prmi_consolidate(av);
+        if (av->index == 0 && top_size(av) >= trim_threshold())
+            prmi_systrim(av, params()->top_pad);
+    }
+}
+
+/* ---- realloc and memalign workers ---------------------------------------------------------- */
+
+/* Resize heap chunk oldp to hold nb bytes: shrink in place, grow into top or a free
+ * neighbour, or move. Returns the new memory or NULL (oldp untouched). */
+static void *int_realloc(prm_arena *av, prm_chunk *oldp, size_t oldsize, size_t nb)
+{
+    prm_chunk *next = chunk_at(oldp, oldsize);
+    size_t next_size = chunk_size(next);
+    if (prm_unlikely(next->size <= PRM_CHUNK_HDR || next_size >= av->system_bytes))
+        prmi_fail_arena(av, "realloc(): invalid next size",
+                        "the chunk after the one reallocated has an impossible size", oldp);
+    if (prm_unlikely(!prev_inuse(next)))
+        prmi_fail_arena(av, "realloc(): invalid pointer",
+                        "the chunk reallocated is not marked in use", oldp);
+
+    prm_chunk *newp = oldp;
+    size_t newsize = oldsize;
+
+    if (oldsize < nb) {
+        if (next == av->top && oldsize + next_size >= nb + PRM_MINSIZE) {
+            /* Grow into top. */
+            set_head_size(oldp, nb | arena_bit(av));
+            av->top = chunk_at(oldp, nb);
+            set_head(av->top, (oldsize + next_size - nb) | PRM_PREV_INUSE | arena_bit(av));
+            return chunk2mem(oldp);
+        }
+        if (next != av->top && !inuse_at(next, next_size) && oldsize + next_size >= nb) {
+            /* Grow into the free chunk above. */
+            newsize = oldsize + next_size;
+            prmi_unlink_chunk(av, next);
+        } else {
+            /* Move. */
+            void *newmem = prmi_int_malloc(av, nb);
+            if (newmem == NULL)
+                return NULL;
+            prm_chunk *q = mem2chunk(newmem);
+            if (q == next) {
+                /* malloc handed out the chunk right above (it had been a fast chunk): take
+                 * it over instead of copying. */
+                newsize = oldsize + chunk_size(q);
+            } else {
+                memcpy(newmem, chunk2mem(oldp), oldsize - PRM_SIZE_SZ);
+                prmi_int_free(av, oldp);
+                return newmem;
+            }
+        }
+    }
+
+    /* Shrink to nb, freeing the tail if it can stand as a chunk of its own. */
+    size_t remainder_size = newsize - nb;
+    if (remainder_size < PRM_MINSIZE) {
+        set_head_size(newp, newsize | arena_bit(av));
+        set_inuse_at(newp, newsize);
+    } else {
+        prm_chunk *remainder = chunk_at(newp, nb);
+        set_head_size(newp, nb | arena_bit(av));
+        set_head(remainder, remainder_size | PRM_PREV_INUSE | arena_bit(av));
+        set_inuse_at(remainder, remainder_size);
+        prmi_int_free(av, remainder);
+    }
+    return chunk2mem(newp);
+}
+
+/* Over-allocate, then cut the chunk so that its memory starts on an `alignment`
+ * boundary; the leading and trailing cuts are freed. alignment is a power of two > 16. */
+static void *int_memalign(prm_arena *av, size_t alignment, size_t nb)
+{
+    void *mem = prmi_int_malloc(av, nb + alignment + PRM_MINSIZE);
+    if (mem == NULL)
+        return NULL;
+    prm_chunk *p = mem2chunk(mem);
+
+    if (((uintptr_t)mem & (alignment - 1)) != 0) {
+        uintptr_t aligned = align_up((uintptr_t)mem, alignment);
+        prm_chunk *newp = mem2chunk((void *)aligned);
+        if ((uintptr_t)newp - (uintptr_t)p < PRM_MINSIZE)
+            newp = chunk_at(newp, alignment);
+        size_t lead = (uintptr_t)newp - (uintptr_t)p;
+        if (chunk_is_mmapped(p))
+            return chunk2mem(prmi_mmapped_shift(p, lead));
+        size_t newsize = chunk_size(p) - lead;
+        set_head(newp, newsize | PRM_PREV_INUSE | arena_bit(av));
+        set_inuse_at(newp, newsize);
+        set_head_size(p, lead | arena_bit(av));
+        prmi_int_free(av, p);
+        p = newp;
+    }
+
+    if (!chunk_is_mmapped(p)) {
+        size_t size = chunk_size(p);
+        if (size > nb + PRM_MINSIZE) {
+            prm_chunk *remainder = chunk_at(p, nb);
+            set_head(remainder, (size - nb) | PRM_PREV_INUSE | arena_bit(av));
+            set_head_size(p, nb | arena_bit(av));
+            set_inuse_at(remainder, size - nb);
+            prmi_int_free(av, remainder);
+        }
+    }
+    return chunk2mem(p);
+}
+
+/* ---- Public entry points ------------------------------------------------------------------- */
+
+void *prm_malloc(size_t bytes)
+{
+    size_t nb;
+    if (prm_unlikely(!checked_request2size(bytes, &nb))) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    prm_arena *av = prmi_main_arena();
+    ARENA_ENTER(av, return NULL);
+    void *mem = prmi_int_malloc(av, nb);
+    if (mem != NULL)
+        account_alloc(av, mem2chunk(mem));
+    ARENA_LEAVE(av);
+    if (mem != NULL)
+        alloc_perturb(mem, bytes);
+    return mem;
+}
+
+static prm_chunk *reject_pointer(const char *who, const char *why, void *mem)
+{
+    prmi_fail_pointer(who, why, mem);
+    return NULL;
+}
+
+/* Checks every pointer handed back to us must pass before its chunk is touched further.
+ * Returns the chunk, or NULL after reporting. */
+static prm_chunk *chunk_for_pointer(void *mem, const char *who)
+{
+    if (prm_unlikely(!aligned_ok((uintptr_t)mem)))
+        return reject_pointer(who, "the pointer is not 16-byte aligned, so malloc never returned it", mem);
+    prm_chunk *p = mem2chunk(mem);
+    size_t size = chunk_size(p);
+    if (prm_unlikely((uintptr_t)p > (uintptr_t)0 - size || size < PRM_MINSIZE || !aligned_ok(size)))
+        return reject_pointer(who, "the chunk header holds an impossible size", mem);
+    if (prm_unlikely(chunk_is_mmapped(p) && !prmi_mmapped_chunk_valid(p)))
+        return reject_pointer(who, "the chunk claims its own mapping but no such mapping is ours", mem);
+    if (prm_unlikely(!chunk_is_mmapped(p) && chunk_non_main(p)))
+        return reject_pointer(who, "the chunk claims a non-main arena and there is none", mem);
+    return p;
+}
+
+/* The dynamic mmap threshold (glibc): freeing an mmapped chunk larger than the threshold
+ * shows the program uses such sizes for long, so serve them from the heap from now on,
+ * and trim only when twice that is free at the top. */
+static void adjust_thresholds_after_munmap(size_t size)
+{
+    prm_params *mp = params();
+    if (!__atomic_load_n(&mp->no_dyn_threshold, __ATOMIC_RELAXED) && size > mmap_threshold() &&
+        size <= PRM_DEFAULT_MMAP_THRESHOLD_MAX) {
+        __atomic_store_n(&mp->mmap_threshold, size, __ATOMIC_RELAXED);
+        __atomic_store_n(&mp->trim_threshold, 2 * size, __ATOMIC_RELAXED);
+    }
+}
+
+int prm_free(void *mem)
+{
+    if (mem == NULL)
+        return PRM_OK;
+    int saved_errno = errno;
+    int status = PRM_OK;
+    prm_chunk *p = chunk_for_pointer(mem, "free(): invalid pointer");
+    if (p == NULL) {
+        status = PRM_ERR_INVALID_POINTER;
+    } else if (chunk_is_mmapped(p)) {
+        adjust_thresholds_after_munmap(chunk_size(p));
+        prmi_munmap_chunk(p);
+    } else {
+        prm_arena *av = prmi_main_arena();
+        ARENA_ENTER(av, { errno = saved_errno; return PRM_ERR_CORRUPTION; });
+        account_free(av, chunk_size(p));
+        prmi_int_free(av, p);
+        ARENA_LEAVE(av);
+    }
+    errno = saved_errno;
+    return status;
+}
+
+void *prm_calloc(size_t count, size_t size)
+{
+    size_t bytes, nb;
+    if (prm_unlikely(__builtin_mul_overflow(count, size, &bytes) || !checked_request2size(bytes, &nb))) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    prm_arena *av = prmi_main_arena();
+    ARENA_ENTER(av, return NULL);
+    prm_chunk *old_top = av->top;
+    size_t old_top_size = old_top != NULL ? top_size(av) : 0;
+    void *mem = prmi_int_malloc(av, nb);
+    if (mem != NULL)
+        account_alloc(av, mem2chunk(mem));
+    ARENA_LEAVE(av);
+    if (mem == NULL)
+        return NULL;
+
+    prm_chunk *p = mem2chunk(mem);
+    if (chunk_is_mmapped(p)) {
+        /* Fresh from mmap: the kernel zeroed it, unless perturbation scribbled on it (it
+         * did not: calloc does not perturb). */
+        return mem;
+    }
+    size_t clear = chunk_size(p);
+    /* Memory the heap just grew by is fresh from brk and already zero: only the part of
+     * the chunk that was in the old top can hold old data. */
+    if (p == old_top && clear > old_top_size)
+        clear = old_top_size;
+    memset(mem, 0, clear - PRM_SIZE_SZ);
+    return mem;
+}
+
+void *prm_realloc(void *oldmem, size_t bytes)
+{
+    if (oldmem == NULL)
+        return prm_malloc(bytes);
+    if (bytes == 0) {   /* glibc: realloc(p, 0) frees p and returns NULL */
+        prm_free(oldmem);
+        return NULL;
+    }
+    prm_chunk *oldp = chunk_for_pointer(oldmem, "realloc(): invalid pointer");
+    if (oldp == NULL) {
+        errno = EINVAL;
+        return NULL;
+    }
+    size_t nb;
+    if (prm_unlikely(!checked_request2size(bytes, &nb))) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    size_t oldsize = chunk_size(oldp);
+
+    if (chunk_is_mmapped(oldp)) {
+        prm_chunk *newp = prmi_mremap_chunk(oldp, nb);
+        if (newp != NULL)
+            return chunk2mem(newp);
+        if (oldsize - PRM_SIZE_SZ >= nb)
+            return oldmem;   /* shrinking, and mremap refused: keep it as it is */
+        void *newmem = prm_malloc(bytes);
+        if (newmem == NULL)
+            return NULL;
+        memcpy(newmem, oldmem, oldsize - PRM_CHUNK_HDR);
+        prmi_munmap_chunk(oldp);
+        return newmem;
+    }
+
+    prm_arena *av = prmi_main_arena();
+    ARENA_ENTER(av, return NULL);
+    account_free(av, oldsize);
+    void *newmem = int_realloc(av, oldp, oldsize, nb);
+    account_alloc(av, newmem != NULL ? mem2chunk(newmem) : oldp);
+    ARENA_LEAVE(av);
+    return newmem;
+}
+
+void *prm_memalign(size_t alignment, size_t bytes)
+{
+    if (alignment == 0 || (alignment & (alignment - 1)) != 0) {
+        errno = EINVAL;
+        return NULL;
+    }
+    if (alignment <= PRM_ALIGN)
+        return prm_malloc(bytes);
+    size_t nb;
+    if (alignment > PRM_MAX_REQUEST / 2 || !checked_request2size(bytes, &nb) ||
+        nb > PRM_MAX_REQUEST - alignment - PRM_MINSIZE) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    prm_arena *av = prmi_main_arena();
+    ARENA_ENTER(av, return NULL);
+    void *mem = int_memalign(av, alignment, nb);
+    if (mem != NULL)
+        account_alloc(av, mem2chunk(mem));
+    ARENA_LEAVE(av);
+    return mem;
+}
+
+int prm_posix_memalign(void **out, size_t alignment, size_t bytes)
+{
+    if (alignment % sizeof(void *) != 0 || (alignment & (alignment - 1)) != 0 || alignment == 0)
+        return EINVAL;
+    int saved_errno = errno;
+    void *mem = prm_memalign(alignment, bytes);
+    int result = mem == NULL ? errno : 0;
+    errno = saved_errno;
+    if (mem == NULL)
+        return result;
+    *out = mem;
+    return 0;
+}
+
+void *prm_aligned_alloc(size_t alignment, size_t bytes)
+{
+    return prm_memalign(alignment, bytes);
+}
+
+void *prm_valloc(size_t bytes)
+{
+    return prm_memalign(prm_os_page_size(), bytes);
+}
+
+void *prm_pvalloc(size_t bytes)
+{
+    size_t page = prm_os_page_size();
+    if (bytes > PRM_MAX_REQUEST) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    return prm_memalign(page, align_up(bytes == 0 ? 1 : bytes, page));
+}
+
+size_t prm_usable_size(void *mem)
+{
+    if (mem == NULL)
+        return 0;
+    prm_chunk *p = mem2chunk(mem);
+    if (chunk_is_mmapped(p))
+        return chunk_size(p) - PRM_CHUNK_HDR;
+    if (inuse_at(p, chunk_size(p)))
+        return chunk_size(p) - PRM_SIZE_SZ;
+    return 0;
+}

@@ -1,0 +1,139 @@
+/* mmapped.c - chunks that have a mapping of their own: creating them with mmap,
+ * resizing them with mremap, giving them back with munmap, and the registry that lists
+ * them for walks, checks and accounting. */
+#include "internal.h"
+
+static prm_mmap_registry *registry(void) { return &prmi_state.mmapped; }
+
+/* A new chunk of at least nb bytes in its own mapping, or NULL when the mmap limit
+ * (M_MMAP_MAX) is reached or the kernel refuses. The usable size is the chunk size less
+ * its header: unlike a heap chunk, nothing follows whose prev_size could be borrowed. */
+prm_chunk *prmi_mmap_chunk(size_t nb)
+{
+    prm_mmap_registry *reg = registry();
+    size_t page = prm_os_page_size();
+    size_t offset = sizeof(prm_mmap_header);
+    if (nb > PRM_MAX_REQUEST)
+        return NULL;
+    size_t length = align_up(offset + nb + PRM_SIZE_SZ, page);
+
+    prm_lock_acquire(&reg->lock);
+    int allowed = reg->count < (size_t)(params()->n_mmaps_max > 0 ? params()->n_mmaps_max : 0);
+    prm_lock_release(&reg->lock);
+    if (!allowed)
+        return NULL;
+
+    prm_mmap_header *h = prm_os_mmap(length);
+    if (h == NULL)
+        return NULL;
+    h->length = length;
+    prm_chunk *p = (prm_chunk *)((char *)h + offset);
+    h->chunk = p;
+    p->prev_size = offset;
+    set_head(p, (length - offset) | PRM_IS_MMAPPED);
+
+    prm_lock_acquire(&reg->lock);
+    h->next = reg->list.next;
+    h->prev = &reg->list;
+    reg->list.next->prev = h;
+    reg->list.next = h;
+    if (++reg->count > reg->max_count)
+        reg->max_count = reg->count;
+    reg->mapped_bytes += length;
+    if (reg->mapped_bytes > reg->max_mapped_bytes)
+        reg->max_mapped_bytes = reg->mapped_bytes;
+    reg->chunk_bytes += chunk_size(p);
+    prm_lock_release(&reg->lock);
+    return p;
+}
+
+/* Does p look like a chunk this registry handed out? Reads only p's header and the
+ * mapping header it points to. */
+int prmi_mmapped_chunk_valid(prm_chunk *p)
+{
+    size_t page = prm_os_page_size();
+    size_t offset = p->prev_size;
+    if (offset < sizeof(prm_mmap_header) || !aligned_ok(offset) || offset > (uintptr_t)p)
+        return 0;
+    prm_mmap_header *h = mmap_header_of(p);
+    if (((uintptr_t)h & (page - 1)) != 0 || h->chunk != p)
+        return 0;
+    if (h->length != offset + chunk_size(p) || (h->length & (page - 1)) != 0)
+        return 0;
+    return h->next->prev == h && h->prev->next == h;
+}
+
+/* Unmap a chunk the caller validated. Returns 0, or -1 if munmap failed (the chunk is
+ * then forgotten anyway: it cannot be used again). errno is preserved. */
+int prmi_munmap_chunk(prm_chunk *p)
+{
+    prm_mmap_registry *reg = registry();
+    prm_mmap_header *h = mmap_header_of(p);
+    size_t length = h->length;
+
+    prm_lock_acquire(&reg->lock);
+    h->prev->next = h->next;
+    h->next->prev = h->prev;
+    reg->count--;
+    reg->mapped_bytes -= length;
+    reg->chunk_bytes -= chunk_size(p);
+    prm_lock_release(&reg->lock);
+
+    int saved = errno;
+    int rc = prm_os_munmap(h, length);
+    errno = saved;
+    return rc;
+}
+
+/* Resize the mapping of chunk p so the chunk holds at least nb bytes; the kernel may
+ * move it. Returns the chunk (perhaps at a new address), or NULL if mremap failed and
+ * p is unchanged. */
+prm_chunk *prmi_mremap_chunk(prm_chunk *p, size_t nb)
+{
+    prm_mmap_registry *reg = registry();
+    size_t page = prm_os_page_size();
+    prm_mmap_header *h = mmap_header_of(p);
+    size_t offset = p->prev_size;
+    size_t old_length = h->length;
+    size_t old_size = chunk_size(p);
+    size_t new_length = align_up(offset + nb + PRM_SIZE_SZ, page);
+
+    if (new_length == old_length)
+        return p;
+
+    prm_lock_acquire(&reg->lock);
+    prm_mmap_header *moved = prm_os_mremap(h, old_length, new_length);
+    if (moved == NULL) {
+        prm_lock_release(&reg->lock);
+        return NULL;
+    }
+    /* The header moved with the data: repoint the neighbours and the chunk. */
+    moved->next->prev = moved;
+    moved->prev->next = moved;
+    moved->length = new_length;
+    prm_chunk *q = (prm_chunk *)((char *)moved + offset);
+    moved->chunk = q;
+    set_head(q, (new_length - offset) | PRM_IS_MMAPPED);
+    reg->mapped_bytes += new_length - old_length;
+    if (reg->mapped_bytes > reg->max_mapped_bytes)
+        reg->max_mapped_bytes = reg->mapped_bytes;
+    reg->chunk_bytes += chunk_size(q) - old_size;
+    prm_lock_release(&reg->lock);
+    return q;
+}
+
+/* memalign on an mmapped chunk: move the chunk start `lead` bytes up inside its mapping.
+ * The bytes skipped stay mapped and are returned with the mapping on free. */
+prm_chunk *prmi_mmapped_shift(prm_chunk *p, size_t lead)
+{
+    prm_mmap_registry *reg = registry();
+    prm_chunk *q = chunk_at(p, lead);
+    size_t new_size = chunk_size(p) - lead;
+    q->prev_size = p->prev_size + lead;
+    set_head(q, new_size | PRM_IS_MMAPPED);
+    prm_lock_acquire(&reg->lock);
+    mmap_header_of(q)->chunk = q;
+    reg->chunk_bytes -= lead;
+    prm_lock_release(&reg->lock);
+    return q;
+}

@@ -1,0 +1,127 @@
+/* options.c - the knobs and odd jobs of the public interface: mallopt with glibc's
+ * parameter numbers and meanings, malloc_trim, touching pages, and the break and page
+ * size as the kernel layer sees them. */
+#include "prm.h"
+#include "internal.h"
+
+/* mallopt: 1 on success, 0 when the value is refused. Unknown parameters are accepted
+ * and ignored, as glibc does, so programs written for glibc keep working. Changing any
+ * threshold turns off the dynamic mmap threshold, as in glibc. */
+int prm_mallopt(int param, int value)
+{
+    prm_arena *av = prmi_main_arena();
+    prm_params *mp = params();
+    int result = 1;
+
+    ARENA_ENTER(av, return 0);
+    /* Chunks in fast bins must go before max_fast changes, or chunks larger than the new
+     * limit would sit in fast bins forever. glibc consolidates on every mallopt. */
+    if (av->have_fastchunks)
+        prmi_consolidate(av);
+
+    switch (param) {
+    case PRM_M_MXFAST:
+        if (value >= 0 && (size_t)value <= PRM_MAX_FAST_REQUEST)
+            mp->max_fast = max_fast_for_request((size_t)value);
+        else
+            result = 0;
+        break;
+    case PRM_M_TRIM_THRESHOLD:   /* glibc reads the int as unsigned: -1 means never trim */
+        __atomic_store_n(&mp->trim_threshold, (size_t)(long)value, __ATOMIC_RELAXED);
+        __atomic_store_n(&mp->no_dyn_threshold, 1, __ATOMIC_RELAXED);
+        break;
+    case PRM_M_TOP_PAD:
+        mp->top_pad = (size_t)(long)value;
+        __atomic_store_n(&mp->no_dyn_threshold, 1, __ATOMIC_RELAXED);
+        break;
+    case PRM_M_MMAP_THRESHOLD:
+        if ((size_t)(long)value > PRM_DEFAULT_MMAP_THRESHOLD_MAX) {
+            result = 0;
+        } else {
+            __atomic_store_n(&mp->mmap_threshold, (size_t)value, __ATOMIC_RELAXED);
+            __atomic_store_n(&mp->no_dyn_threshold, 1, __ATOMIC_RELAXED);
+        }
+        break;
+    case PRM_M_MMAP_MAX:
+        mp->n_mmaps_max = value;
+        __atomic_store_n(&mp->no_dyn_threshold, 1, __ATOMIC_RELAXED);
+        break;
+    case PRM_M_CHECK_ACTION:
+        mp->check_action = value;
+        break;
+    case PRM_M_PERTURB:
+        mp->perturb_byte = value & 0xff;
+        break;
+    case PRM_M_ARENA_TEST:
+        if (value > 0)
+            mp->arena_test = (size_t)value;
+        break;
+    case PRM_M_ARENA_MAX:
+        if (value > 0)
+            mp->arena_max = (size_t)value;
+        break;
+    default:
+        break;
+    }
+    ARENA_LEAVE(av);
+    return result;
+}
+
+/* malloc_trim: consolidate, lower the break as far as `pad` allows, then hand the whole
+ * free pages inside the heap back with MADV_DONTNEED. 1 if any memory was released. */
+int prm_malloc_trim(size_t pad)
+{
+    prm_arena *av = prmi_main_arena();
+    ARENA_ENTER(av, return 0);
+    prmi_consolidate(av);
+    int released = prmi_systrim(av, pad);
+    released |= prmi_discard_free_pages(av, pad);
+    ARENA_LEAVE(av);
+    return released;
+}
+
+void prm_touch(void *mem, size_t length)
+{
+    if (mem == NULL || length == 0)
+        return;
+    size_t page = prm_os_page_size();
+    uintptr_t start = (uintptr_t)mem;
+    uintptr_t last_page = align_down(start + (length - 1), page);
+    /* An atomic add of zero is one write access that leaves the byte as it was: a page
+     * not yet backed takes one write fault, not a read fault and then a copy-on-write. */
+    for (uintptr_t page_start = align_down(start, page);; page_start += page) {
+        uintptr_t a = page_start < start ? start : page_start;
+        __atomic_fetch_add((unsigned char *)a, 0, __ATOMIC_RELAXED);
+        if (page_start == last_page)
+            break;
+    }
+}
+
+uintptr_t prm_current_break(void)
+{
+    return prm_os_brk_current();
+}
+
+int prm_residency(uintptr_t address, size_t length, unsigned char *pages)
+{
+    size_t page = prm_os_page_size();
+    uintptr_t start = align_down(address, page);
+    if (length == 0)
+        return 0;
+    if (address + length < address)
+        return -EINVAL;
+    uintptr_t end = align_up(address + length, page);
+    if (prm_os_mincore((void *)start, end - start, pages) != 0)
+        return -errno;
+    return 0;
+}
+
+size_t prm_page_size(void)
+{
+    return prm_os_page_size();
+}
+
+int prm_inject_os_failures(int op, unsigned count)
+{
+    return prm_os_inject_failures(op, count);
+}

@@ -1,0 +1,195 @@
+/* os.c - the kernel layer: brk, mmap, munmap, mremap, madvise, mincore, futex,
+ * getrusage and the raw write used by the error reporter. Nothing else in the
+ * allocator makes a system call. See os.h for the contract. */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include "os.h"
+
+#include <errno.h>
+#include <linux/futex.h>
+#include <stdlib.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+static prm_os_counters os_counters;
+static unsigned os_injected_failures[PRM_OS_OP_COUNT];
+
+#define COUNT(field, n) __atomic_fetch_add(&os_counters.field, (uint64_t)(n), __ATOMIC_RELAXED)
+
+/* Consume one injected failure of `op`, if any are pending. */
+static int injected_failure(int op)
+{
+    unsigned left = __atomic_load_n(&os_injected_failures[op], __ATOMIC_RELAXED);
+    while (left > 0) {
+        if (__atomic_compare_exchange_n(&os_injected_failures[op], &left, left - 1, 0,
+                                        __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
+            errno = ENOMEM;
+            return 1;
+        }
+    }
+    return 0;
+}
+
+int prm_os_inject_failures(int op, unsigned count)
+{
+    if (op < 0 || op >= PRM_OS_OP_COUNT)
+        return -1;
+    __atomic_store_n(&os_injected_failures[op], count, __ATOMIC_RELAXED);
+    return 0;
+}
+
+uintptr_t prm_os_brk_current(void)
+{
+    COUNT(brk_reads, 1);
+    return (uintptr_t)syscall(SYS_brk, 0);
+}
+
+/* The break is set through glibc's brk() rather than a raw syscall on purpose: brk()
+ * is the bare system call plus an update of glibc's cached break (__curbrk). glibc's
+ * sbrk() computes its next break from that cache, so if we moved the break behind its
+ * back, the interpreter's own malloc would later call brk(stale + n) and the kernel
+ * would shrink the break underneath our chunks. Reading (prm_os_brk_current) stays raw
+ * so we never trust anyone's cache. */
+uintptr_t prm_os_brk_move(uintptr_t target)
+{
+    uintptr_t before = prm_os_brk_current();
+    if (target > before && injected_failure(PRM_OS_OP_BRK_GROW)) {
+        COUNT(brk_failures, 1);
+        return before;
+    }
+    if (brk((void *)target) != 0) {
+        COUNT(brk_failures, 1);
+        return prm_os_brk_current();
+    }
+    COUNT(brk_moves, 1);
+    if (target > before)
+        COUNT(brk_bytes_grown, target - before);
+    else
+        COUNT(brk_bytes_shrunk, before - target);
+    return target;
+}
+
+void *prm_os_mmap(size_t length)
+{
+    if (injected_failure(PRM_OS_OP_MMAP)) {
+        COUNT(mmap_failures, 1);
+        return NULL;
+    }
+    void *p = mmap(NULL, length, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) {
+        COUNT(mmap_failures, 1);
+        return NULL;
+    }
+    COUNT(mmap_calls, 1);
+    COUNT(mmap_bytes, length);
+    return p;
+}
+
+int prm_os_munmap(void *addr, size_t length)
+{
+    int rc = munmap(addr, length);
+    COUNT(munmap_calls, 1);
+    if (rc == 0)
+        COUNT(munmap_bytes, length);
+    return rc;
+}
+
+void *prm_os_mremap(void *addr, size_t old_length, size_t new_length)
+{
+    if (injected_failure(PRM_OS_OP_MREMAP)) {
+        COUNT(mremap_failures, 1);
+        return NULL;
+    }
+    void *p = mremap(addr, old_length, new_length, MREMAP_MAYMOVE);
+    if (p == MAP_FAILED) {
+        COUNT(mremap_failures, 1);
+        return NULL;
+    }
+    COUNT(mremap_calls, 1);
+    if (new_length > old_length)
+        COUNT(mmap_bytes, new_length - old_length);
+    else
+        COUNT(munmap_bytes, old_length - new_length);
+    return p;
+}
+
+int prm_os_discard(void *addr, size_t length)
+{
+    int rc = madvise(addr, length, MADV_DONTNEED);
+    COUNT(discard_calls, 1);
+    if (rc == 0)
+        COUNT(discard_bytes, length);
+    return rc;
+}
+
+int prm_os_mincore(void *addr, size_t length, unsigned char *vec)
+{
+    COUNT(mincore_calls, 1);
+    return mincore(addr, length, vec);
+}
+
+size_t prm_os_page_size(void)
+{
+    static size_t page_size;   /* written once; a racing second write stores the same value */
+    size_t size = __atomic_load_n(&page_size, __ATOMIC_RELAXED);
+    if (size == 0) {
+        size = (size_t)sysconf(_SC_PAGESIZE);
+        __atomic_store_n(&page_size, size, __ATOMIC_RELAXED);
+    }
+    return size;
+}
+
+void prm_os_futex_wait(int *word, int expected)
+{
+    int saved = errno;
+    syscall(SYS_futex, word, FUTEX_WAIT_PRIVATE, expected, NULL, NULL, 0);
+    errno = saved;
+}
+
+void prm_os_futex_wake(int *word, int count)
+{
+    int saved = errno;
+    syscall(SYS_futex, word, FUTEX_WAKE_PRIVATE, count, NULL, NULL, 0);
+    errno = saved;
+}
+
+void prm_os_write_stderr(const char *text, size_t length)
+{
+    int saved = errno;
+    while (length > 0) {
+        ssize_t n = write(2, text, length);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break;
+        text += n;
+        length -= (size_t)n;
+    }
+    errno = saved;
+}
+
+void prm_os_abort(void)
+{
+    abort();
+}
+
+int prm_os_page_faults(long *minor, long *major)
+{
+    struct rusage usage;
+    if (getrusage(RUSAGE_SELF, &usage) != 0)
+        return -1;
+    *minor = usage.ru_minflt;
+    *major = usage.ru_majflt;
+    return 0;
+}
+
+void prm_os_get_counters(prm_os_counters *out)
+{
+    uint64_t *dst = (uint64_t *)out;
+    uint64_t *src = (uint64_t *)&os_counters;
+    for (size_t i = 0; i < sizeof(*out) / sizeof(uint64_t); i++)
+        dst[i] = __atomic_load_n(&src[i], __ATOMIC_RELAXED);
+}

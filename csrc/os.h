@@ -1,0 +1,83 @@
+/* os.h - the kernel layer: the one door through which the allocator reaches the kernel.
+ *
+ * Contract for every function here:
+ *   - it never allocates, never uses stdio and is async-signal-safe;
+ *   - lengths are in bytes; addresses handed to munmap/mremap/madvise/mincore are page
+ *     aligned and lengths are multiples of the page size (callers guarantee it);
+ *   - failure is reported by the return value (NULL, -1 or an unchanged break) with errno
+ *     set by the kernel; nothing here prints or aborts except prm_os_abort;
+ *   - every call is counted (prm_os_get_counters), and tests can make the next calls of a
+ *     kind fail (prm_os_inject_failures) to exercise the out-of-memory paths for real.
+ *
+ * This header includes nothing of the allocator's, and os.c includes only this header.
+ */
+#ifndef PRM_OS_H
+#define PRM_OS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* The program break. prm_os_brk_current asks the kernel (raw brk(0)), never a cached
+ * value, because the break is shared with the interpreter's own glibc malloc.
+ * prm_os_brk_move asks for a new break and returns the break the kernel settled on:
+ * equal to target on success, the unchanged break on failure. */
+uintptr_t prm_os_brk_current(void);
+uintptr_t prm_os_brk_move(uintptr_t target);
+
+/* Private anonymous read/write memory, zero filled by the kernel. NULL on failure. */
+void *prm_os_mmap(size_t length);
+int   prm_os_munmap(void *addr, size_t length);
+/* Resize a mapping, allowing the kernel to move it. NULL on failure (the old mapping
+ * is then untouched). */
+void *prm_os_mremap(void *addr, size_t old_length, size_t new_length);
+/* Give the physical pages back (MADV_DONTNEED): the range stays mapped and reads as
+ * zero on the next touch. */
+int   prm_os_discard(void *addr, size_t length);
+/* One byte per page: bit 0 set when the page is resident. */
+int   prm_os_mincore(void *addr, size_t length, unsigned char *vec);
+
+size_t prm_os_page_size(void);
+
+/* Futex wait/wake on a 32-bit word, for the allocator's locks. */
+void prm_os_futex_wait(int *word, int expected);
+void prm_os_futex_wake(int *word, int count);
+
+/* Error output and termination, used only by the one error-reporting routine. */
+void prm_os_write_stderr(const char *text, size_t length);
+__attribute__((noreturn)) void prm_os_abort(void);
+
+/* Minor and major page faults of the calling process so far (getrusage). */
+int prm_os_page_faults(long *minor, long *major);
+
+/* Counters of every call made through this layer since the process started. */
+typedef struct prm_os_counters {
+    uint64_t brk_reads;         /* brk(0) queries */
+    uint64_t brk_moves;         /* brk(addr) calls that moved the break */
+    uint64_t brk_failures;      /* brk(addr) calls the kernel refused */
+    uint64_t mmap_calls;
+    uint64_t mmap_failures;
+    uint64_t munmap_calls;
+    uint64_t mremap_calls;
+    uint64_t mremap_failures;
+    uint64_t discard_calls;     /* madvise(MADV_DONTNEED) */
+    uint64_t mincore_calls;
+    uint64_t brk_bytes_grown;   /* total upward break movement */
+    uint64_t brk_bytes_shrunk;  /* total downward break movement */
+    uint64_t mmap_bytes;        /* total length mapped */
+    uint64_t munmap_bytes;      /* total length unmapped */
+    uint64_t discard_bytes;     /* total length handed to MADV_DONTNEED */
+} prm_os_counters;
+
+void prm_os_get_counters(prm_os_counters *out);
+
+/* Failure injection for tests: the next `count` calls of `op` fail with ENOMEM without
+ * reaching the kernel. count 0 clears the injection. */
+enum prm_os_op {
+    PRM_OS_OP_BRK_GROW = 0,   /* brk moves that raise the break */
+    PRM_OS_OP_MMAP     = 1,
+    PRM_OS_OP_MREMAP   = 2,
+    PRM_OS_OP_COUNT
+};
+int prm_os_inject_failures(int op, unsigned count);
+
+#endif

@@ -1,0 +1,36 @@
+"""pymalloc_real: a real ptmalloc-style allocator for Linux, driven from Python.
+
+The C core (``pymalloc_real._core``, built with cffi) obtains memory with genuine
+brk and mmap system calls and carves it into chunks with boundary tags, fast,
+unsorted, small and large bins, a top chunk, an mmap threshold and trimming, as
+glibc's malloc does. It never replaces the interpreter's own malloc.
+
+    >>> import pymalloc_real as prm
+    >>> b = prm.malloc(30 * 1024)
+    >>> b.write(b"hello"); b.read(5)
+    5
+    b'hello'
+    >>> prm.free(b)
+"""
+from .errors import (DoubleFree, HeapCorruption, InvalidFree, OutOfBounds,
+                     PymallocError, UseAfterFree)
+from .heap import (M_ARENA_MAX, M_ARENA_TEST, M_CHECK_ACTION, M_MMAP_MAX,
+                   M_MMAP_THRESHOLD, M_MXFAST, M_PERTURB, M_TOP_PAD, M_TRIM_THRESHOLD,
+                   Block, calloc, free, malloc, malloc_trim, mallopt, memalign, realloc)
+from .introspect import (Arena, BinEntry, Bins, Chunk, HeapStats, Segment, arenas, bins,
+                         check, chunk_of, chunks, segments, stats)
+from .procfs import MapRegion, brk, faults, is_mapped, maps, page_size, region_of, residency
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "malloc", "calloc", "realloc", "memalign", "free", "Block",
+    "mallopt", "malloc_trim", "M_MXFAST", "M_TRIM_THRESHOLD", "M_TOP_PAD",
+    "M_MMAP_THRESHOLD", "M_MMAP_MAX", "M_CHECK_ACTION", "M_PERTURB", "M_ARENA_TEST",
+    "M_ARENA_MAX",
+    "stats", "chunks", "chunk_of", "bins", "arenas", "segments", "check",
+    "HeapStats", "Chunk", "BinEntry", "Bins", "Arena", "Segment",
+    "brk", "maps", "region_of", "faults", "page_size", "residency", "is_mapped", "MapRegion",
+    "PymallocError", "HeapCorruption", "InvalidFree", "DoubleFree", "UseAfterFree",
+    "OutOfBounds",
+]

@@ -1,0 +1,66 @@
+"""cffi builder for ``pymalloc_real._core`` (out-of-line API mode).
+
+The C core in ``csrc/`` is compiled into the extension together with a few lines of
+glue. The interface cffi sees is ``csrc/prm.h`` itself, with its preprocessor
+housekeeping removed, so the header stays the single statement of the C API.
+
+The core is built with ``PRM_RECOVERABLE=1``: detected heap corruption unwinds to
+the entry point and becomes a Python exception instead of aborting the interpreter.
+"""
+import os
+import re
+
+from cffi import FFI
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+CSRC = os.path.join(ROOT, "csrc")
+
+# The core proper; preload.c and the labs are not part of the Python extension.
+CORE_SOURCES = [
+    "os.c",
+    "arena.c",
+    "bins.c",
+    "malloc.c",
+    "mmapped.c",
+    "check.c",
+    "stats.c",
+    "options.c",
+]
+
+# -Werror keeps the core honest; cffi's generated wrapper is compiled with the same flags.
+COMPILE_ARGS = ["-std=gnu11", "-O2", "-g", "-Wall", "-Wextra", "-Werror",
+                "-Wno-unused-parameter", "-fvisibility=hidden"]
+
+
+def _cdef_from_header(path):
+    """prm.h without what cffi's parser does not take: includes and the include guard."""
+    with open(path, encoding="utf-8") as f:
+        text = f.read()
+    text = re.sub(r"^#(include|ifndef|endif).*$", "", text, flags=re.M)
+    text = re.sub(r"^#define PRM_H\s*$", "", text, flags=re.M)
+    return text
+
+
+# libc's own malloc and free, called through the same API-mode binding: the honest
+# baseline for the Python-API benchmark.
+_LIBC_CDEF = """
+void *malloc(size_t size);
+void free(void *ptr);
+"""
+
+ffibuilder = FFI()
+ffibuilder.cdef(_cdef_from_header(os.path.join(CSRC, "prm.h")) + _LIBC_CDEF)
+ffibuilder.set_source(
+    "pymalloc_real._core",
+    '#include <stdlib.h>\n#include "prm.h"\n',
+    # setuptools insists on paths relative to setup.py's directory, where it runs.
+    sources=[os.path.join("csrc", name) for name in CORE_SOURCES],
+    include_dirs=["csrc"],
+    define_macros=[("PRM_RECOVERABLE", "1"), ("_GNU_SOURCE", None)],
+    extra_compile_args=COMPILE_ARGS,
+)
+
+if __name__ == "__main__":
+    os.chdir(ROOT)
+    ffibuilder.compile(tmpdir=ROOT, verbose=True)

@@ -1,0 +1,220 @@
+"""Looking inside the heap without disturbing it: statistics, chunks, bins, arenas,
+segments, and the whole-heap integrity check.
+
+The C core fills plain structs under its locks; this module turns them into frozen
+dataclasses. Field meanings are documented once, in ``csrc/prm.h``.
+"""
+import dataclasses
+from dataclasses import dataclass
+from typing import Dict, List, Optional
+
+from ._core import ffi, lib
+from .errors import HeapCorruption
+
+__all__ = ["HeapStats", "Chunk", "BinEntry", "Bins", "Arena", "Segment",
+           "stats", "chunks", "bins", "arenas", "segments", "check", "chunk_of"]
+
+_CHUNK_KINDS = {lib.PRM_KIND_CHUNK: "chunk", lib.PRM_KIND_TOP: "top",
+                lib.PRM_KIND_FENCE: "fence", lib.PRM_KIND_MMAPPED: "mmapped"}
+_BIN_KINDS = {lib.PRM_BIN_FAST: "fast", lib.PRM_BIN_UNSORTED: "unsorted",
+              lib.PRM_BIN_SMALL: "small", lib.PRM_BIN_LARGE: "large"}
+_SEGMENT_KINDS = {0: "brk", 1: "mmap"}
+CHUNK_HEADER = 16       # prev_size and size words: memory starts this far into a chunk
+
+
+def _struct_fields(ctype):
+    return [name for name, _ in ffi.typeof(ctype).fields if not name.endswith("_")]
+
+
+def _dataclass_from_struct(name, ctype, doc):
+    cls = dataclasses.make_dataclass(name, [(f, int) for f in _struct_fields(ctype)], frozen=True)
+    cls.__doc__ = doc
+    cls.__module__ = __name__
+    return cls
+
+
+HeapStats = _dataclass_from_struct("HeapStats", "prm_stats", """\
+Allocator statistics: glibc's mallinfo2 fields (arena, ordblks, smblks, hblks, hblkhd,
+usmblks, fsmblks, uordblks, fordblks, keepcost), the core's accounting (in_use_bytes
+counts every chunk handed out and not freed, mmapped ones included), the parameters
+in force, and the kernel layer's syscall counters. Each field is described in
+csrc/prm.h (struct prm_stats).""")
+
+Arena = _dataclass_from_struct("Arena", "prm_arena_info", """\
+One arena's summary: its top chunk, the memory it holds from the OS, what is in use
+and what is free. See csrc/prm.h (struct prm_arena_info).""")
+
+
+@dataclass(frozen=True)
+class Segment:
+    """A contiguous run of memory an arena carves chunks from."""
+    start: int          # first byte obtained from the OS
+    end: int            # one past the last byte
+    kind: str           # "brk" or "mmap" (mmap when the kernel refused to move the break)
+    serial: int         # creation order within the arena
+    arena: int
+    holds_top: bool
+
+    @property
+    def size(self):
+        return self.end - self.start
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """One chunk, as the boundary tags and the bins describe it."""
+    address: int            # the chunk header; the user's memory starts 16 bytes later
+    size: int               # chunk size, flag bits removed
+    kind: str               # "chunk", "top", "fence" or "mmapped"
+    in_use: bool            # handed out and not freed (fast-bin chunks count as free)
+    prev_inuse: bool        # the P bit
+    mmapped: bool           # the M bit
+    non_main_arena: bool    # the A bit
+    bin: Optional[str]      # "fast", "unsorted", "small", "large" or None
+    bin_index: Optional[int]
+    arena: int              # -1 for mmapped chunks
+    segment: int            # segment serial, -1 for mmapped chunks
+
+    @property
+    def mem(self):
+        """The address malloc returned for this chunk."""
+        return self.address + CHUNK_HEADER
+
+    @property
+    def flags(self):
+        """The flag bits as text: 'P', 'M', 'A' or '-' for each."""
+        return ("P" if self.prev_inuse else "-") + ("M" if self.mmapped else "-") + \
+               ("A" if self.non_main_arena else "-")
+
+
+@dataclass(frozen=True)
+class BinEntry:
+    """A free chunk as one bin lists it."""
+    kind: str               # "fast", "unsorted", "small" or "large"
+    index: int              # fast-bin index, or bin number 1..126
+    address: int
+    size: int
+
+
+@dataclass(frozen=True)
+class Bins:
+    """The contents of every bin, each list from the bin's front."""
+    fast: Dict[int, List[BinEntry]]
+    unsorted: List[BinEntry]
+    small: Dict[int, List[BinEntry]]
+    large: Dict[int, List[BinEntry]]
+
+    def entries(self):
+        """Every entry of every bin, fast bins first."""
+        out = [e for index in sorted(self.fast) for e in self.fast[index]]
+        out += self.unsorted
+        out += [e for index in sorted(self.small) for e in self.small[index]]
+        out += [e for index in sorted(self.large) for e in self.large[index]]
+        return out
+
+    def find(self, address):
+        """The entry for the chunk at ``address`` (chunk or memory address), or None."""
+        for entry in self.entries():
+            if address in (entry.address, entry.address + CHUNK_HEADER):
+                return entry
+        return None
+
+    def __len__(self):
+        return len(self.entries())
+
+
+# ---- collecting from C ------------------------------------------------------------------
+
+def _walk(function, ctype, what):
+    """Call a prm_walk_* function, growing the array until everything fits."""
+    capacity = 256
+    while True:
+        array = ffi.new(f"{ctype}[]", capacity)
+        count = function(array, capacity)
+        if count < 0:
+            raise _corruption(f"the heap could not be walked for {what}")
+        if count <= capacity:
+            return [array[i] for i in range(count)], array   # keep the array alive
+        capacity = count + count // 4
+
+
+def _corruption(context):
+    message = ffi.new("char[]", 512)
+    if lib.prm_check(message, 512) == lib.PRM_OK:
+        return HeapCorruption(context)
+    return HeapCorruption(context, ffi.string(message).decode("utf-8", "replace"))
+
+
+def stats():
+    """Statistics of the whole allocator (a HeapStats)."""
+    raw = ffi.new("prm_stats *")
+    lib.prm_get_stats(raw)
+    return HeapStats(**{name: getattr(raw, name) for name in _struct_fields("prm_stats")})
+
+
+def bins():
+    """What every bin holds (a Bins)."""
+    items, _keep = _walk(lib.prm_walk_bins, "prm_bin_entry", "bins()")
+    fast, unsorted, small, large = {}, [], {}, {}
+    for item in items:
+        entry = BinEntry(_BIN_KINDS[item.kind], item.index, item.address, item.size)
+        if entry.kind == "unsorted":
+            unsorted.append(entry)
+        else:
+            {"fast": fast, "small": small, "large": large}[entry.kind] \
+                .setdefault(entry.index, []).append(entry)
+    return Bins(fast, unsorted, small, large)
+
+
+def chunks():
+    """Every chunk: each heap segment's chunks in address order, then the mmapped ones.
+    Fast-bin chunks look in use to the boundary tags; here they are reported free,
+    with the bin that holds them."""
+    binned = {e.address: e for e in bins().entries()}
+    items, _keep = _walk(lib.prm_walk_chunks, "prm_chunk_info", "chunks()")
+    out = []
+    for item in items:
+        entry = binned.get(item.address)
+        kind = _CHUNK_KINDS[item.kind]
+        in_use = bool(item.tagged_in_use) and kind in ("chunk", "mmapped") and \
+            (entry is None or entry.kind != "fast")
+        out.append(Chunk(
+            address=item.address, size=item.size, kind=kind, in_use=in_use,
+            prev_inuse=bool(item.flags & 1), mmapped=bool(item.flags & 2),
+            non_main_arena=bool(item.flags & 4),
+            bin=entry.kind if entry else None, bin_index=entry.index if entry else None,
+            arena=item.arena, segment=item.segment))
+    out.sort(key=lambda c: (c.kind == "mmapped", c.address))
+    return out
+
+
+def chunk_of(block_or_address):
+    """The Chunk holding a Block (or a memory address malloc returned), or None."""
+    address = getattr(block_or_address, "address", block_or_address)
+    for chunk in chunks():
+        if chunk.mem == address:
+            return chunk
+    return None
+
+
+def arenas():
+    """A summary of each arena (a list of Arena)."""
+    items, _keep = _walk(lib.prm_arenas, "prm_arena_info", "arenas()")
+    names = _struct_fields("prm_arena_info")
+    return [Arena(**{name: getattr(item, name) for name in names}) for item in items]
+
+
+def segments():
+    """The heap segments of every arena, oldest first."""
+    items, _keep = _walk(lib.prm_walk_segments, "prm_segment_info", "segments()")
+    out = [Segment(item.start, item.end, _SEGMENT_KINDS.get(item.kind, str(item.kind)),
+                   item.serial, item.arena, bool(item.holds_top)) for item in items]
+    return sorted(out, key=lambda s: (s.arena, s.serial))
+
+
+def check():
+    """Validate the whole heap (boundary tags, bin links and sizes, fast bins, top, the
+    mmapped chunks and the accounting). Raises HeapCorruption naming what is wrong."""
+    message = ffi.new("char[]", 512)
+    if lib.prm_check(message, 512) != lib.PRM_OK:
+        raise HeapCorruption("heap check failed", ffi.string(message).decode("utf-8", "replace"))
