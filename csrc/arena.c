@@ -76,6 +76,30 @@ prm_segment *prmi_segment_of(prm_arena *av, uintptr_t addr)
     return NULL;
 }
 
+/* Is there a chunk header's worth, [addr, addr + 16), inside one of av's segments, chunk
+ * aligned? Lets walks and checks test an address before reading it. */
+int prmi_plausible_chunk(prm_arena *av, const void *addr)
+{
+    uintptr_t a = (uintptr_t)addr;
+    if (!aligned_ok(a))
+        return 0;
+    prm_segment *seg = prmi_segment_of(av, a);
+    return seg != NULL && a >= (uintptr_t)segment_first_chunk(seg) && a + PRM_CHUNK_HDR <= seg->end;
+}
+
+/* Could a bin link point here: one of av's bin heads, or a whole free-chunk record
+ * (header and the four links) inside a segment? */
+int prmi_plausible_link(prm_arena *av, const void *addr)
+{
+    uintptr_t a = (uintptr_t)addr;
+    if (a >= (uintptr_t)&av->bins[0] && a < (uintptr_t)&av->bins[PRM_NBINS])
+        return ((a - (uintptr_t)&av->bins[0]) % sizeof(prm_chunk)) == 0;
+    if (!aligned_ok(a))
+        return 0;
+    prm_segment *seg = prmi_segment_of(av, a);
+    return seg != NULL && a >= (uintptr_t)segment_first_chunk(seg) && a + sizeof(prm_chunk) <= seg->end;
+}
+
 static void account_system(prm_arena *av, size_t added)
 {
     av->system_bytes += added;
@@ -231,6 +255,7 @@ int prmi_discard_free_pages(prm_arena *av, size_t pad)
     for (unsigned i = PRM_UNSORTED_BIN; i <= PRM_LAST_BIN; i++) {
         prm_chunk *bin = bin_at(av, i);
         for (prm_chunk *p = bin->bk; p != bin; p = p->bk) {
+            CHECK_LINK(av, p, "a bin link points outside the heap");
             uintptr_t start = align_up((uintptr_t)p + sizeof(prm_chunk), page);
             uintptr_t end = align_down((uintptr_t)p + chunk_size(p), page);
             if (end > start && prm_os_discard((void *)start, end - start) == 0) {

@@ -38,6 +38,8 @@ void prmi_unlink_chunk(prm_arena *av, prm_chunk *p)
 
     prm_chunk *fd = p->fd;
     prm_chunk *bk = p->bk;
+    CHECK_LINK(av, fd, "a free chunk's fd points outside the heap");
+    CHECK_LINK(av, bk, "a free chunk's bk points outside the heap");
     if (prm_unlikely(fd->bk != p || bk->fd != p))
         prmi_fail_arena(av, "corrupted double-linked list",
                         "fd->bk or bk->fd does not point back at the chunk", p);
@@ -45,6 +47,8 @@ void prmi_unlink_chunk(prm_arena *av, prm_chunk *p)
     fd->bk = bk;
     bk->fd = fd;
     if (!in_smallbin_range(size) && p->fd_nextsize != NULL) {
+        CHECK_LINK(av, p->fd_nextsize, "a large chunk's fd_nextsize points outside the heap");
+        CHECK_LINK(av, p->bk_nextsize, "a large chunk's bk_nextsize points outside the heap");
         if (prm_unlikely(p->fd_nextsize->bk_nextsize != p || p->bk_nextsize->fd_nextsize != p))
             prmi_fail_arena(av, "corrupted double-linked list (not small)",
                             "the size-skip links of a large-bin chunk do not point back", p);
@@ -71,6 +75,7 @@ void prmi_unsorted_push(prm_arena *av, prm_chunk *p, size_t size)
 {
     prm_chunk *bck = unsorted_bin(av);
     prm_chunk *fwd = bck->fd;
+    CHECK_LINK(av, fwd, "the unsorted bin's first link points outside the heap");
     if (prm_unlikely(fwd->bk != bck))
         prmi_fail_arena(av, "free(): corrupted unsorted chunks",
                         "the unsorted bin's first chunk does not point back at the bin", p);
@@ -94,10 +99,13 @@ void prmi_place_in_bin(prm_arena *av, prm_chunk *victim, size_t size)
         index = smallbin_index(size);
         bck = bin_at(av, index);
         fwd = bck->fd;
+        CHECK_LINK(av, fwd, "a small bin's first link points outside the heap");
     } else {
         index = largebin_index(size);
         bck = bin_at(av, index);
         fwd = bck->fd;
+        CHECK_LINK(av, fwd, "a large bin's first link points outside the heap");
+        CHECK_LINK(av, bck->bk, "a large bin's last link points outside the heap");
         if (fwd == bck) {
             victim->fd_nextsize = victim->bk_nextsize = victim;
         } else {
@@ -107,6 +115,7 @@ void prmi_place_in_bin(prm_arena *av, prm_chunk *victim, size_t size)
                 fwd = bck;
                 bck = bck->bk;
                 prm_chunk *largest = fwd->fd;
+                CHECK_LINK(av, largest->bk_nextsize, "a large chunk's bk_nextsize points outside the heap");
                 if (prm_unlikely(largest->bk_nextsize->fd_nextsize != largest))
                     prmi_fail_arena(av, "malloc(): largebin double linked list corrupted (nextsize)",
                                     "the first large chunk's size ring is broken", largest);
@@ -115,13 +124,17 @@ void prmi_place_in_bin(prm_arena *av, prm_chunk *victim, size_t size)
                 largest->bk_nextsize = victim;
                 victim->bk_nextsize->fd_nextsize = victim;
             } else {
-                while (size < chunk_size(fwd))
+                while (size < chunk_size(fwd)) {
                     fwd = fwd->fd_nextsize;
+                    CHECK_LINK(av, fwd, "a large chunk's fd_nextsize points outside the heap");
+                }
                 if (chunk_size(fwd) == size) {
                     /* That size is present: go second, so the size ring need not change. */
                     fwd = fwd->fd;
+                    CHECK_LINK(av, fwd, "a large chunk's fd points outside the heap");
                     victim->fd_nextsize = victim->bk_nextsize = NULL;
                 } else {
+                    CHECK_LINK(av, fwd->bk_nextsize, "a large chunk's bk_nextsize points outside the heap");
                     if (prm_unlikely(fwd->bk_nextsize->fd_nextsize != fwd))
                         prmi_fail_arena(av, "malloc(): largebin double linked list corrupted (nextsize)",
                                         "a large chunk's size ring is broken", fwd);
@@ -131,6 +144,7 @@ void prmi_place_in_bin(prm_arena *av, prm_chunk *victim, size_t size)
                     victim->bk_nextsize->fd_nextsize = victim;
                 }
                 bck = fwd->bk;
+                CHECK_LINK(av, bck, "a large chunk's bk points outside the heap");
                 if (prm_unlikely(bck->fd != fwd))
                     prmi_fail_arena(av, "malloc(): largebin double linked list corrupted (bk)",
                                     "a large bin's chunk list is broken", fwd);
@@ -158,6 +172,7 @@ void prmi_consolidate(prm_arena *av)
         prm_chunk *p = av->fastbins[i];
         av->fastbins[i] = NULL;
         while (p != NULL) {
+            CHECK_LINK(av, p, "a fast-bin link points outside the heap");
             if (prm_unlikely(!aligned_ok((uintptr_t)p)))
                 prmi_fail_arena(av, "malloc_consolidate(): unaligned fastbin chunk detected",
                                 "a fast-bin link points at a misaligned address", p);
@@ -172,6 +187,7 @@ void prmi_consolidate(prm_arena *av)
             if (!prev_inuse(p)) {
                 size_t prev_size = p->prev_size;
                 p = chunk_below(p, prev_size);
+                CHECK_LINK(av, p, "prev_size leads outside the heap");
                 if (prm_unlikely(chunk_size(p) != prev_size))
                     prmi_fail_arena(av, "corrupted size vs. prev_size in fastbins",
                                     "the free chunk below has a different size than prev_size says", p);

@@ -16,6 +16,13 @@
 #define PRM_RECOVERABLE 0
 #endif
 
+/* With PRM_CHECK_LINKS every bin link is checked to point into the arena's own memory
+ * before it is followed, so a corrupted link is reported instead of dereferenced. The
+ * cffi build must never let corruption crash the interpreter, so it turns this on. */
+#ifndef PRM_CHECK_LINKS
+#define PRM_CHECK_LINKS PRM_RECOVERABLE
+#endif
+
 /* ---- Segments ----------------------------------------------------------------------
  * A segment is one contiguous run of memory an arena carves chunks from. The main
  * arena gets segments from brk; when the break does not continue our last segment
@@ -83,6 +90,13 @@ static inline void mark_bin(prm_arena *av, unsigned i) { av->binmap[i >> 6] |= (
 static inline void unmark_bin(prm_arena *av, unsigned i) { av->binmap[i >> 6] &= ~((uint64_t)1 << (i & 63)); }
 static inline int  bin_marked(prm_arena *av, unsigned i) { return (int)((av->binmap[i >> 6] >> (i & 63)) & 1); }
 
+/* A link about to be followed: fine, or the arena is reported corrupt (no return). */
+#define CHECK_LINK(av, q, what)                                                          \
+    do {                                                                                \
+        if (PRM_CHECK_LINKS && prm_unlikely(!prmi_plausible_link((av), (q))))            \
+            prmi_fail_arena((av), "corrupted link", what, (q));                          \
+    } while (0)
+
 /* ---- Chunks with their own mapping ---------------------------------------------------
  * Each mmapped chunk's mapping starts with this header, so the core can list, check and
  * account every mmapped chunk (glibc keeps no such list). The chunk follows at offset
@@ -145,6 +159,8 @@ PRM_INTERNAL void prmi_arena_init(prm_arena *av, int index);
 PRM_INTERNAL int prmi_grow_heap(prm_arena *av, size_t nb);
 PRM_INTERNAL int prmi_systrim(prm_arena *av, size_t pad);
 PRM_INTERNAL prm_segment *prmi_segment_of(prm_arena *av, uintptr_t addr);
+PRM_INTERNAL int prmi_plausible_chunk(prm_arena *av, const void *addr);
+PRM_INTERNAL int prmi_plausible_link(prm_arena *av, const void *addr);
 PRM_INTERNAL int prmi_discard_free_pages(prm_arena *av, size_t pad);
 
 /* mmapped.c */
@@ -178,7 +194,6 @@ typedef struct prmi_text {      /* a bounded, always NUL-terminated message bein
 } prmi_text;
 typedef int (*prmi_visit_fn)(void *ctx, prm_segment *seg, prm_chunk *p, size_t size, int kind, int tagged_in_use);
 PRM_INTERNAL int prmi_walk_heap(prm_arena *av, prmi_visit_fn visit, void *ctx, prmi_text *why);
-PRM_INTERNAL int prmi_plausible_chunk(prm_arena *av, const void *addr);
 
 /* check.c: messages without stdio, and the one error-reporting path. */
 PRM_INTERNAL void prmi_text_str(prmi_text *t, const char *s);

@@ -139,7 +139,9 @@ static void *drain_unsorted(prm_arena *av, size_t nb)
     unsigned iterations = 0;
 
     while ((victim = unsorted->bk) != unsorted) {
+        CHECK_LINK(av, victim, "an unsorted link points outside the heap");
         prm_chunk *bck = victim->bk;
+        CHECK_LINK(av, bck, "an unsorted chunk's bk points outside the heap");
         size_t size = chunk_size(victim);
         prm_chunk *next = chunk_at(victim, size);
 
@@ -197,13 +199,16 @@ static void *take_from_large_bin(prm_arena *av, unsigned index, size_t nb)
 {
     prm_chunk *bin = bin_at(av, index);
     prm_chunk *victim = bin->fd;
+    CHECK_LINK(av, victim, "a large bin's first link points outside the heap");
     if (victim == bin || chunk_size(victim) < nb)
         return NULL;
     /* Walk the size ring up from the smallest size to the first that fits. */
-    victim = victim->bk_nextsize;
-    while (chunk_size(victim) < nb)
+    do {
         victim = victim->bk_nextsize;
+        CHECK_LINK(av, victim, "a large chunk's bk_nextsize points outside the heap");
+    } while (chunk_size(victim) < nb);
     /* Prefer the second chunk of that size: the size ring need not be rerouted. */
+    CHECK_LINK(av, victim->fd, "a large chunk's fd points outside the heap");
     if (victim != bin->bk && victim->fd->size == victim->size)
         victim = victim->fd;
     size_t size = chunk_size(victim);
@@ -222,6 +227,7 @@ static void *take_from_larger_bin(prm_arena *av, unsigned index, size_t nb)
             unmark_bin(av, i);   /* the bit was stale */
             continue;
         }
+        CHECK_LINK(av, victim, "a bin's last link points outside the heap");
         size_t size = chunk_size(victim);
         prmi_unlink_chunk(av, victim);
         prm_chunk *remainder = split_chunk(av, victim, size, nb);
@@ -239,6 +245,7 @@ void *prmi_int_malloc(prm_arena *av, size_t nb)
         unsigned index = fastbin_index(nb);
         prm_chunk *victim = av->fastbins[index];
         if (victim != NULL) {
+            CHECK_LINK(av, victim, "a fast-bin link points outside the heap");
             if (prm_unlikely(!aligned_ok((uintptr_t)victim)))
                 prmi_fail_arena(av, "malloc(): unaligned fastbin chunk detected",
                                 "a fast-bin link points at a misaligned address", victim);
@@ -257,7 +264,9 @@ void *prmi_int_malloc(prm_arena *av, size_t nb)
         prm_chunk *bin = bin_at(av, index);
         prm_chunk *victim = bin->bk;
         if (victim != bin) {
+            CHECK_LINK(av, victim, "a small bin's last link points outside the heap");
             prm_chunk *bck = victim->bk;
+            CHECK_LINK(av, bck, "a small-bin chunk's bk points outside the heap");
             if (prm_unlikely(bck->fd != victim))
                 prmi_fail_arena(av, "malloc(): smallbin double linked list corrupted",
                                 "a small bin's last chunk is not linked back", victim);
@@ -324,6 +333,9 @@ size_t prmi_free_merge(prm_arena *av, prm_chunk *p)
 
     if (!prev_inuse(p)) {
         size_t prev_size = p->prev_size;
+        if (prm_unlikely(prev_size > (uintptr_t)p - (uintptr_t)segment_first_chunk(seg)))
+            prmi_fail_arena(av, "corrupted size vs. prev_size while consolidating",
+                            "prev_size reaches below the start of the segment", p);
         p = chunk_below(p, prev_size);
         if (prm_unlikely(chunk_size(p) != prev_size))
             prmi_fail_arena(av, "corrupted size vs. prev_size while consolidating",
@@ -524,6 +536,16 @@ static prm_chunk *chunk_for_pointer(void *mem, const char *who)
     return p;
 }
 
+/* Does heap chunk p, with its size, lie inside one of av's segments? A pointer into
+ * memory we never handed out (another allocator's heap, a stack, a global) fails here
+ * before its "header" is trusted any further. Under the arena lock. */
+static int in_our_heap(prm_arena *av, prm_chunk *p)
+{
+    prm_segment *seg = prmi_segment_of(av, (uintptr_t)p);
+    return seg != NULL && (uintptr_t)p >= (uintptr_t)segment_first_chunk(seg) &&
+           chunk_size(p) < seg->end - (uintptr_t)p;
+}
+
 /* The dynamic mmap threshold (glibc): freeing an mmapped chunk larger than the threshold
  * shows the program uses such sizes for long, so serve them from the heap from now on,
  * and trim only when twice that is free at the top. */
@@ -537,24 +559,37 @@ static void adjust_thresholds_after_munmap(size_t size)
     }
 }
 
+/* free of a heap chunk, under the arena lock; a separate function so that no local
+ * variable of the caller lives across ARENA_ENTER's setjmp. */
+static int free_heap_chunk(prm_chunk *p, void *mem)
+{
+    prm_arena *av = prmi_main_arena();
+    ARENA_ENTER(av, return PRM_ERR_CORRUPTION);
+    if (prm_unlikely(!in_our_heap(av, p))) {
+        ARENA_LEAVE(av);
+        return prmi_fail_pointer("free(): invalid pointer", "the chunk lies in no heap segment of ours", mem);
+    }
+    account_free(av, chunk_size(p));
+    prmi_int_free(av, p);
+    ARENA_LEAVE(av);
+    return PRM_OK;
+}
+
 int prm_free(void *mem)
 {
     if (mem == NULL)
         return PRM_OK;
     int saved_errno = errno;
-    int status = PRM_OK;
+    int status;
     prm_chunk *p = chunk_for_pointer(mem, "free(): invalid pointer");
     if (p == NULL) {
         status = PRM_ERR_INVALID_POINTER;
     } else if (chunk_is_mmapped(p)) {
         adjust_thresholds_after_munmap(chunk_size(p));
         prmi_munmap_chunk(p);
+        status = PRM_OK;
     } else {
-        prm_arena *av = prmi_main_arena();
-        ARENA_ENTER(av, { errno = saved_errno; return PRM_ERR_CORRUPTION; });
-        account_free(av, chunk_size(p));
-        prmi_int_free(av, p);
-        ARENA_LEAVE(av);
+        status = free_heap_chunk(p, mem);
     }
     errno = saved_errno;
     return status;
@@ -629,6 +664,12 @@ void *prm_realloc(void *oldmem, size_t bytes)
 
     prm_arena *av = prmi_main_arena();
     ARENA_ENTER(av, return NULL);
+    if (prm_unlikely(!in_our_heap(av, oldp))) {
+        ARENA_LEAVE(av);
+        prmi_fail_pointer("realloc(): invalid pointer", "the chunk lies in no heap segment of ours", oldmem);
+        errno = EINVAL;
+        return NULL;
+    }
     account_free(av, oldsize);
     void *newmem = int_realloc(av, oldp, oldsize, nb);
     account_alloc(av, newmem != NULL ? mem2chunk(newmem) : oldp);

@@ -62,17 +62,6 @@ int prmi_walk_heap(prm_arena *av, prmi_visit_fn visit, void *ctx, prmi_text *why
     return 0;
 }
 
-/* Is [addr, addr + 16) inside one of av's segments and chunk aligned? Lets walks test a
- * link before following it. */
-int prmi_plausible_chunk(prm_arena *av, const void *addr)
-{
-    uintptr_t a = (uintptr_t)addr;
-    if (!aligned_ok(a))
-        return 0;
-    prm_segment *seg = prmi_segment_of(av, a);
-    return seg != NULL && a >= (uintptr_t)segment_first_chunk(seg) && a + PRM_CHUNK_HDR <= seg->end;
-}
-
 /* ---- prm_walk_chunks -------------------------------------------------------------------- */
 
 typedef struct chunk_sink {

@@ -1,0 +1,285 @@
+"""Misuse from Python raises a clear exception and never crashes the interpreter:
+double free, use after free, out-of-bounds access, bad sizes and types, exported
+buffers, refusal by the OS, and heap corruption found by the core's checks."""
+import pytest
+
+import pymalloc_real as prm
+from helpers import KiB, MiB, fresh_interpreter
+from pymalloc_real._core import ffi, lib
+
+
+def test_double_free_raises_and_heap_stays_sound():
+    block = prm.malloc(100)
+    block.free()
+    with pytest.raises(prm.DoubleFree):
+        block.free()
+    with pytest.raises(prm.DoubleFree):
+        prm.free(block)
+    prm.check()
+
+
+def test_context_manager_frees_once():
+    with prm.malloc(64) as block:
+        block.write(b"x")
+    assert block.freed
+    with pytest.raises(prm.DoubleFree):
+        block.free()
+
+
+@pytest.mark.parametrize("use", [
+    lambda b: b.read(1),
+    lambda b: b.write(b"x"),
+    lambda b: b.fill(0),
+    lambda b: b.touch(),
+    lambda b: b.usable_size,
+    lambda b: b.buffer,
+    lambda b: b.cdata,
+    lambda b: prm.realloc(b, 10),
+])
+def test_use_after_free_raises(use):
+    block = prm.malloc(100)
+    block.free()
+    with pytest.raises(prm.UseAfterFree):
+        use(block)
+    assert "freed" in repr(block)
+
+
+@pytest.mark.parametrize("access", [
+    lambda b: b.read(9),
+    lambda b: b.read(1, 8),
+    lambda b: b.read(-1),
+    lambda b: b.read(2, -1),
+    lambda b: b.write(b"123456789"),
+    lambda b: b.write(b"1", 8),
+    lambda b: b.write(b"1", -1),
+    lambda b: b.fill(1, 4, 5),
+])
+def test_out_of_bounds_raises_index_error(access):
+    block = prm.malloc(8)
+    with pytest.raises(IndexError):
+        access(block)
+    with pytest.raises(prm.OutOfBounds):
+        access(block)
+    block.free()
+
+
+def test_reads_and_writes_within_bounds():
+    block = prm.malloc(10)
+    assert block.write(b"0123456789") == 10
+    assert block.read() == b"0123456789"
+    assert block.read(3, 7) == b"789"
+    block.write(bytearray(b"ab"), 4)
+    assert bytes(block.buffer) == b"0123ab6789"
+    block.fill(0x41, 8)
+    assert block.read(2, 8) == b"AA"
+    with pytest.raises(ValueError):
+        block.fill(256)
+    block.free()
+
+
+@pytest.mark.parametrize("size", [-1, -(2 ** 70)])
+def test_negative_sizes_are_value_errors(size):
+    for allocate in (prm.malloc, lambda n: prm.calloc(1, n), lambda n: prm.memalign(64, n)):
+        with pytest.raises(ValueError, match=str(size)):
+            allocate(size)
+    block = prm.malloc(10)
+    with pytest.raises(ValueError):
+        prm.realloc(block, size)
+    assert not block.freed, "a failed realloc leaves the block valid"
+    block.free()
+
+
+@pytest.mark.parametrize("size", [2 ** 64, 2 ** 100, 2 ** 64 - 1, 2 ** 63, 2 ** 62 + 12345])
+def test_absurd_sizes_are_memory_errors_naming_the_size(size):
+    with pytest.raises(MemoryError, match=str(size)):
+        prm.malloc(size)
+    with pytest.raises(MemoryError, match=str(size)):
+        prm.memalign(4096, size)
+    block = prm.malloc(10)
+    with pytest.raises(MemoryError, match=str(size)):
+        prm.realloc(block, size)
+    block.write(b"still here")
+    block.free()
+    prm.check()
+
+
+def test_calloc_overflow_is_reported():
+    with pytest.raises(MemoryError, match="overflows"):
+        prm.calloc(2 ** 33, 2 ** 33)
+    with pytest.raises(MemoryError):
+        prm.calloc(2 ** 70, 1)
+    with pytest.raises(ValueError):
+        prm.calloc(-1, 10)
+
+
+@pytest.mark.parametrize("bad", [1.5, "10", None, b"1"])
+def test_wrong_types_are_type_errors(bad):
+    with pytest.raises(TypeError):
+        prm.malloc(bad)
+    with pytest.raises(TypeError):
+        prm.free(bad if bad is not None else 1)
+    with pytest.raises(TypeError):
+        prm.Block(bad)
+
+
+@pytest.mark.parametrize("alignment", [0, -8, 3, 24, 48, 1000])
+def test_memalign_rejects_alignment_that_is_not_a_power_of_two(alignment):
+    with pytest.raises(ValueError, match="power of two"):
+        prm.memalign(alignment, 100)
+
+
+def test_mallopt_rejects_unknown_parameters_and_bad_values():
+    with pytest.raises(ValueError, match="unknown"):
+        prm.mallopt(42, 1)
+    with pytest.raises(ValueError, match="M_MXFAST"):
+        prm.mallopt(prm.M_MXFAST, 1000)
+    with pytest.raises(ValueError, match="M_MMAP_THRESHOLD"):
+        prm.mallopt(prm.M_MMAP_THRESHOLD, 64 * MiB)
+    with pytest.raises(ValueError):
+        prm.mallopt(prm.M_TOP_PAD, 2 ** 40)
+    with pytest.raises(ValueError):
+        prm.malloc_trim(-1)
+
+
+def test_free_none_is_a_no_op():
+    prm.free(None)
+    assert prm.realloc(None, 10).size == 10
+
+
+def test_realloc_to_zero_frees():
+    block = prm.malloc(100)
+    assert prm.realloc(block, 0) is None
+    assert block.freed
+
+
+def test_live_buffer_blocks_free_and_realloc():
+    block = prm.malloc(64)
+    view = block.buffer
+    view[0:3] = b"abc"
+    with pytest.raises(BufferError):
+        block.free()
+    with pytest.raises(BufferError):
+        prm.realloc(block, 128)
+    assert not block.freed and block.read(3) == b"abc"
+    sliced = view[1:]
+    view.release()
+    with pytest.raises(BufferError):
+        block.free()                       # the slice still exports the memory
+    sliced.release()
+    with block.buffer as again:
+        assert again[2] == ord("c")
+    block.free()
+
+
+def test_os_refusal_raises_memory_error_with_the_size():
+    lib.prm_inject_os_failures(0, 1000)       # brk growth refused
+    lib.prm_inject_os_failures(1, 1000)       # mmap refused
+    try:
+        with pytest.raises(MemoryError, match=r"%d bytes: the OS refused \(ENOMEM" % (64 * MiB)):
+            prm.malloc(64 * MiB)
+    finally:
+        lib.prm_inject_os_failures(0, 0)
+        lib.prm_inject_os_failures(1, 0)
+    block = prm.malloc(64 * MiB)            # and the allocator recovers afterwards
+    block.free()
+    prm.check()
+
+
+# ---- corruption found by the core ----------------------------------------------------
+
+def _size_word(block):
+    """The chunk's size word, just below the block: what an overflow would hit."""
+    return ffi.cast("size_t *", block.address - 8)
+
+
+@fresh_interpreter
+def test_overflow_into_next_size_raises_and_arena_refuses_further_use():
+    victim = prm.malloc(3000)
+    neighbour = prm.malloc(3000)
+    guard = prm.malloc(24)
+    neighbour.fill(0)
+    # An overflow out of `victim` rewrites the neighbour's size word to a smaller,
+    # plausible size: the chunk "after" it now lies inside the neighbour's zeroed data.
+    _size_word(neighbour)[0] = 0x100 | 1
+    try:
+        neighbour.free()
+        raise AssertionError("corruption went unnoticed")
+    except prm.HeapCorruption as error:
+        assert error.check == "double free or corruption (!prev)", error
+        assert error.pointer == neighbour.address - 16
+    # The interpreter is alive; the damaged arena refuses work rather than crash.
+    for attempt in (lambda: prm.malloc(10), lambda: victim.free(), prm.check):
+        try:
+            attempt()
+            raise AssertionError("the corrupt arena kept working")
+        except prm.HeapCorruption as error:
+            assert "unusable" in str(error) or "corrupt" in str(error), error
+    del guard
+
+
+@fresh_interpreter
+def test_wild_size_is_refused_as_an_invalid_pointer():
+    block = prm.malloc(3000)
+    guard = prm.malloc(24)
+    _size_word(block)[0] = 0x4141414141410 | 1        # leads far outside the heap
+    try:
+        block.free()
+        raise AssertionError("a wild size went unnoticed")
+    except prm.InvalidFree as error:
+        assert "no heap segment" in str(error), error
+    # Nothing was touched: the arena itself is sound, the damaged chunk is just lost.
+    other = prm.malloc(100)
+    other.free()
+    del guard
+
+
+@fresh_interpreter
+def test_use_after_free_write_into_links_is_caught():
+    a = prm.malloc(2000)
+    guard = prm.malloc(24)
+    b = prm.malloc(2000)
+    guard2 = prm.malloc(24)
+    address = a.address
+    a.free()
+    b.free()
+    prm.malloc(5000).free()                           # sort both into their large bin
+    # Write through a stale pointer into a's fd/bk: the next unlink must notice.
+    links = ffi.cast("uintptr_t *", address)
+    links[0] = 0x4141414141414140
+    links[1] = 0x4242424242424240
+    try:
+        prm.malloc(2000)
+        prm.malloc(2000)
+        raise AssertionError("damaged links went unnoticed")
+    except prm.HeapCorruption as error:
+        assert "double-linked list" in str(error) or "corrupted" in str(error), error
+    try:
+        prm.malloc(10)
+        raise AssertionError("the corrupt arena served another allocation")
+    except prm.HeapCorruption as error:
+        assert "arena unusable" in str(error), error
+    del guard, guard2
+
+
+@fresh_interpreter
+def test_fasttop_double_free_in_c_is_caught():
+    # A Block refuses a second free itself; call the core directly to show its check.
+    p = lib.prm_malloc(24)
+    assert lib.prm_free(p) == 0
+    status = lib.prm_free(p)
+    assert status == lib.PRM_ERR_CORRUPTION, status
+    from pymalloc_real.heap import _core_error
+    error = _core_error()
+    assert isinstance(error, prm.HeapCorruption) and "fasttop" in error.check, error
+
+
+@fresh_interpreter
+def test_invalid_pointer_to_free_in_c_is_refused():
+    block = prm.malloc(100)
+    interior = ffi.cast("char *", block.cdata) + 8        # misaligned interior pointer
+    assert lib.prm_free(interior) == lib.PRM_ERR_INVALID_POINTER
+    from pymalloc_real.heap import _core_error
+    error = _core_error()
+    assert isinstance(error, prm.InvalidFree) and "free(): invalid pointer" in str(error)
+    block.free()
+    prm.check()
