@@ -190,7 +190,7 @@ int prmi_grow_heap(prm_arena *av, size_t nb)
 
     if (current != 0 && want <= PRM_MAX_REQUEST && current + want > current) {
         uintptr_t target = align_up(current + want, page);
-        if (prm_os_brk_move(target) == target) {
+        if (prm_os_brk_move(current, target) == target) {
             if (contiguous) {
                 size_t added = target - current;
                 set_head(av->top, (top_size(av) + added) | PRM_PREV_INUSE);
@@ -233,7 +233,7 @@ int prmi_systrim(prm_arena *av, size_t pad)
     uintptr_t current = prm_os_brk_current();
     if (current != top_end)
         return 0;
-    uintptr_t now = prm_os_brk_move(top_end - extra);
+    uintptr_t now = prm_os_brk_move(current, top_end - extra);
     if (now >= top_end || now < top_end - extra)
         return 0;
     size_t released = top_end - now;

@@ -53,22 +53,21 @@ uintptr_t prm_os_brk_current(void)
  * back, the interpreter's own malloc would later call brk(stale + n) and the kernel
  * would shrink the break underneath our chunks. Reading (prm_os_brk_current) stays raw
  * so we never trust anyone's cache. */
-uintptr_t prm_os_brk_move(uintptr_t target)
+uintptr_t prm_os_brk_move(uintptr_t current, uintptr_t target)
 {
-    uintptr_t before = prm_os_brk_current();
-    if (target > before && injected_failure(PRM_OS_OP_BRK_GROW)) {
+    if (target > current && injected_failure(PRM_OS_OP_BRK_GROW)) {
         COUNT(brk_failures, 1);
-        return before;
+        return current;
     }
     if (brk((void *)target) != 0) {
         COUNT(brk_failures, 1);
         return prm_os_brk_current();
     }
     COUNT(brk_moves, 1);
-    if (target > before)
-        COUNT(brk_bytes_grown, target - before);
+    if (target > current)
+        COUNT(brk_bytes_grown, target - current);
     else
-        COUNT(brk_bytes_shrunk, before - target);
+        COUNT(brk_bytes_shrunk, current - target);
     return target;
 }
 

@@ -19,10 +19,11 @@
 
 /* The program break. prm_os_brk_current asks the kernel (raw brk(0)), never a cached
  * value, because the break is shared with the interpreter's own glibc malloc.
- * prm_os_brk_move asks for a new break and returns the break the kernel settled on:
- * equal to target on success, the unchanged break on failure. */
+ * prm_os_brk_move asks for a new break, given the break the caller has just read, and
+ * returns the break the kernel settled on: equal to target on success, the unchanged
+ * break on failure. */
 uintptr_t prm_os_brk_current(void);
-uintptr_t prm_os_brk_move(uintptr_t target);
+uintptr_t prm_os_brk_move(uintptr_t current, uintptr_t target);
 
 /* Private anonymous read/write memory, zero filled by the kernel. NULL on failure. */
 void *prm_os_mmap(size_t length);

@@ -44,6 +44,11 @@ class MapRegion:
     def __contains__(self, address):
         return self.start <= address < self.end
 
+    def __str__(self):
+        """The region as /proc/<pid>/maps writes it."""
+        return (f"{self.start:x}-{self.end:x} {self.perms} {self.offset:08x} {self.device} "
+                f"{self.inode} {self.path}").rstrip()
+
 
 def _parse_maps_line(line):
     fields = line.split(maxsplit=5)

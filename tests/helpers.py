@@ -16,6 +16,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 _INSIDE = "PYMALLOC_REAL_FRESH_INTERPRETER"
 
+from pymalloc_real.demo import pin_seed_thresholds          # noqa: F401 (re-exported)
+from pymalloc_real.glibc import reserve_glibc_slack          # noqa: F401 (re-exported)
+
 KiB = 1024
 MiB = 1024 * 1024
 
@@ -39,25 +42,3 @@ def fresh_interpreter(test):
                 f"{proc.stderr[-6000:]}{proc.stdout[-2000:]}")
 
     return run_in_child
-
-
-def pin_seed_thresholds(prm):
-    """The seeds' fixed world: mmap and trim thresholds of 128 KiB, and no top pad, so
-    every heap growth moves the break by just what the request needs."""
-    prm.mallopt(prm.M_MMAP_THRESHOLD, 128 * KiB)
-    prm.mallopt(prm.M_TRIM_THRESHOLD, 128 * KiB)
-    prm.mallopt(prm.M_TOP_PAD, 0)
-
-
-def reserve_glibc_slack():
-    """Give the interpreter's own glibc malloc 1 MiB of slack at the top of its heap, so
-    it does not move the break (and interleave with our segments) during a test."""
-    import ctypes
-    libc = ctypes.CDLL(None)
-    libc.malloc.restype = ctypes.c_void_p
-    libc.free.argtypes = [ctypes.c_void_p]
-    libc.mallopt(-2, 1024 * 1024)            # M_TOP_PAD of glibc's heap
-    # Grow glibc's heap past its current top, then free: glibc trims back to the pad.
-    blocks = [libc.malloc(64 * 1024) for _ in range(24)]
-    for block in blocks:
-        libc.free(block)

@@ -159,7 +159,7 @@ def test_large_request_consolidates_fast_bins():
 @fresh_interpreter
 def test_trim_lowers_the_break_when_top_exceeds_threshold():
     reserve_glibc_slack()
-    pin_seed_thresholds(prm)
+    pin_seed_thresholds()
     keep = prm.malloc(100)
     blocks = [prm.malloc(100 * KiB) for _ in range(5)]
     high = prm.brk()

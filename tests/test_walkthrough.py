@@ -25,7 +25,7 @@ def _anonymous_rw_region_covering(start, end):
 @fresh_interpreter
 def test_seed_walkthrough_on_real_memory():
     reserve_glibc_slack()
-    pin_seed_thresholds(prm)
+    pin_seed_thresholds()
     page = prm.page_size()
 
     brk0 = prm.brk()

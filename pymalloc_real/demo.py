@@ -1,0 +1,307 @@
+"""The seeds' walk-through (seed 000/001) replayed on real memory, as step records.
+
+A=malloc(30K), B=malloc(40K), C=malloc(200K), D=malloc(100K), free(C), free(B),
+B2=malloc(40K), free(B2), free(D): each step states what the seeds predict, does it in
+this process with the real allocator, and records what the kernel and the heap then
+show. Whether a prediction held is computed from those observations, never assumed.
+Nothing here prints; ``pymalloc-real demo`` (cli.py) does.
+"""
+import dataclasses
+from dataclasses import dataclass
+from typing import Dict, List, Optional
+
+from . import heap, introspect, procfs
+from .glibc import reserve_glibc_slack
+from .introspect import Chunk
+
+__all__ = ["Step", "seed_walkthrough", "pin_seed_thresholds", "SEED_THRESHOLD"]
+
+KiB = 1024
+SEED_THRESHOLD = 128 * KiB      # the seeds' mmap and trim thresholds
+
+# The core's counters a step reports the change of: the system calls that move the
+# break or map memory, and the trims that gave memory back.
+_COUNTERS = ("brk_moves", "mmap_calls", "munmap_calls", "trims")
+
+
+@dataclass(frozen=True)
+class Step:
+    """One step of the walk-through: the seeds' prediction and what really happened."""
+    operation: str              # e.g. "A = malloc(30K)" or "free(C)"
+    block: str                  # the block allocated or freed: "A", "B", "C", "D", "B2"
+    prediction: str             # the seeds' claim, in one sentence
+    held: bool                  # whether the observations below bear the prediction out
+    reason: str                 # the observed facts that decided ``held``
+    address: int                # the block's address (what malloc returned)
+    size: int                   # bytes requested
+    mmapped: bool               # the block is (or was, for a free) an mmapped chunk
+    break_before: int           # the program break just before the step
+    break_after: int            # and just after it
+    minor_faults: int           # page faults during the step, first touch of a new block
+    major_faults: int           # included
+    touched_pages: int          # pages of the new block the step touched (0 for a free)
+    counters: Dict[str, int]    # nonzero changes of the core's syscall and trim counters
+    chunks: List[Chunk]         # our heap after the step, as prm.chunks() walks it
+    blocks: Dict[str, int]      # every block named so far -> its address, to label chunks
+    heap_map: Optional[str]     # the /proc/self/maps line holding the break
+    block_map: Optional[str]    # the maps line holding the block after the step (None
+                                # when nothing maps it any more); only for mmapped blocks
+
+    @property
+    def break_delta(self):
+        return self.break_after - self.break_before
+
+    def as_dict(self):
+        """The record as plain JSON-ready values, with each chunk's flags and memory
+        address spelled out."""
+        out = dataclasses.asdict(self)
+        out["break_delta"] = self.break_delta
+        out["chunks"] = [dict(dataclasses.asdict(c), flags=c.flags, mem=c.mem)
+                         for c in self.chunks]
+        return out
+
+
+def seed_walkthrough() -> List[Step]:
+    """Replay the seeds' walk-through in this process and return one Step per operation.
+
+    It pins the seeds' fixed world for the whole process (mmap and trim thresholds of
+    128 KiB, no top pad: process-wide settings, as with glibc's mallopt) and gives
+    glibc's own heap slack so the interpreter does not move the break meanwhile. The
+    predictions assume a heap nobody used before, so run it in a fresh process.
+    Everything it allocates is freed before it returns.
+    """
+    reserve_glibc_slack()
+    pin_seed_thresholds()
+    walk = _Walk()
+    try:
+        walk.malloc("A", 30 * KiB, "Below the 128K mmap threshold, so malloc pushes the "
+                    "break up (brk) by about 30K.", _pushes_break)
+        walk.malloc("B", 40 * KiB, "Also below the threshold: the break moves up by about "
+                    "40K more.", _pushes_break)
+        walk.malloc("C", 200 * KiB, "Above the 128K mmap threshold: C gets a mapping of "
+                    "its own between heap and stack (mmap), and the break stays.",
+                    _own_mapping)
+        walk.malloc("D", 100 * KiB, "Below the threshold: the break moves up by about "
+                    "100K.", _pushes_break)
+        walk.free("C", "C was mmapped, so free unmaps it at once: its memory goes "
+                  "straight back to the kernel.", _unmapped)
+        walk.free("B", "B becomes a hole: D above it is in use, so the break cannot move "
+                  "back and B's memory stays with the process.", _left_hole)
+        walk.malloc("B2", 40 * KiB, "A new 40K request reuses B's hole: malloc returns "
+                    "B's address and the break stays.", _reuses_hole)
+        walk.free("B2", "The hole is free again and the break stays, since D above it is "
+                  "still in use.", _left_hole)
+        walk.free("D", "D merges with the free B below and the top above into 140K+ of "
+                  "free top; that exceeds the 128K trim threshold, so the heap is trimmed "
+                  "and the break moves down.", _trimmed)
+    finally:
+        walk.free_all()
+    return walk.steps
+
+
+def pin_seed_thresholds():
+    """The seeds' fixed world: mmap and trim thresholds of 128 KiB and no top pad, so
+    every heap growth moves the break by just what the request needs. As with glibc,
+    fixing a threshold also turns off the dynamic one, for the whole process."""
+    heap.mallopt(heap.M_MMAP_THRESHOLD, SEED_THRESHOLD)
+    heap.mallopt(heap.M_TRIM_THRESHOLD, SEED_THRESHOLD)
+    heap.mallopt(heap.M_TOP_PAD, 0)
+
+
+# ---- running the steps ------------------------------------------------------------------
+
+@dataclass
+class _Facts:
+    """What a judge sees of a step besides the walk itself."""
+    name: str
+    address: int
+    size: int
+    chunk_before: Optional[Chunk]    # the block's chunk before the step (frees only)
+    chunk: Optional[Chunk]           # its chunk after the step, if it still has one
+    chunks_before: List[Chunk]
+    chunks: List[Chunk]
+    break_before: int
+    break_after: int
+    counters: Dict[str, int]
+    region: Optional[procfs.MapRegion]   # the mapping holding the block after the step
+
+
+class _Walk:
+    """The blocks of the walk-through by name, and the steps recorded so far."""
+
+    def __init__(self):
+        self.live: Dict[str, heap.Block] = {}
+        self.addresses: Dict[str, int] = {}
+        self.steps: List[Step] = []
+        self.page = procfs.page_size()
+
+    def malloc(self, name, size, prediction, judge):
+        def allocate():
+            block = heap.malloc(size)
+            block.touch()           # first touch: the page faults show up in this step
+            return block
+        self._step(f"{name} = malloc({size // KiB}K)", name, prediction, judge, allocate)
+
+    def free(self, name, prediction, judge):
+        self._step(f"free({name})", name, prediction, judge, self.live[name].free)
+
+    def free_all(self):
+        for block in self.live.values():
+            if not block.freed:
+                block.free()
+        self.live.clear()
+
+    def _step(self, operation, name, prediction, judge, action):
+        freeing = name in self.live
+        chunks_before = introspect.chunks()
+        chunk_before = _chunk_at(chunks_before, self.addresses[name]) if freeing else None
+        stats_before = introspect.stats()
+        # Only the operation itself between the two readings of the break and the faults.
+        break_before = procfs.brk()
+        faults_before = procfs.faults()
+        result = action()
+        faults_after = procfs.faults()
+        break_after = procfs.brk()
+        stats_after = introspect.stats()
+
+        if freeing:
+            block = self.live.pop(name)
+        else:
+            block = self.live[name] = result
+            self.addresses[name] = block.address
+        address, size = block.address, block.size
+        chunks = introspect.chunks()
+        chunk = _chunk_at(chunks, address)
+        regions = procfs.maps()
+        region = procfs.region_of(address, regions) \
+            if procfs.is_mapped(address, size) else None
+        counters = {key: getattr(stats_after, key) - getattr(stats_before, key)
+                    for key in _COUNTERS}
+        facts = _Facts(name, address, size, chunk_before, chunk, chunks_before, chunks,
+                       break_before, break_after, counters, region)
+        held, reason = judge(self, facts)
+        introspect.check()          # a damaged heap is an error, not a disagreement
+        known = chunk_before if freeing else chunk
+        mmapped = bool(known and known.mmapped)
+        heap_region = procfs.region_of(break_after - 1, regions)
+        self.steps.append(Step(
+            operation=operation, block=name, prediction=prediction, held=held,
+            reason=reason, address=address, size=size, mmapped=mmapped,
+            break_before=break_before, break_after=break_after,
+            minor_faults=faults_after[0] - faults_before[0],
+            major_faults=faults_after[1] - faults_before[1],
+            touched_pages=0 if freeing else _pages_spanned(address, size, self.page),
+            counters={k: v for k, v in counters.items() if v},
+            chunks=chunks, blocks=dict(self.addresses),
+            heap_map=str(heap_region) if heap_region else None,
+            block_map=str(region) if region and mmapped else None))
+
+
+def _chunk_at(chunks, address):
+    for chunk in chunks:
+        if chunk.mem == address and chunk.kind in ("chunk", "mmapped"):
+            return chunk
+    return None
+
+
+def _pages_spanned(address, size, page):
+    return (address + size - 1) // page - address // page + 1
+
+
+def _break_moved(f):
+    moved = f.break_after - f.break_before
+    return f"the break moved {moved:+d} B" if moved else "the break did not move"
+
+
+def _kib(n):
+    """Bytes in the seeds' unit, K (KiB): 30K, 1.9K."""
+    return f"{n / KiB:.1f}K".replace(".0K", "K")
+
+
+# ---- judging the predictions ------------------------------------------------------------
+# Each judge returns (held, reason): whether the observations match the seeds' claim,
+# and the facts that say so, or the first one that does not.
+
+def _pushes_break(walk, f):
+    grew = f.break_after - f.break_before
+    if f.chunk is None:
+        return False, f"no chunk of ours holds {f.name}"
+    if f.chunk.mmapped:
+        return False, f"{f.name} got a mapping of its own (M bit), not heap memory"
+    # With no top pad the break grows by what the chunk needs, rounded up to pages.
+    if not f.size <= grew < f.size + 2 * walk.page:
+        return False, f"{_break_moved(f)} for a {_kib(f.size)} request"
+    if not f.break_before < f.address + f.size <= f.break_after:
+        return False, f"{f.name} does not end in the memory the break just added"
+    return True, (f"break +{_kib(grew)} for a {_kib(f.size)} request; {f.name} is a heap "
+                  "chunk (no M bit) ending in the memory the break added")
+
+
+def _own_mapping(walk, f):
+    r = f.region
+    if f.chunk is None or not f.chunk.mmapped:
+        return False, f"{f.name} came from the heap (no M bit), not from a mapping of its own"
+    if f.break_after != f.break_before:
+        return False, _break_moved(f)
+    if r is None or not r.anonymous or not r.perms.startswith("rw"):
+        return False, f"no anonymous rw mapping holds {f.name}"
+    if f.break_after - 1 in r:
+        return False, f"{f.name}'s mapping is the heap itself"
+    return True, (f"break unchanged; {f.name} is an mmapped chunk (M bit) in an anonymous "
+                  f"{r.perms} mapping of {_kib(r.size)}, away from the heap")
+
+
+def _unmapped(walk, f):
+    if f.chunk_before is None or not f.chunk_before.mmapped:
+        return False, f"{f.name} was a heap chunk (no M bit), so there was no mapping to undo"
+    if f.region is not None:
+        return False, f"{f.name}'s memory is still mapped: {f.region}"
+    if f.break_after != f.break_before:
+        return False, _break_moved(f)
+    return True, (f"{f.name}'s {_kib(f.chunk_before.size)} mapping is gone (mincore and "
+                  f"/proc/self/maps agree) after {f.counters['munmap_calls']} munmap; "
+                  "break unchanged")
+
+
+def _left_hole(walk, f):
+    hole = _chunk_at(f.chunks, f.address)
+    above = _chunk_at(f.chunks, walk.addresses["D"])
+    if f.break_after != f.break_before:
+        return False, _break_moved(f)
+    if hole is None or hole.in_use:
+        return False, f"no free chunk is left at {f.name}'s address"
+    if above is None or not above.in_use:
+        return False, "D is not in use above the hole"
+    where = f"in the {hole.bin} bin" if hole.bin else "outside any bin"
+    return True, (f"break unchanged; {f.name}'s {_kib(hole.size)} chunk is free {where}, "
+                  "below D still in use")
+
+
+def _reuses_hole(walk, f):
+    old = walk.addresses.get("B")
+    if f.address != old:
+        return False, f"{f.name} is at {f.address:#x}, not at B's {old:#x}"
+    if f.break_after != f.break_before:
+        return False, _break_moved(f)
+    return True, f"{f.name} = {f.address:#x}, B's own address; break unchanged"
+
+
+def _trimmed(walk, f):
+    threshold = introspect.stats().trim_threshold
+    # The free space the merge makes: from the start of the hole below D up to the end
+    # of the top chunk, as the heap stood just before the free.
+    hole = _chunk_at(f.chunks_before, walk.addresses["B"])
+    top = next((c for c in f.chunks_before if c.kind == "top"), None)
+    if hole is None or hole.in_use or top is None:
+        return False, "before free(D) there was no free hole below D, or no top chunk"
+    merged = top.address + top.size - hole.address
+    moved = f.break_after - f.break_before
+    if merged <= threshold:
+        return False, f"the merged free top is {_kib(merged)}, not above {_kib(threshold)}"
+    if moved >= 0 or f.counters["trims"] != 1:
+        return False, f"no trim: {_break_moved(f)}"
+    in_use = [c for c in f.chunks if c.in_use]
+    if [c.mem for c in in_use] != [walk.addresses["A"]]:
+        return False, "more than A is left in use after the trim"
+    return True, (f"B, D and the top merged into {_kib(merged)} of free top (over "
+                  f"{_kib(threshold)}): trimmed, break -{_kib(-moved)}; only A is left in use")
