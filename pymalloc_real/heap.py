@@ -9,6 +9,7 @@ refuses to be used afterwards, and it checks every read and write against its si
 """
 import sys
 
+from . import _fastpath
 from ._core import ffi, lib
 from .errors import DoubleFree, HeapCorruption, InvalidFree, OutOfBounds, UseAfterFree
 
@@ -39,11 +40,7 @@ _MALLOPT_NAMES = {
 _SIZE_MAX = (1 << (8 * ffi.sizeof("size_t"))) - 1
 _INT_MIN, _INT_MAX = -(1 << 31), (1 << 31) - 1
 
-# Bound once: these run on every allocation.
 _NULL = ffi.NULL
-_new_block = object.__new__
-_prm_malloc = lib.prm_malloc
-_prm_free = lib.prm_free
 
 
 # ---- errors -------------------------------------------------------------------------
@@ -70,12 +67,14 @@ def _size_error(what, size):
     return MemoryError(f"{what}: cannot allocate {size} bytes: more than the address space holds")
 
 
-def _allocation_failed(what, size):
+def _allocation_failed(what, size, errno_value=None):
     error = _core_error()
     if error is not None:
         return error
+    if errno_value is None:
+        errno_value = ffi.errno
     reason = "the request is larger than any allocation can be" if size > (_SIZE_MAX >> 1) \
-        else f"the OS refused ({_errno_name(ffi.errno)})"
+        else f"the OS refused ({_errno_name(errno_value)})"
     return MemoryError(f"{what}: cannot allocate {size} bytes: {reason}")
 
 
@@ -87,53 +86,36 @@ def _errno_name(number):
 
 # ---- Block --------------------------------------------------------------------------
 
-class Block:
+class Block(_fastpath.BlockBase):
     """One allocation from the pymalloc_real heap.
 
     ``address`` is the pointer malloc returned, ``size`` the bytes asked for and
     ``usable_size`` what the chunk really holds (malloc_usable_size). Reads and writes
     are bounded by ``size``. ``buffer`` is a writable memoryview; while any view of it
     is alive the block cannot be freed or reallocated (BufferError), as a bytearray
-    cannot be resized while exported.
+    cannot be resized while exported. ``free()`` (and the pointer, size and freed state)
+    live in C, in ``_fastpath.BlockBase``: they are the hot path.
     """
 
-    __slots__ = ("_ptr", "_size", "_live", "_exported", "__weakref__")
-
-    def __init__(self, *args, **kwargs):
-        raise TypeError("Blocks come from pymalloc_real.malloc, calloc, realloc or memalign")
+    __slots__ = ()
 
     # -- state ----------------------------------------------------------------------
-
-    @property
-    def address(self):
-        """The address of the memory (the pointer malloc returned), as an int."""
-        return int(ffi.cast("uintptr_t", self._ptr))
-
-    @property
-    def size(self):
-        """The number of bytes requested."""
-        return self._size
 
     @property
     def usable_size(self):
         """The bytes the chunk really provides (>= size), as malloc_usable_size says."""
         self._require_live("usable_size")
-        return lib.prm_usable_size(self._ptr)
-
-    @property
-    def freed(self):
-        """True once the block was freed (or reallocated into a new Block)."""
-        return not self._live
+        return lib.prm_usable_size(self._pointer())
 
     @property
     def cdata(self):
         """The pointer as a cffi ``void *``, for passing to C code."""
         self._require_live("cdata")
-        return self._ptr
+        return ffi.cast("void *", self.address)
 
     def __repr__(self):
         state = "live" if self._live else "freed"
-        return f"<Block {self.address:#x} size={self._size} {state}>"
+        return f"<Block {self.address:#x} size={self.size} {state}>"
 
     def __enter__(self):
         return self
@@ -149,16 +131,16 @@ class Block:
         """``length`` bytes starting at ``offset`` (default: to the end of the block)."""
         self._require_live("read")
         if length is None:
-            length = self._size - offset
+            length = self.size - offset
         self._check_range("read", offset, length)
-        return ffi.unpack(ffi.cast("char *", self._ptr) + offset, length)
+        return ffi.unpack(self._pointer() + offset, length)
 
     def write(self, data, offset=0):
         """Copy a bytes-like object into the block at ``offset``; returns its length."""
         self._require_live("write")
         view = memoryview(data).cast("B")
         self._check_range("write", offset, view.nbytes)
-        ffi.memmove(ffi.cast("char *", self._ptr) + offset, view, view.nbytes)
+        ffi.memmove(self._pointer() + offset, view, view.nbytes)
         return view.nbytes
 
     def fill(self, byte, offset=0, length=None):
@@ -167,46 +149,37 @@ class Block:
         if not 0 <= byte <= 255:
             raise ValueError(f"fill: byte must be in 0..255, got {byte}")
         if length is None:
-            length = self._size - offset
+            length = self.size - offset
         self._check_range("fill", offset, length)
-        ffi.memmove(ffi.cast("char *", self._ptr) + offset, bytes([byte]) * length, length)
+        ffi.memmove(self._pointer() + offset, bytes([byte]) * length, length)
 
     @property
     def buffer(self):
         """A writable memoryview of the block's ``size`` bytes."""
         self._require_live("buffer")
         if self._exported is None:
-            self._exported = ffi.buffer(self._ptr, self._size)
+            self._exported = ffi.buffer(self._pointer(), self.size)
         return memoryview(self._exported)
 
     def touch(self):
         """Write one byte per page of the block, in C, keeping its contents: every page
         not yet backed by physical memory takes its first-touch page fault now."""
         self._require_live("touch")
-        lib.prm_touch(self._ptr, self._size)
-
-    # -- release ------------------------------------------------------------------------
-
-    def free(self):
-        """Return the block to the allocator. A second free raises DoubleFree."""
-        if not self._live:
-            raise DoubleFree(f"free of a block that was already freed: {self!r}")
-        if self._exported is not None:
-            self._release_exports("free")
-        self._live = False
-        if _prm_free(self._ptr):
-            raise _core_error() or InvalidFree(f"free refused {self!r}")
+        lib.prm_touch(self._pointer(), self.size)
 
     # -- helpers --------------------------------------------------------------------------
+
+    def _pointer(self):
+        return ffi.cast("char *", self.address)
 
     def _require_live(self, what):
         if not self._live:
             raise UseAfterFree(f"{what} on a freed block: {self!r}")
 
     def _check_range(self, what, offset, length):
-        if offset < 0 or length < 0 or offset + length > self._size:
+        if offset < 0 or length < 0 or offset + length > self.size:
             raise OutOfBounds(
-                f"{what} of {length} bytes at offset {offset} leaves the block's {self._size} bytes")
+                f"{what} of {length} bytes at offset {offset} leaves the block's {self.size} bytes")
 
     def _release_exports(self, what):
         # References to the exported buffer: our slot, the local name and getrefcount's
@@ -219,31 +192,37 @@ class Block:
 
 
 def _wrap(ptr, size):
-    block = _new_block(Block)
-    block._ptr = ptr
-    block._size = size
-    block._live = True
-    block._exported = None
-    return block
+    """A Block for memory the core just returned."""
+    return _fastpath.wrap(int(ffi.cast("uintptr_t", ptr)), size)
 
+
+def _fastpath_hook(event, subject, code):
+    """Every exception the C fast path raises is made here: it returns the exception
+    (or None when all is well), the fast path raises it."""
+    if event == "size":
+        return _size_error("malloc", subject)
+    if event == "malloc":
+        return _allocation_failed("malloc", subject, code)
+    if event == "double free":
+        return DoubleFree(f"free of a block that was already freed: {subject!r}")
+    if event == "exports":
+        subject._release_exports("free")          # raises BufferError if views are alive
+        return None
+    if event == "free":
+        return _core_error() or InvalidFree(f"free refused {subject!r}")
+    if event == "type":
+        return TypeError(f"free: expected a Block, not {type(subject).__name__}")
+    return RuntimeError(f"pymalloc_real fast path: unknown event {event!r}")
+
+
+_fastpath.init(Block, int(ffi.cast("uintptr_t", ffi.addressof(lib, "prm_malloc"))),
+               int(ffi.cast("uintptr_t", ffi.addressof(lib, "prm_free"))), _fastpath_hook)
 
 # ---- allocation functions -------------------------------------------------------------
 
-def malloc(size):
-    """Allocate ``size`` bytes; MemoryError (with the size) when the OS says no."""
-    try:
-        ptr = _prm_malloc(size)
-    except (TypeError, OverflowError):
-        raise _size_error("malloc", size) from None
-    if ptr == _NULL:
-        raise _allocation_failed("malloc", size)
-    # _wrap's body, inlined: a Python call costs as much as the allocation itself.
-    block = _new_block(Block)
-    block._ptr = ptr
-    block._size = size
-    block._live = True
-    block._exported = None
-    return block
+# malloc and free are the C fast path; their docstrings are in _fastpath.c.
+malloc = _fastpath.malloc
+free = _fastpath.free
 
 
 def calloc(count, size):
@@ -278,7 +257,7 @@ def realloc(block, size):
     if block._exported is not None:
         block._release_exports("realloc")
     try:
-        ptr = lib.prm_realloc(block._ptr, size)
+        ptr = lib.prm_realloc(block._pointer(), size)
     except (TypeError, OverflowError):
         raise _size_error("realloc", size) from None
     if ptr == _NULL:
@@ -301,14 +280,6 @@ def memalign(alignment, size):
     if ptr == _NULL:
         raise _allocation_failed(f"memalign({alignment})", size)
     return _wrap(ptr, size)
-
-
-def free(block):
-    """Free a Block (``free(None)`` does nothing, as in C)."""
-    if block is None:
-        return
-    _require_block(block, "free")
-    block.free()
 
 
 def _require_block(obj, what):

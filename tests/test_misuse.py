@@ -283,3 +283,14 @@ def test_invalid_pointer_to_free_in_c_is_refused():
     assert isinstance(error, prm.InvalidFree) and "free(): invalid pointer" in str(error)
     block.free()
     prm.check()
+
+
+def test_sizes_accept_any_integer_like_object():
+    class Index:
+        def __index__(self):
+            return 48
+
+    block = prm.malloc(Index())
+    assert block.size == 48
+    block.free()
+    assert prm.malloc(True).size == 1
