@@ -16,7 +16,6 @@ enum prm_status {
     PRM_OK = 0,
     PRM_ERR_INVALID_POINTER = 1,   /* a pointer malloc never returned, or a freed one */
     PRM_ERR_CORRUPTION = 2,        /* the heap's own structures are damaged */
-    PRM_ERR_NOMEM = 3,
 };
 
 /* mallopt parameters: glibc's numbers and meanings. */
