@@ -6,11 +6,14 @@
  * usage: core_test [name...]   (no names: run all) */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <signal.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "prm.h"
 
@@ -304,6 +307,36 @@ static void test_trim_returns_memory(void)
     require_heap_ok("trim");
 }
 
+/* Built without PRM_RECOVERABLE, as the LD_PRELOAD library will be: a detected double
+ * free writes one line naming the check and aborts. Run in a child process. */
+static void test_double_free_aborts_with_one_line(void)
+{
+    int out[2];
+    REQUIRE(pipe(out) == 0);
+    pid_t child = fork();
+    REQUIRE(child >= 0);
+    if (child == 0) {
+        dup2(out[1], 2);
+        void *p = prm_malloc(2000), *guard = prm_malloc(24);
+        prm_free(p);
+        prm_free(p);
+        (void)guard;
+        _exit(0);
+    }
+    close(out[1]);
+    char line[512] = { 0 };
+    size_t got = 0;
+    ssize_t n;
+    while (got < sizeof line - 1 && (n = read(out[0], line + got, sizeof line - 1 - got)) > 0)
+        got += (size_t)n;
+    int status;
+    REQUIRE(waitpid(child, &status, 0) == child);
+    REQUIRE(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT);
+    const char *expected = "pymalloc_real: double free or corruption (!prev): ";
+    REQUIRE(strncmp(line, expected, strlen(expected)) == 0);
+    REQUIRE(strstr(line, "(ptr 0x") != NULL && strchr(line, '\n') == line + strlen(line) - 1);
+}
+
 struct named_test {
     const char *name;
     void (*run)(void);
@@ -324,6 +357,7 @@ static const struct named_test tests[] = {
     { "random_churn_checked", test_random_churn_checked },
     { "threads_share_the_arena", test_threads_share_the_arena },
     { "trim_returns_memory", test_trim_returns_memory },
+    { "double_free_aborts_with_one_line", test_double_free_aborts_with_one_line },
 };
 
 int main(int argc, char **argv)
