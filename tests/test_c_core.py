@@ -27,8 +27,10 @@ def _check_names():
 @pytest.fixture(scope="session")
 def core_test_binary():
     os.makedirs(os.path.dirname(BINARY), exist_ok=True)
-    subprocess.run(["gcc", *FLAGS, "-I", CSRC, SOURCE, *CORE, "-o", BINARY, "-lpthread"],
-                   check=True, capture_output=True, text=True)
+    proc = subprocess.run(["gcc", *FLAGS, "-I", CSRC, SOURCE, *CORE, "-o", BINARY, "-lpthread"],
+                          capture_output=True, text=True)
+    if proc.returncode != 0:
+        pytest.fail(f"core_test did not compile:\n{proc.stderr}")
     return BINARY
 
 
