@@ -116,6 +116,18 @@ int prm_residency(uintptr_t address, size_t length, unsigned char *pages)
     return 0;
 }
 
+int prm_no_huge_pages(uintptr_t address, size_t length)
+{
+    size_t page = prm_os_page_size();
+    if (length == 0)
+        return 0;
+    if (address + length < address)
+        return -EINVAL;
+    uintptr_t start = align_down(address, page);
+    uintptr_t end = align_up(address + length, page);
+    return prm_os_no_huge_pages((void *)start, end - start) == 0 ? 0 : -errno;
+}
+
 size_t prm_page_size(void)
 {
     return prm_os_page_size();

@@ -124,6 +124,11 @@ int prm_os_discard(void *addr, size_t length)
     return rc;
 }
 
+int prm_os_no_huge_pages(void *addr, size_t length)
+{
+    return madvise(addr, length, MADV_NOHUGEPAGE);
+}
+
 int prm_os_mincore(void *addr, size_t length, unsigned char *vec)
 {
     COUNT(mincore_calls, 1);

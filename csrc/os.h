@@ -34,6 +34,9 @@ void *prm_os_mremap(void *addr, size_t old_length, size_t new_length);
 /* Give the physical pages back (MADV_DONTNEED): the range stays mapped and reads as
  * zero on the next touch. */
 int   prm_os_discard(void *addr, size_t length);
+/* Ask the kernel not to back the range with transparent huge pages (MADV_NOHUGEPAGE),
+ * so that faults are counted per 4 KiB page. */
+int   prm_os_no_huge_pages(void *addr, size_t length);
 /* One byte per page: bit 0 set when the page is resident. */
 int   prm_os_mincore(void *addr, size_t length, unsigned char *vec);
 

@@ -185,6 +185,50 @@ uintptr_t prm_current_break(void);
 int       prm_residency(uintptr_t address, size_t length, unsigned char *pages);
 size_t    prm_page_size(void);
 
+/* MADV_NOHUGEPAGE over the pages covering [address, address + length): faults then
+ * come one per 4 KiB page even where transparent huge pages are "always". 0 or -errno. */
+int       prm_no_huge_pages(uintptr_t address, size_t length);
+
+/* ---- Process layout (demo probe, csrc/layout.c) ----------------------------------- */
+typedef struct prm_layout {
+    uintptr_t text;             /* a function */
+    uintptr_t data;             /* an initialised global */
+    uintptr_t bss;              /* an uninitialised global */
+    uintptr_t heap_break;       /* the program break */
+    uintptr_t stack;            /* a local variable */
+    uintptr_t mapping;          /* a fresh one-page anonymous mmap */
+    size_t mapping_length;
+} prm_layout;
+
+/* Fill `out`; its mapping stays until prm_process_layout_release. 0, or -1. */
+int prm_process_layout(prm_layout *out);
+int prm_process_layout_release(prm_layout *layout);
+
+/* ---- The ledger: where every byte is ------------------------------------------------ */
+typedef struct prm_ledger_info {
+    size_t heap_bytes;              /* held by heap segments (from brk or the mmap fallback) */
+    size_t in_use_bytes;            /* heap chunks handed out */
+    size_t in_use_resident;
+    size_t free_binned_bytes;       /* free chunks in the unsorted, small and large bins */
+    size_t free_binned_resident;
+    size_t free_fast_bytes;         /* chunks in fast bins (free, never returned) */
+    size_t free_fast_resident;
+    size_t top_bytes;
+    size_t top_resident;
+    size_t overhead_bytes;          /* segment headers, fence posts, alignment */
+    size_t mmapped_bytes;           /* mappings of mmapped chunks */
+    size_t mmapped_in_use_bytes;    /* the chunks inside them */
+    size_t mmapped_resident;
+    size_t mmapped_chunks;
+    uint64_t released_by_trim;      /* cumulative: break lowered */
+    uint64_t released_by_munmap;    /* cumulative: mappings given back */
+    uint64_t released_by_discard;   /* cumulative: MADV_DONTNEED inside the heap */
+} prm_ledger_info;
+
+/* Walk the heap and the mmapped chunks, asking mincore which of their pages are
+ * resident. 0, or -1 if the heap is too damaged to walk. */
+int prm_ledger(prm_ledger_info *out);
+
 /* Tests: make the next `count` brk growths (op 0), mmaps (1) or mremaps (2) fail. */
 int prm_inject_os_failures(int op, unsigned count);
 

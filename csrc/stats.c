@@ -308,3 +308,102 @@ void prm_get_stats(prm_stats *out)
     out->munmap_bytes = os.munmap_bytes;
     out->discard_bytes = os.discard_bytes;
 }
+
+/* ---- prm_ledger ------------------------------------------------------------------------- */
+
+/* Bytes of [start, end) on pages the kernel reports resident. */
+static size_t resident_bytes(uintptr_t start, uintptr_t end)
+{
+    size_t page = prm_os_page_size();
+    unsigned char vec[256];
+    size_t total = 0;
+    uintptr_t first = align_down(start, page);
+    while (first < end) {
+        size_t pages = (align_up(end, page) - first) / page;
+        if (pages > sizeof vec)
+            pages = sizeof vec;
+        if (prm_os_mincore((void *)first, pages * page, vec) != 0)
+            return total;   /* not mapped: nothing resident there */
+        for (size_t i = 0; i < pages; i++) {
+            uintptr_t lo = first + i * page, hi = lo + page;
+            if (vec[i] & 1)
+                total += (hi < end ? hi : end) - (lo > start ? lo : start);
+        }
+        first += pages * page;
+    }
+    return total;
+}
+
+typedef struct ledger_walk {
+    prm_ledger_info *out;
+    size_t tagged_used_bytes, tagged_used_resident;
+} ledger_walk;
+
+static int ledger_chunk(void *ctx, prm_segment *seg, prm_chunk *p, size_t size, int kind, int in_use)
+{
+    ledger_walk *w = ctx;
+    (void)seg;
+    size_t resident = resident_bytes((uintptr_t)p, (uintptr_t)p + size);
+    if (kind == PRM_KIND_TOP) {
+        w->out->top_bytes += size;
+        w->out->top_resident += resident;
+    } else if (kind == PRM_KIND_CHUNK && in_use) {
+        w->tagged_used_bytes += size;
+        w->tagged_used_resident += resident;
+    } else if (kind == PRM_KIND_CHUNK) {
+        w->out->free_binned_bytes += size;
+        w->out->free_binned_resident += resident;
+    }
+    return 0;
+}
+
+int prm_ledger(prm_ledger_info *out)
+{
+    prm_arena *av = prmi_main_arena();
+    ledger_walk w = { out, 0, 0 };
+    char scratch[160];
+    prmi_text why = { scratch, sizeof scratch, 0 };
+    *out = (prm_ledger_info){ 0 };
+
+    prm_lock_acquire(&av->lock);
+    int rc = prmi_walk_heap(av, ledger_chunk, &w, &why);
+    if (rc == 0) {
+        size_t limit = av->system_bytes / PRM_MINSIZE + 1;
+        for (unsigned i = 0; i < PRM_NFASTBINS && rc == 0; i++) {
+            size_t steps = 0;
+            for (prm_chunk *p = av->fastbins[i]; p != NULL; p = p->fd) {
+                if (!prmi_plausible_chunk(av, p) || ++steps > limit) {
+                    rc = -1;
+                    break;
+                }
+                out->free_fast_bytes += chunk_size(p);
+                out->free_fast_resident += resident_bytes((uintptr_t)p, (uintptr_t)p + chunk_size(p));
+            }
+        }
+        out->heap_bytes = av->system_bytes;
+    }
+    prm_lock_release(&av->lock);
+    if (rc != 0 || w.tagged_used_bytes < out->free_fast_bytes)
+        return -1;
+    out->in_use_bytes = w.tagged_used_bytes - out->free_fast_bytes;
+    out->in_use_resident = w.tagged_used_resident - out->free_fast_resident;
+    out->overhead_bytes = out->heap_bytes - out->in_use_bytes - out->free_fast_bytes -
+                          out->free_binned_bytes - out->top_bytes;
+
+    prm_mmap_registry *reg = &prmi_state.mmapped;
+    prm_lock_acquire(&reg->lock);
+    for (prm_mmap_header *h = reg->list.next; h != &reg->list; h = h->next) {
+        out->mmapped_bytes += h->length;
+        out->mmapped_in_use_bytes += chunk_size(h->chunk);
+        out->mmapped_resident += resident_bytes((uintptr_t)h, (uintptr_t)h + h->length);
+        out->mmapped_chunks++;
+    }
+    prm_lock_release(&reg->lock);
+
+    prm_os_counters os;
+    prm_os_get_counters(&os);
+    out->released_by_trim = os.brk_bytes_shrunk;
+    out->released_by_munmap = os.munmap_bytes;
+    out->released_by_discard = os.discard_bytes;
+    return 0;
+}

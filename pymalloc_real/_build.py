@@ -16,7 +16,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 CSRC = os.path.join(ROOT, "csrc")
 
-# The core proper; preload.c and the labs are not part of the Python extension.
+# The core, and the layout probe of the demo (layout.c).
 CORE_SOURCES = [
     "os.c",
     "arena.c",
@@ -26,6 +26,7 @@ CORE_SOURCES = [
     "check.c",
     "stats.c",
     "options.c",
+    "layout.c",
 ]
 
 # -Werror keeps the core honest; cffi's generated wrapper is compiled with the same flags.

@@ -11,8 +11,8 @@ from typing import Dict, List, Optional
 from ._core import ffi, lib
 from .errors import HeapCorruption
 
-__all__ = ["HeapStats", "Chunk", "BinEntry", "Bins", "Arena", "Segment",
-           "stats", "chunks", "bins", "arenas", "segments", "check", "chunk_of"]
+__all__ = ["HeapStats", "Chunk", "BinEntry", "Bins", "Arena", "Segment", "Ledger",
+           "stats", "chunks", "bins", "arenas", "segments", "check", "chunk_of", "ledger"]
 
 _CHUNK_KINDS = {lib.PRM_KIND_CHUNK: "chunk", lib.PRM_KIND_TOP: "top",
                 lib.PRM_KIND_FENCE: "fence", lib.PRM_KIND_MMAPPED: "mmapped"}
@@ -43,6 +43,61 @@ csrc/prm.h (struct prm_stats).""")
 Arena = _dataclass_from_struct("Arena", "prm_arena_info", """\
 One arena's summary: its top chunk, the memory it holds from the OS, what is in use
 and what is free. See csrc/prm.h (struct prm_arena_info).""")
+
+
+_LedgerFields = _dataclass_from_struct("_LedgerFields", "prm_ledger_info", "")
+
+
+class Ledger(_LedgerFields):
+    """Where every byte of the allocator is, tcmalloc-style, and how much of it is still
+    in RAM (mincore): live in use, free in bins, fast bins and top, overhead, mmapped,
+    and what has been given back to the OS. It answers the usual questions about RSS:
+    a leak shows as in_use growing; fragmentation as free bytes that stay resident;
+    memory simply not returned as free resident bytes that malloc_trim would release.
+    Fields are described in csrc/prm.h (struct prm_ledger_info)."""
+
+    @property
+    def free_bytes(self):
+        return self.free_binned_bytes + self.free_fast_bytes + self.top_bytes
+
+    @property
+    def free_resident(self):
+        """Free memory still occupying RAM: what malloc_trim could give back."""
+        return self.free_binned_resident + self.free_fast_resident + self.top_resident
+
+    @property
+    def total_bytes(self):
+        """Everything the allocator holds from the OS: heap segments and mappings."""
+        return self.heap_bytes + self.mmapped_bytes
+
+    @property
+    def resident_bytes(self):
+        return self.in_use_resident + self.free_resident + self.mmapped_resident
+
+    def as_dict(self):
+        out = dataclasses.asdict(self)
+        out.update(free_bytes=self.free_bytes, free_resident=self.free_resident,
+                   total_bytes=self.total_bytes, resident_bytes=self.resident_bytes)
+        return out
+
+    def as_text(self):
+        """The ledger as a small table for people."""
+        rows = [
+            ("in use (heap)", self.in_use_bytes, self.in_use_resident),
+            ("in use (mmapped)", self.mmapped_in_use_bytes, self.mmapped_resident),
+            ("free in bins", self.free_binned_bytes, self.free_binned_resident),
+            ("free in fast bins", self.free_fast_bytes, self.free_fast_resident),
+            ("free in top", self.top_bytes, self.top_resident),
+            ("overhead", self.overhead_bytes + self.mmapped_bytes - self.mmapped_in_use_bytes, None),
+        ]
+        lines = [f"{'':20s} {'bytes':>14s} {'resident':>14s}"]
+        lines += [f"{name:20s} {size:14,d} {'' if res is None else format(res, ','):>14s}"
+                  for name, size, res in rows]
+        lines.append(f"{'total held':20s} {self.total_bytes:14,d} {self.resident_bytes:14,d}")
+        lines.append(f"given back so far: {self.released_by_trim:,d} by lowering the break, "
+                     f"{self.released_by_munmap:,d} by munmap, "
+                     f"{self.released_by_discard:,d} by MADV_DONTNEED")
+        return "\n".join(lines)
 
 
 @dataclass(frozen=True)
@@ -210,6 +265,14 @@ def segments():
     out = [Segment(item.start, item.end, _SEGMENT_KINDS.get(item.kind, str(item.kind)),
                    item.serial, item.arena, bool(item.holds_top)) for item in items]
     return sorted(out, key=lambda s: (s.arena, s.serial))
+
+
+def ledger():
+    """Where every byte is (a Ledger): walks the heap and asks mincore about each page."""
+    raw = ffi.new("prm_ledger_info *")
+    if lib.prm_ledger(raw) != 0:
+        raise _corruption("the heap could not be walked for ledger()")
+    return Ledger(**{name: getattr(raw, name) for name in _struct_fields("prm_ledger_info")})
 
 
 def check():
