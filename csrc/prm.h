@@ -119,6 +119,8 @@ typedef struct prm_chunk_info {
     int32_t arena;              /* arena index, -1 for mmapped chunks */
     int32_t segment;            /* segment serial, -1 for mmapped chunks */
     int32_t pad_;
+    uintptr_t mapping;          /* mmapped chunks: the whole mapping, header included */
+    size_t mapping_length;      /* (0 for heap chunks) */
 } prm_chunk_info;
 
 /* Every chunk of every segment in address order per segment, then every mmapped chunk.

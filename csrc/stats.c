@@ -84,6 +84,8 @@ static int collect_chunk(void *ctx, prm_segment *seg, prm_chunk *p, size_t size,
         info->arena = sink->arena;
         info->segment = (int32_t)seg->serial;
         info->pad_ = 0;
+        info->mapping = 0;
+        info->mapping_length = 0;
     }
     sink->count++;
     return 0;
@@ -115,6 +117,8 @@ long prm_walk_chunks(prm_chunk_info *out, size_t capacity)
             info->arena = -1;
             info->segment = -1;
             info->pad_ = 0;
+            info->mapping = (uintptr_t)h;
+            info->mapping_length = h->length;
         }
         sink.count++;
     }
@@ -383,8 +387,9 @@ int prm_ledger(prm_ledger_info *out)
         out->heap_bytes = av->system_bytes;
     }
     prm_lock_release(&av->lock);
-    if (rc != 0 || w.tagged_used_bytes < out->free_fast_bytes)
-        return -1;
+    if (rc != 0 || w.tagged_used_bytes < out->free_fast_bytes ||
+        w.tagged_used_bytes + out->free_binned_bytes + out->top_bytes > out->heap_bytes)
+        return -1;   /* the walk disagrees with what the arena holds: damaged */
     out->in_use_bytes = w.tagged_used_bytes - out->free_fast_bytes;
     out->in_use_resident = w.tagged_used_resident - out->free_fast_resident;
     out->overhead_bytes = out->heap_bytes - out->in_use_bytes - out->free_fast_bytes -

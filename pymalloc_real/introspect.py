@@ -93,6 +93,7 @@ class Ledger(_LedgerFields):
         lines = [f"{'':20s} {'bytes':>14s} {'resident':>14s}"]
         lines += [f"{name:20s} {size:14,d} {'' if res is None else format(res, ','):>14s}"
                   for name, size, res in rows]
+        lines = [line.rstrip() for line in lines]
         lines.append(f"{'total held':20s} {self.total_bytes:14,d} {self.resident_bytes:14,d}")
         lines.append(f"given back so far: {self.released_by_trim:,d} by lowering the break, "
                      f"{self.released_by_munmap:,d} by munmap, "
@@ -129,6 +130,8 @@ class Chunk:
     bin_index: Optional[int]
     arena: int              # -1 for mmapped chunks
     segment: int            # segment serial, -1 for mmapped chunks
+    mapping_start: int = 0  # mmapped chunks: their whole mapping, header included
+    mapping_end: int = 0
 
     @property
     def mem(self):
@@ -238,7 +241,8 @@ def chunks():
             prev_inuse=bool(item.flags & 1), mmapped=bool(item.flags & 2),
             non_main_arena=bool(item.flags & 4),
             bin=entry.kind if entry else None, bin_index=entry.index if entry else None,
-            arena=item.arena, segment=item.segment))
+            arena=item.arena, segment=item.segment, mapping_start=item.mapping,
+            mapping_end=item.mapping + item.mapping_length))
     out.sort(key=lambda c: (c.kind == "mmapped", c.address))
     return out
 

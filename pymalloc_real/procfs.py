@@ -94,7 +94,7 @@ def _our_ranges():
     """(start, end, what) of every heap segment and mmapped chunk of the core."""
     from . import introspect    # introspect imports nothing from here: no cycle at load
     ranges = [(s.start, s.end, "heap segment") for s in introspect.segments()]
-    ranges += [(c.address, c.address + c.size, "mmapped chunk")
+    ranges += [(c.mapping_start, c.mapping_end, "mmapped chunk")
                for c in introspect.chunks() if c.kind == "mmapped"]
     return ranges
 
