@@ -1,16 +1,19 @@
 """The ``pymalloc-real`` command: argument parsing and everything printed for people
-(tables) and programs (``--json``). The only module of the package that prints.
+(tables, diagrams) and programs (``--json``). The only module of the package that prints.
 
-Subcommands: ``demo`` (the default), the seeds' walk-through on real memory.
+Subcommands: ``demo`` (the default), the seed articles replayed on real memory in
+seven steps; ``maps [PID]``, a process's address space grouped by kind.
 """
 import argparse
+import dataclasses
+import importlib.util
 import json
 import os
 import sys
 import textwrap
 
-from . import __version__, procfs
-from .demo import SEED_THRESHOLD, seed_walkthrough
+from . import __version__, demo, procfs
+from .demo import AGREES, DISAGREES, NOT_APPLICABLE, size_text
 from .errors import PymallocError
 
 WIDTH = 100                 # everything printed fits a terminal this wide
@@ -21,7 +24,8 @@ _COUNTER_NAMES = {"brk_moves": "brk", "mmap_calls": "mmap", "munmap_calls": "mun
 
 
 def main(argv=None):
-    """Run the command line with ``argv`` (default: sys.argv[1:]); return the exit code."""
+    """Run the command line with ``argv`` (default: sys.argv[1:]); return the exit code:
+    0 when every applicable prediction held, 1 when one did not, 2 on an error."""
     parser = _parser()
     try:
         args = parser.parse_args(argv)
@@ -34,7 +38,7 @@ def main(argv=None):
         # exit from failing on the closed pipe too.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
-    except (PymallocError, MemoryError, OSError) as error:
+    except (PymallocError, MemoryError, OSError, ImportError) as error:
         print(f"pymalloc-real {args.command or 'demo'}: error: {error}", file=sys.stderr)
         return 2
 
@@ -45,106 +49,268 @@ def _parser():
         description="A real ptmalloc-style allocator on brk and mmap: see what malloc and "
                     "the kernel do. Without a subcommand, runs the demo.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    parser.set_defaults(run=_demo, json=False, command=None)
+    parser.set_defaults(run=_demo, json=False, step=None, plot=None, command=None)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    demo = commands.add_parser(
-        "demo", help="replay the seeds' malloc walk-through on real memory",
-        description="Replay the seeds' walk-through (A=malloc(30K), B=malloc(40K), "
-                    "C=malloc(200K), D=malloc(100K), free(C), free(B), B2=malloc(40K), "
-                    "free(B2), free(D)) with the real allocator in this process, and check "
-                    "each of the seeds' predictions against the program break, the heap's "
-                    "chunks, page faults and /proc/self/maps. Exit status: 0 if every "
+    steps = "; ".join(f"{n} {title}" for n, (title, _, _) in demo.STEPS.items())
+    run = commands.add_parser(
+        "demo", help="replay the seed articles on real memory, step by step",
+        description=f"Replay the seed articles on real memory, in this process: {steps}. "
+                    "Each step states the seeds' prediction and whether the real run agrees, "
+                    "with the program break, the page faults, the core's chunks and the "
+                    "address space around the heap. Exit status: 0 if every applicable "
                     "prediction held, 1 if one did not, 2 on an error.")
-    demo.add_argument("--json", action="store_true",
-                      help="print the step records as JSON instead of the report")
-    demo.set_defaults(run=_demo)
+    run.add_argument("--step", type=int, choices=sorted(demo.STEPS), metavar="N",
+                     help="run only step N (0 to %d)" % max(demo.STEPS))
+    run.add_argument("--json", action="store_true",
+                     help="print the steps as one JSON document instead of the report")
+    run.add_argument("--plot", metavar="DIR",
+                     help="also write one PNG per step into DIR (needs matplotlib)")
+    run.set_defaults(run=_demo)
+
+    maps = commands.add_parser(
+        "maps", help="a process's address space, grouped by kind, with totals",
+        description="Print /proc/PID/maps (this process by default) grouped by kind (heap, "
+                    "stack, anonymous, file, vdso, other), each region annotated, with "
+                    "totals per kind.")
+    maps.add_argument("pid", nargs="?", type=int, help="process id (default: this process)")
+    maps.add_argument("--json", action="store_true", help="print JSON instead of the table")
+    maps.set_defaults(run=_maps)
     return parser
 
 
-# ---- demo -------------------------------------------------------------------------------
+# ---- demo -----------------------------------------------------------------------------------
 
 def _demo(args):
-    steps = seed_walkthrough()
-    held = sum(step.held for step in steps)
+    numbers = [args.step] if args.step is not None else sorted(demo.STEPS)
+    # Fail before the run without matplotlib, but import it only after the run: loading
+    # it grows the interpreter's heap and maps, and the experiments should not pay.
+    if args.plot and importlib.util.find_spec("matplotlib") is None:
+        raise ImportError("--plot needs matplotlib: pip install 'pymalloc_real[plot]'")
+    if not args.json:
+        _print_header()
+    steps = []
+    for number in numbers:      # one at a time, so people see each step as it ends
+        step = demo.run([number])[0]
+        steps.append(step)
+        if not args.json:
+            _print_step(step)
+    pictures = []
+    if args.plot:
+        from . import plots
+        pictures = plots.write_pictures(steps, args.plot)
     if args.json:
-        json.dump({"version": __version__, "pid": os.getpid(),
-                   "page_size": procfs.page_size(), "threshold": SEED_THRESHOLD,
-                   "held": held, "total": len(steps),
-                   "steps": [step.as_dict() for step in steps]}, sys.stdout, indent=2)
+        json.dump(_demo_document(steps, pictures), sys.stdout, indent=2)
         print()
     else:
-        _print_report(steps, held)
-    return 0 if held == len(steps) else 1
+        _print_summary(steps, pictures)
+    return 1 if any(step.verdict == DISAGREES for step in steps) else 0
 
 
-def _print_report(steps, held):
-    print(f"pymalloc-real demo: the seeds' malloc walk-through on real memory (pid {os.getpid()})")
-    print(f"Pinned as in the seeds: mmap threshold {_k(SEED_THRESHOLD)}, trim threshold "
-          f"{_k(SEED_THRESHOLD)}, no top pad. Page size {procfs.page_size()} B.")
-    for number, step in enumerate(steps, 1):
-        print()
-        _print_step(number, len(steps), step)
+def _demo_document(steps, pictures):
+    verdicts = [step.verdict for step in steps]
+    return {"version": __version__, "pid": os.getpid(), "page_size": procfs.page_size(),
+            "thp": procfs.thp_setting(), "fault_slack": demo.FAULT_SLACK,
+            "summary": {"agrees": verdicts.count(AGREES),
+                        "disagrees": verdicts.count(DISAGREES),
+                        "not_applicable": verdicts.count(NOT_APPLICABLE)},
+            "steps": [step.as_dict() for step in steps], "pictures": pictures}
+
+
+def _print_header():
+    print(f"pymalloc-real demo: the seed articles replayed on real memory (pid {os.getpid()})")
+    print(_wrap(f"Page size {procfs.page_size()} B. Transparent huge pages: "
+                f"{procfs.thp_setting()}; every block whose page faults are counted is marked "
+                "MADV_NOHUGEPAGE, so one fault means one page. Fault counts may exceed a "
+                f"prediction by up to {demo.FAULT_SLACK}: the interpreter's own pages.", ""))
+
+
+def _print_step(step):
     print()
-    failed = [str(n) for n, step in enumerate(steps, 1) if not step.held]
-    summary = f"{held} of {len(steps)} predictions held"
-    if failed:
-        summary += f"; DISAGREES at step{'s' if len(failed) > 1 else ''} {', '.join(failed)}"
-    print(_wrap(summary + ".", ""))
-
-
-def _print_step(number, total, step):
-    verdict = "agrees" if step.held else "DISAGREES"
-    title = f"[{number}/{total}] {step.operation} "
-    print(f"{title:-<{WIDTH - len(verdict) - 1}} {verdict}")
+    title = f"== Step {step.number}: {step.title} "
+    print(f"{title:=<{WIDTH - len(step.verdict) - 1}} {step.verdict}")
     _detail("predicted", step.prediction)
-    _detail("observed", step.reason)
+    _detail("observed" if step.verdict != NOT_APPLICABLE else "why n/a", step.reason)
+    for label, text in step.observations:
+        _detail(label, text)
+    for number, operation in enumerate(step.operations, 1):
+        _print_operation(number, len(step.operations), operation)
+    if step.operations:
+        print()
     _detail("break", f"{step.break_before:#x} -> {step.break_after:#x}  "
-                     f"({_delta(step.break_delta)})")
-    where = "mmapped chunk" if step.mmapped else "heap chunk"
-    _detail(step.block, f"{step.address:#x}, {where}, {step.size} B requested")
-    touched = f" (touched {step.touched_pages} pages)" if step.touched_pages else ""
-    counters = ", ".join(f"{_COUNTER_NAMES[k]} {v:+d}" for k, v in step.counters.items())
-    _detail("kernel", f"faults {step.minor_faults:+d} minor, {step.major_faults:+d} major"
+                     f"({_delta(step.break_after - step.break_before)})")
+    _detail("faults", f"{step.minor_faults:+d} minor, {step.major_faults:+d} major over the "
+                      "whole step, the interpreter's own included")
+    if not step.operations:     # the walk-through shows the chunks after each operation
+        names = {address: name for name, address in step.names.items()}
+        lines = _chunk_lines(step.chunks, names) or ["none: the core holds no memory"]
+        for line, text in enumerate(lines):
+            _detail("chunks" if line == 0 else "", text)
+    if step.space:
+        _detail("memory", f"{step.moment} (high addresses on top):")
+        for line in _space_lines(step.space):
+            print(line)
+
+
+def _print_operation(number, total, op):
+    print()
+    title = f"  [{number}/{total}] {op.operation} "
+    verdict = "agrees" if op.held else "DISAGREES"
+    print(f"{title:-<{WIDTH - len(verdict) - 1}} {verdict}")
+    _detail("predicted", op.prediction)
+    _detail("observed", op.reason)
+    _detail("break", f"{op.break_before:#x} -> {op.break_after:#x}  ({_delta(op.break_delta)})")
+    where = "mmapped chunk" if op.mmapped else "heap chunk"
+    _detail(op.block, f"{op.address:#x}, {where}, {op.size} B requested")
+    touched = f" (touched {op.touched_pages} pages)" if op.touched_pages else ""
+    counters = ", ".join(f"{_COUNTER_NAMES[k]} {v:+d}" for k, v in op.counters.items())
+    _detail("kernel", f"faults {op.minor_faults:+d} minor, {op.major_faults:+d} major"
                       f"{touched}; {counters or 'no brk, mmap, munmap or trim'}")
-    for line, text in enumerate(_chunk_lines(step)):
+    names = {address: name for name, address in op.blocks.items()}     # B2 overrides B
+    for line, text in enumerate(_chunk_lines(op.chunks, names)):
         _detail("chunks" if line == 0 else "", text)
-    if step.heap_map:
-        _detail("maps", step.heap_map)
-    if step.mmapped:
-        end = step.address + step.size
-        _detail("", f"{step.block_map}  <- {step.block}" if step.block_map else
-                f"nothing maps {step.address:#x}-{end:#x} any more ({step.block}'s memory)")
+    if op.heap_map:
+        _detail("maps", op.heap_map)
+    if op.mmapped:
+        end = op.address + op.size
+        _detail("", f"{op.block_map}  <- {op.block}" if op.block_map else
+                f"nothing maps {op.address:#x}-{end:#x} any more ({op.block}'s memory)")
 
 
-def _chunk_lines(step):
-    """One line per chunk of our heap: which block it is, where, kind, size, state, flags."""
-    names = {address: name for name, address in step.blocks.items()}   # B2 overrides B
-    lines = []
-    for chunk in step.chunks:
+def _chunk_lines(chunks, names):
+    """One line per chunk of our heap (which block, where, kind, size, flags, state);
+    a run of identical unnamed chunks is one line, "64 x"."""
+    lines, previous, count = [], None, 0
+    for chunk in chunks:
         name = names.get(chunk.mem, "") if chunk.kind in ("chunk", "mmapped") else ""
         state = "in use" if chunk.in_use else f"free, {chunk.bin} bin" if chunk.bin else "free"
-        lines.append(f"{name:<3} {chunk.address:#x}  {chunk.kind:<7} {chunk.size:>8} B "
-                     f"{'(' + _k(chunk.size) + ')':<10} {chunk.flags}  {state}")
+        text = (f"{chunk.kind:<7} {chunk.size:>9} B {'(' + size_text(chunk.size) + ')':<9} "
+                f"{chunk.flags}  {state}")
+        if not name and previous == text:
+            count += 1
+            lines[-1] = f"{count:>2} x {'':16} {text}"
+            continue
+        previous, count = (None if name else text), 1
+        lines.append(f"{name:<4} {chunk.address:#014x}  {text}")
     return lines
 
+
+_AREAS = {"stack": "stack", "mapping": "mmap area", "heap": "heap", "program": "program"}
+
+
+def _space_lines(bands):
+    """The address-space diagram: one line per band, its notes below it, and the name
+    of each area beside its first band."""
+    width = max(len(f"{band.start:x}-{band.end:x}") for band in bands)
+    lines, area = [], None
+    for band in bands:
+        span = f"{band.start:x}-{band.end:x}"
+        name = _AREAS[band.area] if band.area and band.area != area else ""
+        area = band.area or area
+        if band.kind == "gap":
+            lines.append(f"  {'':11}{'~' * width}  {band.label}, {size_text(band.end - band.start)}")
+            continue
+        lines.append(f"  {name:<11}{span:>{width}} {size_text(band.mapped):>7} {band.perms:4} "
+                     f"{band.label}"[:WIDTH])
+        lines += [_wrap(note, " " * 15, " " * 17) for note in band.notes]
+    return lines
+
+
+def _print_summary(steps, pictures):
+    print()
+    verdicts = [step.verdict for step in steps]
+    print(_wrap("Summary: " + ", ".join(f"step {s.number} {s.verdict}" for s in steps) + ".", ""))
+    disagree = [str(s.number) for s in steps if s.verdict == DISAGREES]
+    line = (f"{verdicts.count(AGREES)} of {len(steps)} steps agree with the seeds, "
+            f"{len(disagree)} disagree{' (step ' + ', '.join(disagree) + ')' if disagree else ''}, "
+            f"{verdicts.count(NOT_APPLICABLE)} not applicable on this machine.")
+    print(_wrap(line, ""))
+    if pictures:
+        print(_wrap("Pictures: " + ", ".join(pictures), ""))
+
+
+# ---- maps -------------------------------------------------------------------------------------
+
+def _maps(args):
+    own = args.pid is None or args.pid == os.getpid()
+    try:
+        regions = procfs.maps(None if own else args.pid)
+    except FileNotFoundError:
+        raise OSError(f"no process {args.pid}") from None
+    except PermissionError:
+        raise OSError(f"no permission to read /proc/{args.pid}/maps") from None
+    totals = procfs.totals_by_kind(regions)
+    brk = procfs.brk() if own else None
+    pid = os.getpid() if own else args.pid
+    heaps = [region for region in regions if region.kind == "heap"]
+    notes = [_region_notes(region, brk, bool(heaps) and region is heaps[-1]) for region in regions]
+    if args.json:
+        json.dump({"pid": pid, "break": brk, "totals": totals,
+                   "regions": [dict(dataclasses.asdict(r), size=r.size, notes=n)
+                               for r, n in zip(regions, notes)]}, sys.stdout, indent=2)
+        print()
+        return 0
+    print(f"/proc/{pid}/maps ({_command_name(pid)}): {len(regions)} regions, "
+          f"{size_text(sum(r.size for r in regions))} mapped")
+    for kind in procfs.KINDS:
+        group = [(r, n) for r, n in zip(regions, notes) if r.kind == kind]
+        if group:
+            print()
+            print(f"{kind}: {len(group)} region{'s' * (len(group) > 1)}, {size_text(totals[kind])}")
+            for region, region_notes in group:
+                _print_region(region, region_notes)
+    print()
+    text = ", ".join(f"{kind} {size_text(totals[kind])}" for kind in procfs.KINDS)
+    print(_wrap(f"totals: {text}; ours (pymalloc_real's heap and mmapped chunks) "
+                f"{size_text(totals['ours'])}", ""))
+    return 0
+
+
+def _print_region(region, notes):
+    path = region.path if len(region.path) <= 48 else "..." + region.path[-45:]
+    print(f"  {region.start:x}-{region.end:x} {size_text(region.size):>7} {region.perms} "
+          f"{path}".rstrip())
+    for note in notes:
+        print(_wrap(note, " " * 6, " " * 8))
+
+
+def _region_notes(region, brk, top_of_heap):
+    """What a maps line means: code or data of a file, the break (at the end of the
+    highest [heap] line), the parts that are ours."""
+    notes = []
+    if region.kind == "file":
+        notes.append("code (text)" if "x" in region.perms else
+                     "data" if "w" in region.perms else "read-only data")
+    if top_of_heap:
+        notes.append("ends at the program break (rounded up to a page)" if brk is None else
+                     f"the program break {brk:#x}")
+    notes += [f"ours: {what} {start:#x}-{end:#x} ({size_text(end - start)})"
+              for start, end, what in region.ours]
+    return notes
+
+
+def _command_name(pid):
+    try:
+        with open(f"/proc/{pid}/comm", encoding="utf-8") as f:
+            return f.read().strip()
+    except OSError:
+        return "?"
+
+
+# ---- text helpers ----------------------------------------------------------------------------
 
 def _detail(label, text):
     print(_wrap(text, f"  {label:<{LABEL}}"))
 
 
-def _wrap(text, first):
+def _wrap(text, first, rest=None):
     return textwrap.fill(text, WIDTH, initial_indent=first,
-                         subsequent_indent=_INDENT if first else "", break_on_hyphens=False)
-
-
-def _k(n):
-    """Bytes as KiB, the seeds' 'K'."""
-    return f"{n / 1024:.1f}K".replace(".0K", "K")
+                         subsequent_indent=rest if rest is not None else
+                         (_INDENT if first else ""), break_on_hyphens=False)
 
 
 def _delta(n):
-    return "unchanged" if n == 0 else f"{n:+d} B, {'+' if n > 0 else '-'}{_k(abs(n))}"
+    return "unchanged" if n == 0 else f"{n:+d} B, {'+' if n > 0 else '-'}{size_text(abs(n))}"
 
 
 if __name__ == "__main__":

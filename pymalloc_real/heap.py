@@ -161,11 +161,15 @@ class Block(_fastpath.BlockBase):
             self._exported = ffi.buffer(self._pointer(), self.size)
         return memoryview(self._exported)
 
-    def touch(self):
-        """Write one byte per page of the block, in C, keeping its contents: every page
-        not yet backed by physical memory takes its first-touch page fault now."""
+    def touch(self, offset=0, length=None):
+        """Write one byte per page of ``length`` bytes from ``offset`` (default: the whole
+        block), in C, keeping the contents: every page not yet backed by physical memory
+        takes its first-touch page fault now, and nothing else faults."""
         self._require_live("touch")
-        lib.prm_touch(self._pointer(), self.size)
+        if length is None:
+            length = self.size - offset
+        self._check_range("touch", offset, length)
+        lib.prm_touch(self._pointer() + offset, length)
 
     # -- helpers --------------------------------------------------------------------------
 

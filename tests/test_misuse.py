@@ -294,3 +294,13 @@ def test_sizes_accept_any_integer_like_object():
     assert block.size == 48
     block.free()
     assert prm.malloc(True).size == 1
+
+
+def test_touch_is_bounded_like_a_write():
+    block = prm.malloc(10000)
+    block.touch(4096, 5904)
+    with pytest.raises(prm.OutOfBounds):
+        block.touch(4096, 6000)
+    with pytest.raises(prm.OutOfBounds):
+        block.touch(-1)
+    block.free()
