@@ -13,8 +13,9 @@ import sys
 import textwrap
 
 from . import __version__, demo, procfs
-from .demo import AGREES, DISAGREES, NOT_APPLICABLE, size_text
+from .demo import AGREES, DISAGREES, NOT_APPLICABLE
 from .errors import PymallocError
+from .space import size_text
 
 WIDTH = 100                 # everything printed fits a terminal this wide
 LABEL = 11                  # width of the label column of a step's details

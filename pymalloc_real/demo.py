@@ -8,6 +8,7 @@ and computes from what it observed whether the prediction held ("agrees"), did n
 ("DISAGREES") or cannot be tested on this machine ("n/a", with the reason). It also
 records the program break, the page faults, the core's chunks and an address-space
 diagram at the step's telling moment. Nothing here prints: cli.py prints, plots.py draws.
+The walk-through itself lives in walkthrough.py, the address-space diagram in space.py.
 """
 import dataclasses
 import json
@@ -17,24 +18,20 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections import Counter
 from itertools import accumulate
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional, Tuple
 
 from . import heap, introspect, procfs
-from ._core import ffi, lib
 from .errors import PymallocError
 from .glibc import reserve_glibc_slack
 from .introspect import Chunk
+from .space import KiB, MiB, Band, address_space, size_text
+from .walkthrough import (SEED_THRESHOLD, Operation, _chunk_dicts, _pages_spanned,
+                          pin_seed_thresholds, seed_walkthrough)
 
-__all__ = ["Step", "Operation", "Band", "Chart", "STEPS", "run", "address_space",
-           "seed_walkthrough", "pin_seed_thresholds", "glibc_default_walk", "size_text",
-           "SEED_THRESHOLD", "AGREES", "DISAGREES", "NOT_APPLICABLE"]
-
-KiB = 1024
-MiB = 1024 * KiB
-SEED_THRESHOLD = 128 * KiB      # the seeds' mmap and trim thresholds
+__all__ = ["Step", "Chart", "STEPS", "run", "AGREES", "DISAGREES", "NOT_APPLICABLE",
+           "FAULT_SLACK"]
 
 AGREES, DISAGREES, NOT_APPLICABLE = "agrees", "DISAGREES", "n/a"
 
@@ -45,34 +42,8 @@ AGREES, DISAGREES, NOT_APPLICABLE = "agrees", "DISAGREES", "n/a"
 # this slack cannot hide a real disagreement.
 FAULT_SLACK = 16
 
-# Unmapped space at least this large is drawn as a gap of its own in the diagram.
-GAP = 1 << 30
-# The diagram shows the user half of the address space; above it only the kernel's
-# fixed vsyscall page can appear in /proc/self/maps.
-_KERNEL_HALF = 1 << 63
-
-# The core's counters a walk-through operation reports the change of: the system calls
-# that move the break or map memory, and the trims that gave memory back.
-_COUNTERS = ("brk_moves", "mmap_calls", "munmap_calls", "trims")
-
 
 # ---- records ------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class Band:
-    """One line of the address-space diagram: a region of /proc/self/maps, a run of
-    neighbouring regions of no interest drawn as one, or a large unmapped gap."""
-    start: int
-    end: int
-    area: str           # "stack" (the stack and above), "mapping" (between heap and
-                        # stack), "heap", "program" (below the heap); "" for a gap
-    kind: str           # the region's kind (see procfs.KINDS), "several" or "gap"
-    label: str          # "[heap]", "_core.abi3.so", "38 regions: 27 file, 11 anonymous"
-    perms: str          # "" for runs and gaps
-    regions: int        # maps lines it stands for (0 for a gap)
-    mapped: int         # bytes mapped (0 for a gap)
-    notes: Tuple[str, ...] = ()     # what is in it: marks, our parts, the break
-
 
 @dataclass(frozen=True)
 class Chart:
@@ -84,40 +55,6 @@ class Chart:
     ylabel: str
     categories: List[str]
     series: Dict[str, List[float]]
-
-
-@dataclass(frozen=True)
-class Operation:
-    """One operation of the walk-through: the seeds' prediction and what happened."""
-    operation: str              # e.g. "A = malloc(30K)" or "free(C)"
-    block: str                  # the block allocated or freed: "A", "B", "C", "D", "B2"
-    prediction: str             # the seeds' claim, in one sentence
-    held: bool                  # whether the observations below bear the prediction out
-    reason: str                 # the observed facts that decided ``held``
-    address: int                # the block's address (what malloc returned)
-    size: int                   # bytes requested
-    mmapped: bool               # the block is (or was, for a free) an mmapped chunk
-    break_before: int           # the program break just before the operation
-    break_after: int            # and just after it
-    minor_faults: int           # page faults during it, first touch of a new block
-    major_faults: int           # included
-    touched_pages: int          # pages of the new block it touched (0 for a free)
-    counters: Dict[str, int]    # nonzero changes of the core's syscall and trim counters
-    chunks: List[Chunk]         # our heap afterwards, as prm.chunks() walks it
-    blocks: Dict[str, int]      # every block named so far -> its address, to label chunks
-    heap_map: Optional[str]     # the /proc/self/maps line holding the break
-    block_map: Optional[str]    # the maps line holding the block afterwards (None when
-                                # nothing maps it any more); only for mmapped blocks
-
-    @property
-    def break_delta(self):
-        return self.break_after - self.break_before
-
-    def as_dict(self):
-        out = dataclasses.asdict(self)
-        out["break_delta"] = self.break_delta
-        out["chunks"] = _chunk_dicts(self.chunks)
-        return out
 
 
 @dataclass(frozen=True)
@@ -150,10 +87,6 @@ class Step:
         out["operations"] = [op.as_dict() for op in self.operations]
         out["observations"] = [list(pair) for pair in self.observations]
         return out
-
-
-def _chunk_dicts(chunks):
-    return [dict(dataclasses.asdict(c), flags=c.flags, mem=c.mem) for c in chunks]
 
 
 @dataclass
@@ -224,95 +157,6 @@ def _run_step(number):
                 minor_faults=faults_after[0] - faults_before[0],
                 major_faults=faults_after[1] - faults_before[1],
                 seconds=time.perf_counter() - started)
-
-
-# ---- the address-space diagram ---------------------------------------------------------------
-
-def address_space(marks=(), regions=None) -> List[Band]:
-    """This process's address space (its user half) as a compact diagram, high
-    addresses first.
-
-    ``marks`` are (address, label) pairs. A region holding a mark, a part of ours
-    (a heap segment, an mmapped chunk), the heap or the stack gets a band of its own;
-    a run of other neighbouring regions in the same area shares one band; unmapped
-    stretches of GAP or more are bands too."""
-    regions = sorted((r for r in (procfs.maps() if regions is None else regions)
-                      if r.start < _KERNEL_HALF), key=lambda r: r.start)
-    brk = procfs.brk()
-    bounds = _area_bounds(regions, brk)
-    bands, run, above = [], [], None
-    for region in reversed(regions):
-        area = _area(region, bounds)
-        notes = _notes(region, marks, brk)
-        shown = bool(notes) or region.kind in ("heap", "stack")
-        separated = above is not None and above.start - region.end >= GAP
-        if run and (shown or separated or _area(run[0], bounds) != area):
-            bands.append(_run_band(run, _area(run[0], bounds)))
-            run = []
-        if separated:
-            bands.append(Band(region.end, above.start, "", "gap", "unmapped", "", 0, 0))
-        if shown:
-            bands.append(_region_band(region, area, notes))
-        else:
-            run.append(region)
-        above = region
-    if run:
-        bands.append(_run_band(run, _area(run[0], bounds)))
-    return bands
-
-
-def _area_bounds(regions, brk):
-    """(heap end, stack start): what divides the address space into areas. Without a
-    [heap] line (nothing moved the break yet) the break divides."""
-    heaps = [r.end for r in regions if r.kind == "heap"]
-    stacks = [r.start for r in regions if r.kind == "stack"]
-    return heaps[-1] if heaps else brk, stacks[0] if stacks else None
-
-
-def _area(region, bounds):
-    heap_end, stack = bounds
-    if region.kind == "heap":
-        return "heap"
-    if stack is not None and region.start >= stack:
-        return "stack"
-    return "mapping" if region.start >= heap_end else "program"
-
-
-def _notes(region, marks, brk):
-    notes = [f"<- {label} {address:#x}" for address, label in marks if address in region]
-    notes += [f"ours: {what} {start:#x}-{end:#x} ({size_text(end - start)})"
-              for start, end, what in region.ours]
-    if region.kind == "heap" and region.start < brk <= region.end:
-        notes.append(f"the program break {brk:#x}")
-    return tuple(notes)
-
-
-def _region_label(region):
-    if region.kind == "file":
-        return os.path.basename(region.path)
-    return region.path or "anonymous"
-
-
-def _region_band(region, area, notes=()):
-    return Band(region.start, region.end, area, region.kind, _region_label(region),
-                region.perms, 1, region.size, notes)
-
-
-def _run_band(run, area):
-    """Regions listed high to low, drawn as one band."""
-    if len(run) == 1:
-        return _region_band(run[0], area)
-    counts = ", ".join(f"{n} {kind}" for kind, n in Counter(r.kind for r in run).most_common())
-    return Band(run[-1].start, run[0].end, area, "several", f"{len(run)} regions: {counts}",
-                "", len(run), sum(r.size for r in run))
-
-
-def size_text(n):
-    """Bytes for people, in the seeds' units: 512 B, 30K, 1.5M, 296.1G."""
-    for unit, scale in (("T", 1 << 40), ("G", 1 << 30), ("M", MiB), ("K", KiB)):
-        if n >= scale:
-            return f"{n / scale:.1f}{unit}".replace(f".0{unit}", unit)
-    return f"{n} B"
 
 
 # ---- step 0: the process layout ---------------------------------------------------------------
@@ -422,34 +266,8 @@ def _walkthrough(scene):
                     {"break": [0] + [(op.break_after - base) / KiB for op in operations]}))
 
 
-def glibc_default_walk():
-    """The walk-through's A, B, C, D, free(C), free(B), free(D) with the core's defaults,
-    which are glibc's: dynamic mmap threshold on, 128K top pad. Meant for a fresh process
-    (step 1 runs it in one); returns plain numbers. Everything allocated is freed."""
-    reserve_glibc_slack()
-    a, b, c, d = (heap.malloc(n * KiB) for n in (30, 40, 200, 100))
-    c_chunk = introspect.chunk_of(c).size
-    c_mmapped = introspect.chunk_of(c).mmapped
-    c.free()
-    after_c = introspect.stats()
-    b.free()
-    chunks = introspect.chunks()
-    hole = _chunk_at(chunks, b.address)
-    top = next(ch for ch in chunks if ch.kind == "top")
-    before, trims = procfs.brk(), introspect.stats().trims
-    d.free()
-    after, trims_after = procfs.brk(), introspect.stats().trims
-    a.free()
-    return {"c_chunk": c_chunk, "c_mmapped": c_mmapped,
-            "mmap_threshold": after_c.mmap_threshold,
-            "trim_threshold": after_c.trim_threshold,
-            "free_top_after_merge": top.address + top.size - hole.address,
-            "break_before_free_d": before, "break_after_free_d": after,
-            "trims": trims_after - trims}
-
-
 # The child's stdout is a data channel (one JSON document), not output for people.
-_CHILD = ("import json, sys; from pymalloc_real.demo import glibc_default_walk; "
+_CHILD = ("import json, sys; from pymalloc_real.walkthrough import glibc_default_walk; "
           "json.dump(glibc_default_walk(), sys.stdout)")
 
 
@@ -495,7 +313,7 @@ def _virtual_first(scene):
         resident_new = sum(procfs.residency(block))
         untouched = procfs.residency(block.address, half).count(False)
         start = procfs.faults()
-        _touch(block.address, half)
+        block.touch(0, half)
         touched = procfs.faults()
         resident = procfs.residency(block)
         scene.snapshot("the 64M block alive, its first half touched",
@@ -536,11 +354,6 @@ def _virtual_first(scene):
 
 def _faults(n):
     return f"{n} page fault{'' if n == 1 else 's'}"
-
-
-def _touch(address, length):
-    """One write per page of [address, address + length), in C (the core's prm_touch)."""
-    lib.prm_touch(ffi.cast("void *", address), length)
 
 
 # ---- step 3: why a threshold -----------------------------------------------------------------
@@ -860,256 +673,6 @@ def _scattered(scene):
         measures={"frames": numbers, "breaks": breaks, "pages": len(numbers)},
         chart=Chart("scatter", "physical frame of each virtual page", "virtual page",
                     "frame number", [], {"frame": present}))
-
-
-# ---- the walk-through itself --------------------------------------------------------------------
-
-def seed_walkthrough(scene=None) -> List[Operation]:
-    """Replay the seeds' walk-through in this process; one Operation per operation.
-
-    It pins the seeds' fixed world for the whole process (mmap and trim thresholds of
-    128 KiB, no top pad: process-wide settings, as with glibc's mallopt) and gives
-    glibc's own heap slack so the interpreter does not move the break meanwhile. The
-    predictions assume a heap nobody used before, so run it in a fresh process.
-    With a ``scene``, it snapshots the address space after D = malloc(100K).
-    Everything it allocates is freed before it returns.
-    """
-    reserve_glibc_slack()
-    pin_seed_thresholds()
-    walk = _Walk(scene)
-    try:
-        walk.malloc("A", 30 * KiB, "Below the 128K mmap threshold, so malloc pushes the "
-                    "break up (brk) by about 30K.", _pushes_break)
-        walk.malloc("B", 40 * KiB, "Also below the threshold: the break moves up by about "
-                    "40K more.", _pushes_break)
-        walk.malloc("C", 200 * KiB, "Above the 128K mmap threshold: C gets a mapping of "
-                    "its own between heap and stack (mmap), and the break stays.",
-                    _own_mapping)
-        walk.malloc("D", 100 * KiB, "Below the threshold: the break moves up by about "
-                    "100K.", _pushes_break)
-        walk.free("C", "C was mmapped, so free unmaps it at once: its memory goes "
-                  "straight back to the kernel.", _unmapped)
-        walk.free("B", "B becomes a hole: D above it is in use, so the break cannot move "
-                  "back and B's memory stays with the process.", _left_hole)
-        walk.malloc("B2", 40 * KiB, "A new 40K request reuses B's hole: malloc returns "
-                    "B's address and the break stays.", _reuses_hole)
-        walk.free("B2", "The hole is free again and the break stays, since D above it is "
-                  "still in use.", _left_hole)
-        walk.free("D", "D merges with the free B below and the top above into 140K+ of "
-                  "free top; that exceeds the 128K trim threshold, so the heap is trimmed "
-                  "and the break moves down.", _trimmed)
-    finally:
-        walk.free_all()
-    return walk.operations
-
-
-def pin_seed_thresholds():
-    """The seeds' fixed world: mmap and trim thresholds of 128 KiB and no top pad, so
-    every heap growth moves the break by just what the request needs. As with glibc,
-    fixing a threshold also turns off the dynamic one, for the whole process."""
-    heap.mallopt(heap.M_MMAP_THRESHOLD, SEED_THRESHOLD)
-    heap.mallopt(heap.M_TRIM_THRESHOLD, SEED_THRESHOLD)
-    heap.mallopt(heap.M_TOP_PAD, 0)
-
-
-@dataclass
-class _Facts:
-    """What a judge sees of an operation besides the walk itself."""
-    name: str
-    address: int
-    size: int
-    chunk_before: Optional[Chunk]    # the block's chunk before the operation (frees only)
-    chunk: Optional[Chunk]           # its chunk afterwards, if it still has one
-    chunks_before: List[Chunk]
-    chunks: List[Chunk]
-    break_before: int
-    break_after: int
-    counters: Dict[str, int]
-    region: Optional[procfs.MapRegion]   # the mapping holding the block afterwards
-
-
-class _Walk:
-    """The blocks of the walk-through by name, and the operations recorded so far."""
-
-    def __init__(self, scene):
-        self.scene = scene
-        self.live: Dict[str, heap.Block] = {}
-        self.addresses: Dict[str, int] = {}
-        self.operations: List[Operation] = []
-        self.page = procfs.page_size()
-
-    def malloc(self, name, size, prediction, judge):
-        def allocate():
-            block = heap.malloc(size)
-            block.touch()           # first touch: the page faults show up in this operation
-            return block
-        self._record(f"{name} = malloc({size // KiB}K)", name, prediction, judge, allocate)
-        if name == "D" and self.scene is not None:
-            self.scene.snapshot("after D = malloc(100K), while C is still mapped",
-                                [(self.addresses[n], n) for n in self.live],
-                                self.addresses)
-
-    def free(self, name, prediction, judge):
-        self._record(f"free({name})", name, prediction, judge, self.live[name].free)
-
-    def free_all(self):
-        for block in self.live.values():
-            if not block.freed:
-                block.free()
-        self.live.clear()
-
-    def _record(self, operation, name, prediction, judge, action):
-        freeing = name in self.live
-        chunks_before = introspect.chunks()
-        chunk_before = _chunk_at(chunks_before, self.addresses[name]) if freeing else None
-        stats_before = introspect.stats()
-        # Only the operation itself between the two readings of the break and the faults.
-        break_before = procfs.brk()
-        faults_before = procfs.faults()
-        result = action()
-        faults_after = procfs.faults()
-        break_after = procfs.brk()
-        stats_after = introspect.stats()
-
-        if freeing:
-            block = self.live.pop(name)
-        else:
-            block = self.live[name] = result
-            self.addresses[name] = block.address
-        address, size = block.address, block.size
-        chunks = introspect.chunks()
-        chunk = _chunk_at(chunks, address)
-        regions = procfs.maps()
-        region = procfs.region_of(address, regions) \
-            if procfs.is_mapped(address, size) else None
-        counters = {key: getattr(stats_after, key) - getattr(stats_before, key)
-                    for key in _COUNTERS}
-        facts = _Facts(name, address, size, chunk_before, chunk, chunks_before, chunks,
-                       break_before, break_after, counters, region)
-        held, reason = judge(self, facts)
-        introspect.check()          # a damaged heap is an error, not a disagreement
-        known = chunk_before if freeing else chunk
-        mmapped = bool(known and known.mmapped)
-        heap_region = procfs.region_of(break_after - 1, regions)
-        self.operations.append(Operation(
-            operation=operation, block=name, prediction=prediction, held=held,
-            reason=reason, address=address, size=size, mmapped=mmapped,
-            break_before=break_before, break_after=break_after,
-            minor_faults=faults_after[0] - faults_before[0],
-            major_faults=faults_after[1] - faults_before[1],
-            touched_pages=0 if freeing else _pages_spanned(address, size, self.page),
-            counters={k: v for k, v in counters.items() if v},
-            chunks=chunks, blocks=dict(self.addresses),
-            heap_map=str(heap_region) if heap_region else None,
-            block_map=str(region) if region and mmapped else None))
-
-
-def _chunk_at(chunks, address):
-    for chunk in chunks:
-        if chunk.mem == address and chunk.kind in ("chunk", "mmapped"):
-            return chunk
-    return None
-
-
-def _pages_spanned(address, size, page=None):
-    page = page or procfs.page_size()
-    return (address + size - 1) // page - address // page + 1
-
-
-def _break_moved(f):
-    moved = f.break_after - f.break_before
-    return f"the break moved {moved:+d} B" if moved else "the break did not move"
-
-
-# ---- judging the walk-through's predictions -------------------------------------------------
-# Each judge returns (held, reason): whether the observations match the seeds' claim,
-# and the facts that say so, or the first one that does not.
-
-def _pushes_break(walk, f):
-    grew = f.break_after - f.break_before
-    if f.chunk is None:
-        return False, f"no chunk of ours holds {f.name}"
-    if f.chunk.mmapped:
-        return False, f"{f.name} got a mapping of its own (M bit), not heap memory"
-    # With no top pad the break grows by what the chunk needs, rounded up to pages.
-    if not f.size <= grew < f.size + 2 * walk.page:
-        return False, f"{_break_moved(f)} for a {size_text(f.size)} request"
-    if not f.break_before < f.address + f.size <= f.break_after:
-        return False, f"{f.name} does not end in the memory the break just added"
-    return True, (f"break +{size_text(grew)} for a {size_text(f.size)} request; {f.name} is "
-                  "a heap chunk (no M bit) ending in the memory the break added")
-
-
-def _own_mapping(walk, f):
-    r = f.region
-    if f.chunk is None or not f.chunk.mmapped:
-        return False, f"{f.name} came from the heap (no M bit), not from a mapping of its own"
-    if f.break_after != f.break_before:
-        return False, _break_moved(f)
-    if r is None or not r.anonymous or not r.perms.startswith("rw"):
-        return False, f"no anonymous rw mapping holds {f.name}"
-    if f.break_after - 1 in r:
-        return False, f"{f.name}'s mapping is the heap itself"
-    return True, (f"break unchanged; {f.name} is an mmapped chunk (M bit) in an anonymous "
-                  f"{r.perms} mapping of {size_text(r.size)}, away from the heap")
-
-
-def _unmapped(walk, f):
-    if f.chunk_before is None or not f.chunk_before.mmapped:
-        return False, f"{f.name} was a heap chunk (no M bit), so there was no mapping to undo"
-    if f.region is not None:
-        return False, f"{f.name}'s memory is still mapped: {f.region}"
-    if f.break_after != f.break_before:
-        return False, _break_moved(f)
-    return True, (f"{f.name}'s {size_text(f.chunk_before.size)} mapping is gone (mincore and "
-                  f"/proc/self/maps agree) after {f.counters['munmap_calls']} munmap; "
-                  "break unchanged")
-
-
-def _left_hole(walk, f):
-    hole = _chunk_at(f.chunks, f.address)
-    above = _chunk_at(f.chunks, walk.addresses["D"])
-    if f.break_after != f.break_before:
-        return False, _break_moved(f)
-    if hole is None or hole.in_use:
-        return False, f"no free chunk is left at {f.name}'s address"
-    if above is None or not above.in_use:
-        return False, "D is not in use above the hole"
-    where = f"in the {hole.bin} bin" if hole.bin else "outside any bin"
-    return True, (f"break unchanged; {f.name}'s {size_text(hole.size)} chunk is free {where}, "
-                  "below D still in use")
-
-
-def _reuses_hole(walk, f):
-    old = walk.addresses.get("B")
-    if f.address != old:
-        return False, f"{f.name} is at {f.address:#x}, not at B's {old:#x}"
-    if f.break_after != f.break_before:
-        return False, _break_moved(f)
-    return True, f"{f.name} = {f.address:#x}, B's own address; break unchanged"
-
-
-def _trimmed(walk, f):
-    threshold = introspect.stats().trim_threshold
-    # The free space the merge makes: from the start of the hole below D up to the end
-    # of the top chunk, as the heap stood just before the free.
-    hole = _chunk_at(f.chunks_before, walk.addresses["B"])
-    top = next((c for c in f.chunks_before if c.kind == "top"), None)
-    if hole is None or hole.in_use or top is None:
-        return False, "before free(D) there was no free hole below D, or no top chunk"
-    merged = top.address + top.size - hole.address
-    moved = f.break_after - f.break_before
-    if merged <= threshold:
-        return False, (f"the merged free top is {size_text(merged)}, not above "
-                       f"{size_text(threshold)}")
-    if moved >= 0 or f.counters["trims"] != 1:
-        return False, f"no trim: {_break_moved(f)}"
-    in_use = [c for c in f.chunks if c.in_use]
-    if [c.mem for c in in_use] != [walk.addresses["A"]]:
-        return False, "more than A is left in use after the trim"
-    return True, (f"B, D and the top merged into {size_text(merged)} of free top (over "
-                  f"{size_text(threshold)}): trimmed, break -{size_text(-moved)}; only A is "
-                  "left in use")
 
 
 # ---- the steps, by number ------------------------------------------------------------------------

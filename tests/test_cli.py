@@ -191,11 +191,18 @@ def test_maps_of_this_process_groups_annotates_and_totals(capsys):
 def test_maps_json_matches_procfs(capsys):
     assert main(["maps", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
-    assert report["pid"] == os.getpid() and report["break"] == prm.brk()
+    # The break and the stack are live: the interpreter's own glibc malloc (parsing the
+    # JSON, say) may move the break and the stack may grow between the report and the
+    # checks, so those are compared with what the report itself says.
+    assert report["pid"] == os.getpid()
+    heap_regions = [r for r in report["regions"] if r["kind"] == "heap"]
+    assert any(r["start"] < report["break"] <= r["end"] for r in heap_regions)
     kinds = {r["kind"] for r in report["regions"]}
     assert {"heap", "stack", "file"} <= kinds
     totals = prm.totals_by_kind()
-    assert set(report["totals"]) == set(totals) and report["totals"]["stack"] == totals["stack"]
+    assert set(report["totals"]) == set(totals)
+    assert report["totals"]["stack"] == sum(r["end"] - r["start"] for r in report["regions"]
+                                            if r["kind"] == "stack")
     heap = next(r for r in report["regions"] if r["kind"] == "heap" and r["notes"])
     assert any(n.startswith("the program break") for n in heap["notes"])
 

@@ -15,7 +15,7 @@ import pytest
 from helpers import KiB, MiB, ROOT
 
 import pymalloc_real as prm
-from pymalloc_real import demo
+from pymalloc_real import demo, space
 from pymalloc_real.cli import main
 
 PICTURES = ["step0_layout.png", "step1_walkthrough.png", "step2_virtual.png",
@@ -179,7 +179,7 @@ def test_each_step_runs_alone(number):
 def test_address_space_bands_marks_and_gaps():
     block = prm.malloc(300 * KiB)
     try:
-        bands = demo.address_space([(block.address, "the block")])
+        bands = space.address_space([(block.address, "the block")])
         mmapped = prm.chunk_of(block).mmapped     # other tests may have raised the threshold
     finally:
         block.free()
@@ -189,7 +189,7 @@ def test_address_space_bands_marks_and_gaps():
     assert held[0].regions == 1 and held[0].area == ("mapping" if mmapped else "heap")
     heap = [b for b in bands if b.kind == "heap"]
     assert any(n.startswith("the program break") for b in heap for n in b.notes)
-    assert any(b.kind == "gap" and b.end - b.start >= demo.GAP for b in bands)
+    assert any(b.kind == "gap" and b.end - b.start >= space.GAP for b in bands)
     runs = [b for b in bands if b.kind == "several"]
     assert runs and all(b.regions > 1 and b.mapped <= b.end - b.start for b in runs)
 
