@@ -1,14 +1,32 @@
-# setuptools needs this file for cffi's `cffi_modules` keyword and for the one plain
-# CPython extension; all other metadata lives in pyproject.toml.
+# setuptools needs this file for cffi's `cffi_modules` keyword and for the two plain C
+# builds; all other metadata lives in pyproject.toml.
+import os
+import sys
+
 from setuptools import Extension, setup
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "pymalloc_real"))
+from _build import CORE_SOURCES  # noqa: E402  (the one list of the core's files)
+
+WARNINGS = ["-Wall", "-Wextra", "-Werror", "-Wno-missing-field-initializers",
+            "-Wno-unused-parameter"]
 
 setup(
     cffi_modules=["pymalloc_real/_build.py:ffibuilder"],
     ext_modules=[
         # The hot path of the Python API (Block, malloc, free); see its header comment.
         Extension("pymalloc_real._fastpath", sources=["pymalloc_real/_fastpath.c"],
-                  extra_compile_args=["-std=gnu11", "-Wall", "-Wextra", "-Werror",
-                                      "-Wno-missing-field-initializers",
-                                      "-Wno-unused-parameter"]),
+                  extra_compile_args=["-std=gnu11", *WARNINGS]),
+        # The LD_PRELOAD library: the same core plus the shim exporting malloc & co.
+        # Built as an extension only so that pip puts it in the package; it is a plain
+        # shared library, never imported (pymalloc_real.preload.library_path finds it).
+        Extension("pymalloc_real._preload",
+                  sources=[os.path.join("csrc", name) for name in CORE_SOURCES
+                           if name != "layout.c"] + ["csrc/preload.c"],
+                  include_dirs=["csrc"],
+                  define_macros=[("_GNU_SOURCE", None)],
+                  extra_compile_args=["-std=gnu11", "-O2", "-g", *WARNINGS,
+                                      "-fvisibility=hidden", "-ftls-model=initial-exec",
+                                      "-fno-builtin"]),
     ],
 )

@@ -54,6 +54,8 @@ static PRM_COLD void initialize(void)
         reg->list.next = reg->list.prev = &reg->list;
 
         prmi_arena_init(&prmi_state.main_arena, 0);
+        if (prmi_configure != NULL)
+            prmi_configure();
         __atomic_store_n(&prmi_state.main_arena.initialized, 1, __ATOMIC_RELEASE);
     }
     prm_lock_release(&init_lock);

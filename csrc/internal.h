@@ -181,6 +181,13 @@ PRM_INTERNAL void prmi_place_in_bin(prm_arena *av, prm_chunk *victim, size_t siz
 PRM_INTERNAL void prmi_unsorted_push(prm_arena *av, prm_chunk *p, size_t size);
 PRM_INTERNAL void prmi_consolidate(prm_arena *av);
 
+/* options.c */
+PRM_INTERNAL int prmi_set_param(int param, long value);
+
+/* The LD_PRELOAD shim defines this to read its options while the allocator initialises
+ * (before any allocation is served): it may only call prmi_set_param and write(2). */
+PRM_INTERNAL void prmi_configure(void) __attribute__((weak));
+
 /* malloc.c */
 PRM_INTERNAL void *prmi_int_malloc(prm_arena *av, size_t nb);
 PRM_INTERNAL void prmi_int_free(prm_arena *av, prm_chunk *p);

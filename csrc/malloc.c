@@ -677,6 +677,16 @@ void *prm_realloc(void *oldmem, size_t bytes)
     return newmem;
 }
 
+void *prm_reallocarray(void *mem, size_t count, size_t size)
+{
+    size_t bytes;
+    if (prm_unlikely(__builtin_mul_overflow(count, size, &bytes))) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    return prm_realloc(mem, bytes);
+}
+
 void *prm_memalign(size_t alignment, size_t bytes)
 {
     if (alignment == 0 || (alignment & (alignment - 1)) != 0) {

@@ -4,65 +4,68 @@
 #include "prm.h"
 #include "internal.h"
 
-/* mallopt: 1 on success, 0 when the value is refused. Unknown parameters are accepted
- * and ignored, as glibc does, so programs written for glibc keep working. Changing any
- * threshold turns off the dynamic mmap threshold, as in glibc. */
-int prm_mallopt(int param, int value)
+/* Set one parameter, glibc's meaning. 1 on success, 0 when the value is refused.
+ * Unknown parameters are accepted and ignored, as glibc does, so programs written for
+ * glibc keep working. Changing any threshold turns off the dynamic mmap threshold, as
+ * in glibc. The caller holds the main arena's lock, or is initialising the allocator. */
+int prmi_set_param(int param, long value)
 {
-    prm_arena *av = prmi_main_arena();
     prm_params *mp = params();
-    int result = 1;
-
-    ARENA_ENTER(av, return 0);
-    /* Chunks in fast bins must go before max_fast changes, or chunks larger than the new
-     * limit would sit in fast bins forever. glibc consolidates on every mallopt. */
-    if (av->have_fastchunks)
-        prmi_consolidate(av);
-
     switch (param) {
     case PRM_M_MXFAST:
-        if (value >= 0 && (size_t)value <= PRM_MAX_FAST_REQUEST)
-            mp->max_fast = max_fast_for_request((size_t)value);
-        else
-            result = 0;
-        break;
+        if (value < 0 || (size_t)value > PRM_MAX_FAST_REQUEST)
+            return 0;
+        mp->max_fast = max_fast_for_request((size_t)value);
+        return 1;
     case PRM_M_TRIM_THRESHOLD:   /* glibc reads the int as unsigned: -1 means never trim */
-        __atomic_store_n(&mp->trim_threshold, (size_t)(long)value, __ATOMIC_RELAXED);
+        __atomic_store_n(&mp->trim_threshold, (size_t)value, __ATOMIC_RELAXED);
         __atomic_store_n(&mp->no_dyn_threshold, 1, __ATOMIC_RELAXED);
-        break;
+        return 1;
     case PRM_M_TOP_PAD:
-        mp->top_pad = (size_t)(long)value;
+        mp->top_pad = (size_t)value;
         __atomic_store_n(&mp->no_dyn_threshold, 1, __ATOMIC_RELAXED);
-        break;
+        return 1;
     case PRM_M_MMAP_THRESHOLD:
-        if ((size_t)(long)value > PRM_DEFAULT_MMAP_THRESHOLD_MAX) {
-            result = 0;
-        } else {
-            __atomic_store_n(&mp->mmap_threshold, (size_t)value, __ATOMIC_RELAXED);
-            __atomic_store_n(&mp->no_dyn_threshold, 1, __ATOMIC_RELAXED);
-        }
-        break;
-    case PRM_M_MMAP_MAX:
-        mp->n_mmaps_max = value;
+        if ((size_t)value > PRM_DEFAULT_MMAP_THRESHOLD_MAX)
+            return 0;
+        __atomic_store_n(&mp->mmap_threshold, (size_t)value, __ATOMIC_RELAXED);
         __atomic_store_n(&mp->no_dyn_threshold, 1, __ATOMIC_RELAXED);
-        break;
+        return 1;
+    case PRM_M_MMAP_MAX:
+        if (value < 0 || value > 0x7fffffff)
+            return 0;
+        mp->n_mmaps_max = (int)value;
+        __atomic_store_n(&mp->no_dyn_threshold, 1, __ATOMIC_RELAXED);
+        return 1;
     case PRM_M_CHECK_ACTION:
-        mp->check_action = value;
-        break;
+        mp->check_action = (int)(value & 7);
+        return 1;
     case PRM_M_PERTURB:
-        mp->perturb_byte = value & 0xff;
-        break;
+        mp->perturb_byte = (int)(value & 0xff);
+        return 1;
     case PRM_M_ARENA_TEST:
         if (value > 0)
             mp->arena_test = (size_t)value;
-        break;
+        return 1;
     case PRM_M_ARENA_MAX:
         if (value > 0)
             mp->arena_max = (size_t)value;
-        break;
+        return 1;
     default:
-        break;
+        return 1;
     }
+}
+
+/* mallopt: prmi_set_param under the lock, after emptying the fast bins: chunks in them
+ * must go before max_fast changes, or chunks larger than the new limit would sit there
+ * forever (glibc consolidates on every mallopt). */
+int prm_mallopt(int param, int value)
+{
+    prm_arena *av = prmi_main_arena();
+    ARENA_ENTER(av, return 0);
+    if (av->have_fastchunks)
+        prmi_consolidate(av);
+    int result = prmi_set_param(param, value);
     ARENA_LEAVE(av);
     return result;
 }

@@ -7,6 +7,7 @@
 #include "os.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <linux/futex.h>
 #include <stdlib.h>
 #include <sys/mman.h>
@@ -173,6 +174,36 @@ void prm_os_write_stderr(const char *text, size_t length)
         length -= (size_t)n;
     }
     errno = saved;
+}
+
+int prm_os_write_file(const char *path, const char *data, size_t length)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0)
+        return -1;
+    int rc = 0;
+    while (length > 0) {
+        ssize_t n = write(fd, data, length);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            rc = -1;
+            break;
+        }
+        data += n;
+        length -= (size_t)n;
+    }
+    int saved = errno;
+    if (close(fd) != 0 && rc == 0)
+        rc = -1;
+    else
+        errno = saved;
+    return rc;
+}
+
+int prm_os_pid(void)
+{
+    return (int)getpid();
 }
 
 void prm_os_abort(void)

@@ -50,6 +50,12 @@ void prm_os_futex_wake(int *word, int count);
 void prm_os_write_stderr(const char *text, size_t length);
 __attribute__((noreturn)) void prm_os_abort(void);
 
+/* Create or truncate `path` and write `length` bytes to it (the exit report).
+ * 0, or -1 with errno. */
+int prm_os_write_file(const char *path, const char *data, size_t length);
+
+int prm_os_pid(void);
+
 /* Minor and major page faults of the calling process so far (getrusage). */
 int prm_os_page_faults(long *minor, long *major);
 

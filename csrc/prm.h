@@ -34,6 +34,7 @@ void  *prm_malloc(size_t bytes);
 int    prm_free(void *mem);                         /* PRM_OK or an error status */
 void  *prm_calloc(size_t count, size_t size);
 void  *prm_realloc(void *mem, size_t bytes);        /* (p, 0) frees p, returns NULL */
+void  *prm_reallocarray(void *mem, size_t count, size_t size);   /* ENOMEM on overflow */
 void  *prm_memalign(size_t alignment, size_t bytes);/* EINVAL unless a power of two */
 int    prm_posix_memalign(void **out, size_t alignment, size_t bytes);
 void  *prm_aligned_alloc(size_t alignment, size_t bytes);

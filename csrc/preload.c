@@ -1,0 +1,408 @@
+/* preload.c - the LD_PRELOAD shim: the standard allocation symbols over the prm_ core,
+ * options from the environment, and the statistics written at exit. No allocation
+ * logic lives here.
+ *
+ * Bootstrap: the core initialises itself on first use without allocating, without
+ * dlsym and without pthread, so the first malloc (possibly from another library's
+ * constructor, before ours ran) is served like any other; no bootstrap buffer is
+ * needed. Options are read then, from `environ` directly (getenv may not be usable
+ * yet), through prmi_configure. The library builds with initial-exec TLS.
+ *
+ * Options: PYMALLOC_REAL_OPTIONS="key=value,key=value", documented in README.md.
+ * Unknown keys and bad values are reported on stderr and ignored (defaults stay). */
+#include <malloc.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "internal.h"
+#include "prm.h"
+
+#define PRM_EXPORT __attribute__((visibility("default")))
+
+extern char **environ;
+
+/* ---- statistics for the exit report (only counted when stats=PATH is set) ----------- */
+
+enum prm_call {
+    CALL_MALLOC, CALL_FREE, CALL_CALLOC, CALL_REALLOC, CALL_REALLOCARRAY, CALL_MEMALIGN,
+    CALL_POSIX_MEMALIGN, CALL_ALIGNED_ALLOC, CALL_VALLOC, CALL_PVALLOC, CALL_COUNT
+};
+
+static const char *const call_names[CALL_COUNT] = {
+    "malloc", "free", "calloc", "realloc", "reallocarray", "memalign", "posix_memalign",
+    "aligned_alloc", "valloc", "pvalloc",
+};
+
+#define SIZE_CLASSES 64   /* by the bit length of the request: 0, 1, 2-3, 4-7, ... */
+
+static struct {
+    int enabled;
+    char path[1024];
+    uint64_t calls[CALL_COUNT];
+    uint64_t bytes_requested;
+    uint64_t size_classes[SIZE_CLASSES];
+    uint64_t live_bytes;        /* usable bytes of live blocks */
+    uint64_t peak_live_bytes;
+} report;
+
+/* An allocating call and the size it asked for. */
+static inline void count_call(enum prm_call call, size_t requested)
+{
+    __atomic_fetch_add(&report.calls[call], 1, __ATOMIC_RELAXED);
+    __atomic_fetch_add(&report.bytes_requested, requested, __ATOMIC_RELAXED);
+    unsigned cls = requested == 0 ? 0 : 64 - (unsigned)__builtin_clzll(requested);
+    __atomic_fetch_add(&report.size_classes[cls < SIZE_CLASSES ? cls : SIZE_CLASSES - 1], 1,
+                       __ATOMIC_RELAXED);
+}
+
+static inline void count_live(void *mem, int sign)
+{
+    if (mem == NULL)
+        return;
+    uint64_t usable = prm_usable_size(mem);
+    if (sign < 0) {
+        __atomic_fetch_sub(&report.live_bytes, usable, __ATOMIC_RELAXED);
+        return;
+    }
+    uint64_t now = __atomic_add_fetch(&report.live_bytes, usable, __ATOMIC_RELAXED);
+    uint64_t peak = __atomic_load_n(&report.peak_live_bytes, __ATOMIC_RELAXED);
+    while (now > peak && !__atomic_compare_exchange_n(&report.peak_live_bytes, &peak, now, 1,
+                                                      __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+        ;
+}
+
+/* Every allocating entry point: count the call (when reporting) around the core call. */
+#define ALLOCATE(call, requested, expression)                   \
+    do {                                                        \
+        if (prm_likely(!report.enabled))                        \
+            return expression;                                  \
+        count_call(call, requested);                            \
+        void *result_ = expression;                             \
+        count_live(result_, +1);                                \
+        return result_;                                         \
+    } while (0)
+
+/* ---- options ------------------------------------------------------------------------ */
+
+static void complain(const char *what, const char *option, size_t length)
+{
+    char line[256];
+    prmi_text t = { line, sizeof line, 0 };
+    char quoted[96];
+    size_t n = length < sizeof quoted - 1 ? length : sizeof quoted - 1;
+    memcpy(quoted, option, n);
+    quoted[n] = '\0';
+    prmi_text_str(&t, "pymalloc_real: PYMALLOC_REAL_OPTIONS: ");
+    prmi_text_str(&t, what);
+    prmi_text_str(&t, " '");
+    prmi_text_str(&t, quoted);
+    prmi_text_str(&t, "' ignored\n");
+    prm_os_write_stderr(line, t.length);
+}
+
+static const struct option_key {
+    const char *name;
+    int param;
+} option_keys[] = {
+    { "mxfast", PRM_M_MXFAST },
+    { "trim_threshold", PRM_M_TRIM_THRESHOLD },
+    { "top_pad", PRM_M_TOP_PAD },
+    { "mmap_threshold", PRM_M_MMAP_THRESHOLD },
+    { "mmap_max", PRM_M_MMAP_MAX },
+    { "check_action", PRM_M_CHECK_ACTION },
+    { "perturb", PRM_M_PERTURB },
+    { "arena_test", PRM_M_ARENA_TEST },
+    { "arena_max", PRM_M_ARENA_MAX },
+};
+
+/* A decimal (or 0x hex) integer with an optional K, M or G suffix (powers of 1024). */
+static int parse_number(const char *text, size_t length, long *out)
+{
+    long value = 0;
+    size_t i = 0;
+    int base = 10, negative = 0;
+    if (i < length && text[i] == '-') {
+        negative = 1;
+        i++;
+    }
+    if (i + 1 < length && text[i] == '0' && (text[i + 1] == 'x' || text[i + 1] == 'X')) {
+        base = 16;
+        i += 2;
+    }
+    size_t digits = 0;
+    for (; i < length; i++, digits++) {
+        char c = text[i];
+        int d = c >= '0' && c <= '9' ? c - '0'
+              : base == 16 && c >= 'a' && c <= 'f' ? c - 'a' + 10
+              : base == 16 && c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+        if (d < 0)
+            break;
+        if (__builtin_mul_overflow(value, base, &value) || __builtin_add_overflow(value, d, &value))
+            return 0;
+    }
+    if (digits == 0)
+        return 0;
+    if (i < length) {
+        int shift = text[i] == 'k' || text[i] == 'K' ? 10 : text[i] == 'm' || text[i] == 'M' ? 20
+                  : text[i] == 'g' || text[i] == 'G' ? 30 : -1;
+        if (shift < 0 || i + 1 != length || value > (0x7fffffffffffffffL >> shift))
+            return 0;
+        value <<= shift;
+    }
+    *out = negative ? -value : value;
+    return 1;
+}
+
+static void apply_option(const char *item, size_t length)
+{
+    const char *equals = memchr(item, '=', length);
+    if (equals == NULL) {
+        complain("an option without '=':", item, length);
+        return;
+    }
+    size_t key_length = (size_t)(equals - item);
+    const char *value = equals + 1;
+    size_t value_length = length - key_length - 1;
+
+    if (key_length == 5 && memcmp(item, "stats", 5) == 0) {
+        if (value_length == 0 || value_length >= sizeof report.path) {
+            complain("a bad stats path:", item, length);
+            return;
+        }
+        memcpy(report.path, value, value_length);
+        report.path[value_length] = '\0';
+        report.enabled = 1;
+        return;
+    }
+    for (size_t k = 0; k < sizeof option_keys / sizeof option_keys[0]; k++) {
+        if (strlen(option_keys[k].name) == key_length && memcmp(item, option_keys[k].name, key_length) == 0) {
+            long number;
+            if (!parse_number(value, value_length, &number) || !prmi_set_param(option_keys[k].param, number))
+                complain("a bad value:", item, length);
+            return;
+        }
+    }
+    complain("an unknown key (known: mxfast, trim_threshold, top_pad, mmap_threshold, mmap_max, "
+             "check_action, perturb, arena_test, arena_max, stats):", item, key_length);
+}
+
+/* Called by the core while it initialises, before it serves the first allocation. */
+void prmi_configure(void)
+{
+    static const char name[] = "PYMALLOC_REAL_OPTIONS=";
+    if (environ == NULL)
+        return;
+    for (char **entry = environ; *entry != NULL; entry++) {
+        if (strncmp(*entry, name, sizeof name - 1) != 0)
+            continue;
+        const char *item = *entry + sizeof name - 1;
+        while (*item != '\0') {
+            const char *comma = strchr(item, ',');
+            size_t length = comma ? (size_t)(comma - item) : strlen(item);
+            if (length > 0)
+                apply_option(item, length);
+            item += length + (comma ? 1 : 0);
+        }
+        return;
+    }
+}
+
+/* ---- the exported allocation functions ------------------------------------------------ */
+
+PRM_EXPORT void *malloc(size_t size) { ALLOCATE(CALL_MALLOC, size, prm_malloc(size)); }
+
+PRM_EXPORT void free(void *mem)
+{
+    if (prm_unlikely(report.enabled) && mem != NULL) {
+        __atomic_fetch_add(&report.calls[CALL_FREE], 1, __ATOMIC_RELAXED);
+        count_live(mem, -1);
+    }
+    prm_free(mem);
+}
+
+PRM_EXPORT void *calloc(size_t count, size_t size)
+{
+    size_t bytes = 0;
+    (void)__builtin_mul_overflow(count, size, &bytes);
+    ALLOCATE(CALL_CALLOC, bytes, prm_calloc(count, size));
+}
+
+PRM_EXPORT void *realloc(void *mem, size_t size)
+{
+    if (prm_unlikely(report.enabled))
+        count_live(mem, -1);
+    ALLOCATE(CALL_REALLOC, size, prm_realloc(mem, size));
+}
+
+PRM_EXPORT void *reallocarray(void *mem, size_t count, size_t size)
+{
+    size_t bytes = 0;
+    (void)__builtin_mul_overflow(count, size, &bytes);
+    if (prm_unlikely(report.enabled))
+        count_live(mem, -1);
+    ALLOCATE(CALL_REALLOCARRAY, bytes, prm_reallocarray(mem, count, size));
+}
+
+PRM_EXPORT void *memalign(size_t alignment, size_t size)
+{
+    ALLOCATE(CALL_MEMALIGN, size, prm_memalign(alignment, size));
+}
+
+PRM_EXPORT int posix_memalign(void **out, size_t alignment, size_t size)
+{
+    if (prm_unlikely(report.enabled))
+        count_call(CALL_POSIX_MEMALIGN, size);
+    int rc = prm_posix_memalign(out, alignment, size);
+    if (prm_unlikely(report.enabled) && rc == 0)
+        count_live(*out, +1);
+    return rc;
+}
+
+PRM_EXPORT void *aligned_alloc(size_t alignment, size_t size)
+{
+    ALLOCATE(CALL_ALIGNED_ALLOC, size, prm_aligned_alloc(alignment, size));
+}
+
+PRM_EXPORT void *valloc(size_t size) { ALLOCATE(CALL_VALLOC, size, prm_valloc(size)); }
+
+PRM_EXPORT void *pvalloc(size_t size) { ALLOCATE(CALL_PVALLOC, size, prm_pvalloc(size)); }
+
+PRM_EXPORT size_t malloc_usable_size(void *mem) { return prm_usable_size(mem); }
+
+PRM_EXPORT int mallopt(int param, int value) { return prm_mallopt(param, value); }
+
+PRM_EXPORT int malloc_trim(size_t pad) { return prm_malloc_trim(pad); }
+
+/* glibc's internal names, which some programs and libraries call directly. */
+PRM_EXPORT void *__libc_malloc(size_t size) __attribute__((alias("malloc"), copy(malloc)));
+PRM_EXPORT void __libc_free(void *mem) __attribute__((alias("free"), copy(free)));
+PRM_EXPORT void *__libc_calloc(size_t count, size_t size) __attribute__((alias("calloc"), copy(calloc)));
+PRM_EXPORT void *__libc_realloc(void *mem, size_t size) __attribute__((alias("realloc"), copy(realloc)));
+PRM_EXPORT void *__libc_memalign(size_t alignment, size_t size) __attribute__((alias("memalign"), copy(memalign)));
+
+/* ---- glibc's reporting functions ---------------------------------------------------- */
+
+PRM_EXPORT struct mallinfo2 mallinfo2(void)
+{
+    prm_stats s;
+    prm_get_stats(&s);
+    struct mallinfo2 info = {
+        .arena = s.arena, .ordblks = s.ordblks, .smblks = s.smblks, .hblks = s.hblks,
+        .hblkhd = s.hblkhd, .usmblks = s.usmblks, .fsmblks = s.fsmblks,
+        .uordblks = s.uordblks, .fordblks = s.fordblks, .keepcost = s.keepcost,
+    };
+    return info;
+}
+
+static void text_line(prmi_text *t, const char *label, uint64_t value)
+{
+    prmi_text_str(t, label);
+    prmi_text_dec(t, value);
+    prmi_text_str(t, "\n");
+}
+
+/* glibc's format, to stderr, with write(2): no stdio, which could call malloc. */
+PRM_EXPORT void malloc_stats(void)
+{
+    prm_stats s;
+    prm_get_stats(&s);
+    char buffer[512];
+    prmi_text t = { buffer, sizeof buffer, 0 };
+    prmi_text_str(&t, "Arena 0:\n");
+    text_line(&t, "system bytes     = ", s.arena);
+    text_line(&t, "in use bytes     = ", s.uordblks);
+    prmi_text_str(&t, "Total (incl. mmap):\n");
+    text_line(&t, "system bytes     = ", s.arena + s.hblkhd);
+    text_line(&t, "in use bytes     = ", s.uordblks + s.hblkhd);
+    text_line(&t, "max mmap regions = ", s.max_hblks);
+    text_line(&t, "max mmap bytes   = ", s.max_hblkhd);
+    prm_os_write_stderr(buffer, t.length);
+}
+
+/* glibc's XML shape, reduced to what the core knows. Statistics are taken first, then
+ * printed with stdio outside every allocator lock (stdio may allocate). */
+PRM_EXPORT int malloc_info(int options, FILE *out)
+{
+    if (options != 0) {
+        errno = EINVAL;
+        return -1;
+    }
+    prm_stats s;
+    prm_get_stats(&s);
+    fprintf(out, "<malloc version=\"1\">\n<heap nr=\"0\">\n"
+            "<total type=\"fast\" count=\"%zu\" size=\"%zu\"/>\n"
+            "<total type=\"rest\" count=\"%zu\" size=\"%zu\"/>\n"
+            "<system type=\"current\" size=\"%zu\"/>\n<system type=\"max\" size=\"%zu\"/>\n"
+            "</heap>\n"
+            "<total type=\"mmap\" count=\"%zu\" size=\"%zu\"/>\n"
+            "<system type=\"current\" size=\"%zu\"/>\n<system type=\"max\" size=\"%zu\"/>\n"
+            "</malloc>\n",
+            s.smblks, s.fsmblks, s.ordblks, s.fordblks - s.fsmblks, s.arena, s.max_arena,
+            s.hblks, s.hblkhd, s.arena + s.hblkhd, s.max_arena + s.max_hblkhd);
+    return 0;
+}
+
+/* ---- the exit report -------------------------------------------------------------------- */
+
+static void json_number(prmi_text *t, const char *key, uint64_t value, int last)
+{
+    prmi_text_str(t, "\"");
+    prmi_text_str(t, key);
+    prmi_text_str(t, "\": ");
+    prmi_text_dec(t, value);
+    prmi_text_str(t, last ? "" : ", ");
+}
+
+/* JSON written with the core's text helpers and one write(2) loop, so the report
+ * neither allocates nor touches stdio while the program is exiting. */
+static __attribute__((destructor)) void write_exit_report(void)
+{
+    if (!report.enabled)
+        return;
+    static char buffer[8192];
+    prmi_text t = { buffer, sizeof buffer, 0 };
+    prm_stats s;
+    prm_get_stats(&s);
+
+    prmi_text_str(&t, "{\"allocator\": \"pymalloc_real\", ");
+    json_number(&t, "pid", (uint64_t)prm_os_pid(), 0);
+    prmi_text_str(&t, "\"calls\": {");
+    for (int c = 0; c < CALL_COUNT; c++)
+        json_number(&t, call_names[c], __atomic_load_n(&report.calls[c], __ATOMIC_RELAXED),
+                    c == CALL_COUNT - 1);
+    prmi_text_str(&t, "}, ");
+    json_number(&t, "bytes_requested", report.bytes_requested, 0);
+    json_number(&t, "peak_in_use", report.peak_live_bytes, 0);
+    json_number(&t, "in_use_at_exit", s.in_use_bytes, 0);
+    json_number(&t, "peak_from_os", s.max_arena + s.max_hblkhd, 0);
+    json_number(&t, "heap_bytes", s.arena, 0);
+    json_number(&t, "mmapped_bytes", s.hblkhd, 0);
+    json_number(&t, "brk_moves", s.brk_moves, 0);
+    json_number(&t, "mmap_calls", s.mmap_calls, 0);
+    json_number(&t, "munmap_calls", s.munmap_calls, 0);
+    json_number(&t, "mremap_calls", s.mremap_calls, 0);
+    json_number(&t, "trims", s.trims, 0);
+    json_number(&t, "segments", s.segments, 0);
+    json_number(&t, "arenas", 1, 0);
+    json_number(&t, "mmap_threshold", s.mmap_threshold, 0);
+    json_number(&t, "trim_threshold", s.trim_threshold, 0);
+    prmi_text_str(&t, "\"size_classes\": {");
+    int first = 1;
+    for (int c = 0; c < SIZE_CLASSES; c++) {
+        uint64_t n = __atomic_load_n(&report.size_classes[c], __ATOMIC_RELAXED);
+        if (n == 0)
+            continue;
+        char key[24];
+        prmi_text k = { key, sizeof key, 0 };
+        prmi_text_str(&k, "<=");
+        prmi_text_dec(&k, c == 0 ? 0 : c >= 64 ? UINT64_MAX : (((uint64_t)1 << c) - 1));
+        prmi_text_str(&t, first ? "" : ", ");
+        json_number(&t, key, n, 1);
+        first = 0;
+    }
+    prmi_text_str(&t, "}}\n");
+    if (prm_os_write_file(report.path, buffer, t.length) != 0) {
+        static const char msg[] = "pymalloc_real: could not write the stats file\n";
+        prm_os_write_stderr(msg, sizeof msg - 1);
+    }
+}
