@@ -1,27 +1,20 @@
 /* arena.c - arenas and the memory under them: the allocator's global state, arena
  * initialisation, growing the main arena's heap with brk (segments, fence posts, the
- * mmap fallback when brk is refused), and trimming the break back down. */
+ * mmap fallback when brk is refused) and trimming the break back down, and the
+ * non-main arenas' heaps (reserved aligned, committed and decommitted as top moves). */
+#include <string.h>
+
 #include "internal.h"
 
 prm_state prmi_state;
 
-static prm_lock init_lock = PRM_LOCK_INIT;
+PRM_INTERNAL prm_lock prmi_init_lock = PRM_LOCK_INIT;
 
-/* The contended path of prm_lock_acquire: spin briefly (the holder is usually a few
- * hundred instructions from releasing), then sleep on the futex, marking the lock
- * contended (2) so the releasing thread knows to wake somebody. */
-PRM_NOINLINE void prmi_lock_slow(prm_lock *lock)
-{
-    for (int spin = 0; spin < 100; spin++) {
-        int expected = 0;
-        if (__atomic_load_n(&lock->state, __ATOMIC_RELAXED) == 0 &&
-            __atomic_compare_exchange_n(&lock->state, &expected, 1, 0, __ATOMIC_ACQUIRE, __ATOMIC_RELAXED))
-            return;
-        prm_cpu_relax();
-    }
-    while (__atomic_exchange_n(&lock->state, 2, __ATOMIC_ACQUIRE) != 0)
-        prm_os_futex_wait(&lock->state, 2);
-}
+/* Each build's default for the per-thread caches: on in the LD_PRELOAD library, off in
+ * the Python build, whose heap walks and statistics treat a cached chunk as in use. */
+#ifndef PRM_DEFAULT_TCACHE
+#define PRM_DEFAULT_TCACHE (PRM_RECOVERABLE ? 0 : PRM_DEFAULT_TCACHE_COUNT)
+#endif
 
 void prmi_arena_init(prm_arena *av, int index)
 {
@@ -36,7 +29,7 @@ void prmi_arena_init(prm_arena *av, int index)
  * registry of mmapped chunks. Marked cold: it runs once. */
 static PRM_COLD void initialize(void)
 {
-    prm_lock_acquire(&init_lock);
+    prm_lock_acquire(&prmi_init_lock);
     if (!__atomic_load_n(&prmi_state.main_arena.initialized, __ATOMIC_ACQUIRE)) {
         prm_params *mp = params();
         mp->max_fast = max_fast_for_request(PRM_DEFAULT_MXFAST);
@@ -49,6 +42,8 @@ static PRM_COLD void initialize(void)
         mp->check_action = 3;
         mp->arena_test = 8;
         mp->arena_max = 0;
+        mp->tcache_count = PRM_DEFAULT_TCACHE;
+        prmi_state.arena_count = 1;
 
         prm_mmap_registry *reg = &prmi_state.mmapped;
         reg->list.next = reg->list.prev = &reg->list;
@@ -56,9 +51,10 @@ static PRM_COLD void initialize(void)
         prmi_arena_init(&prmi_state.main_arena, 0);
         if (prmi_configure != NULL)
             prmi_configure();
+        prmi_threads_init();
         __atomic_store_n(&prmi_state.main_arena.initialized, 1, __ATOMIC_RELEASE);
     }
-    prm_lock_release(&init_lock);
+    prm_lock_release(&prmi_init_lock);
 }
 
 prm_arena *prmi_main_arena(void)
@@ -126,20 +122,34 @@ static void close_segment(prm_arena *av, prm_chunk *old_top)
     }
 }
 
-/* Start a segment in [raw_start, raw_end) and make its space the top chunk. */
-static void open_segment(prm_arena *av, uintptr_t raw_start, uintptr_t raw_end, uint32_t kind)
+/* The arena of a chunk: the main arena, or, for a chunk with the A bit, the arena named
+ * by the header of the heap the chunk lies in. */
+prm_arena *prmi_arena_of(prm_chunk *p)
+{
+    if (!chunk_non_main(p))
+        return &prmi_state.main_arena;
+    prm_segment *heap = (prm_segment *)((uintptr_t)p & ~(uintptr_t)(PRM_HEAP_MAX - 1));
+    return heap->arena;
+}
+
+/* Start a segment in [raw_start, raw_end), `header` bytes of it (at least the segment
+ * record) before the first chunk, and make the rest the top chunk. */
+static void open_segment(prm_arena *av, uintptr_t raw_start, uintptr_t raw_end, uint32_t kind,
+                         size_t header)
 {
     uintptr_t base = align_up(raw_start, PRM_ALIGN);
     prm_segment *seg = (prm_segment *)base;
     seg->older = av->segments;
     seg->raw_start = raw_start;
     seg->end = align_down(raw_end, PRM_ALIGN);
+    seg->arena = av;
+    seg->first = (prm_chunk *)(base + header);
     seg->kind = kind;
     seg->serial = av->segment_count++;
     av->segments = seg;
 
     prm_chunk *first = segment_first_chunk(seg);
-    set_head(first, (seg->end - (uintptr_t)first) | PRM_PREV_INUSE);
+    set_head(first, (seg->end - (uintptr_t)first) | PRM_PREV_INUSE | (av->index ? PRM_NON_MAIN : 0));
     av->top = first;
     account_system(av, raw_end - raw_start);
 }
@@ -156,7 +166,7 @@ static int grow_with_mmap(prm_arena *av, size_t nb, size_t pad)
     if (mem == NULL)
         return 0;
     prm_chunk *old_top = av->top;
-    open_segment(av, (uintptr_t)mem, (uintptr_t)mem + want, PRM_SEG_MMAP);
+    open_segment(av, (uintptr_t)mem, (uintptr_t)mem + want, PRM_SEG_MMAP, sizeof(prm_segment));
     if (old_top != NULL) {
         close_segment(av, old_top);
         av->segments_opened++;
@@ -174,8 +184,12 @@ static int grow_with_mmap(prm_arena *av, size_t nb, size_t pad)
  * 3. The new break is page aligned; top_pad extra bytes are requested to save calls.
  * 4. If the kernel refuses to move the break, fall back to an mmapped segment.
  * Returns 1 on success, 0 with errno ENOMEM when the OS refuses both. */
+static int grow_nonmain(prm_arena *av, size_t nb);
+
 int prmi_grow_heap(prm_arena *av, size_t nb)
 {
+    if (av->index != 0)
+        return grow_nonmain(av, nb);
     size_t page = prm_os_page_size();
     size_t pad = params()->top_pad;
     if (pad > PRM_MAX_REQUEST - nb)   /* an absurd M_TOP_PAD must not wrap the arithmetic */
@@ -200,7 +214,7 @@ int prmi_grow_heap(prm_arena *av, size_t nb)
                 account_system(av, added);
             } else {
                 prm_chunk *old_top = av->top;
-                open_segment(av, current, target, PRM_SEG_BRK);
+                open_segment(av, current, target, PRM_SEG_BRK, sizeof(prm_segment));
                 if (old_top != NULL) {
                     close_segment(av, old_top);
                     av->segments_opened++;
@@ -219,8 +233,12 @@ int prmi_grow_heap(prm_arena *av, size_t nb)
  * the break, keeping `pad` bytes (plus the minimum top). Only done when the break is
  * exactly the end of our top chunk: if anyone allocated above us, the break is theirs.
  * Returns 1 if memory was released. */
+static int trim_heap(prm_arena *av, size_t pad);
+
 int prmi_systrim(prm_arena *av, size_t pad)
 {
+    if (av->top != NULL && av->segments->kind == PRM_SEG_HEAP)
+        return trim_heap(av, pad);
     if (av->top == NULL || av->segments->kind != PRM_SEG_BRK)
         return 0;
     size_t page = prm_os_page_size();
@@ -275,4 +293,118 @@ int prmi_discard_free_pages(prm_arena *av, size_t pad)
         }
     }
     return released;
+}
+
+/* ---- Non-main arenas: heaps ----------------------------------------------------------- */
+
+static size_t arena_header(void)
+{
+    return align_up(sizeof(prm_segment), PRM_ALIGN) + align_up(sizeof(prm_arena), PRM_ALIGN);
+}
+
+/* PRM_HEAP_MAX of address space at a PRM_HEAP_MAX boundary, `commit` bytes of it usable. */
+static void *reserve_heap(size_t commit)
+{
+    void *base = prm_os_reserve_aligned(PRM_HEAP_MAX, PRM_HEAP_MAX);
+    if (base == NULL)
+        return NULL;
+    if (prm_os_commit(base, commit) != 0) {
+        prm_os_munmap(base, PRM_HEAP_MAX);
+        return NULL;
+    }
+    return base;
+}
+
+/* The pad to request above what a heap needs, kept small enough for the heap. */
+static size_t heap_pad(void)
+{
+    size_t pad = params()->top_pad;
+    return pad > PRM_HEAP_MAX / 4 ? PRM_HEAP_MAX / 4 : pad;
+}
+
+/* A new arena, living at the start of its first heap. Under the arena list lock. */
+prm_arena *prmi_new_arena(int index)
+{
+    size_t page = prm_os_page_size();
+    size_t header = arena_header();
+    size_t commit = align_up(header + PRM_MINSIZE + heap_pad(), page);
+    void *base = reserve_heap(commit);
+    if (base == NULL)
+        return NULL;
+    prm_arena *av = (prm_arena *)((uintptr_t)base + align_up(sizeof(prm_segment), PRM_ALIGN));
+    memset(av, 0, sizeof *av);
+    prmi_arena_init(av, index);
+    av->initialized = 1;
+    open_segment(av, (uintptr_t)base, (uintptr_t)base + commit, PRM_SEG_HEAP, header);
+    return av;
+}
+
+/* Does a request of nb bytes fit a heap at all? Larger ones must be mmapped. */
+int prmi_fits_heap(size_t nb)
+{
+    return nb <= PRM_HEAP_MAX - arena_header() - 2 * PRM_MINSIZE;
+}
+
+/* Grow a non-main arena's top by committing more of its heap, or open a new heap. */
+static int grow_nonmain(prm_arena *av, size_t nb)
+{
+    size_t page = prm_os_page_size();
+    prm_segment *seg = av->segments;
+    size_t top = top_size(av);
+    size_t need = nb + PRM_MINSIZE > top ? nb + PRM_MINSIZE - top : 0;
+    uintptr_t limit = (uintptr_t)seg + PRM_HEAP_MAX;
+
+    if (seg->end + need <= limit) {
+        uintptr_t target = align_up(seg->end + need + heap_pad(), page);
+        if (target > limit)
+            target = limit;
+        if (prm_os_commit((void *)seg->end, target - seg->end) != 0) {
+            errno = ENOMEM;
+            return 0;
+        }
+        set_head(av->top, (top + (target - seg->end)) | PRM_PREV_INUSE | PRM_NON_MAIN);
+        account_system(av, target - seg->end);
+        seg->end = target;
+        return 1;
+    }
+    if (!prmi_fits_heap(nb)) {
+        errno = ENOMEM;
+        return 0;
+    }
+    size_t header = align_up(sizeof(prm_segment), PRM_ALIGN);
+    size_t commit = align_up(header + nb + 2 * PRM_MINSIZE + heap_pad(), page);
+    if (commit > PRM_HEAP_MAX)
+        commit = PRM_HEAP_MAX;
+    void *base = reserve_heap(commit);
+    if (base == NULL) {
+        errno = ENOMEM;
+        return 0;
+    }
+    prm_chunk *old_top = av->top;
+    open_segment(av, (uintptr_t)base, (uintptr_t)base + commit, PRM_SEG_HEAP, header);
+    close_segment(av, old_top);
+    av->segments_opened++;
+    return 1;
+}
+
+/* glibc's heap_trim, reduced: give back the committed pages at the end of the newest heap
+ * that top does not need, keeping `pad`. Whole empty heaps are kept (see README). */
+static int trim_heap(prm_arena *av, size_t pad)
+{
+    size_t page = prm_os_page_size();
+    size_t size = top_size(av);
+    if (pad >= size || size - pad <= PRM_MINSIZE)
+        return 0;
+    size_t extra = align_down(size - pad - PRM_MINSIZE, page);
+    if (extra == 0)
+        return 0;
+    prm_segment *seg = av->segments;
+    uintptr_t new_end = seg->end - extra;
+    if (prm_os_decommit((void *)new_end, extra) != 0)
+        return 0;
+    set_head(av->top, (size - extra) | PRM_PREV_INUSE | PRM_NON_MAIN);
+    seg->end = new_end;
+    av->system_bytes -= extra;
+    av->trims++;
+    return 1;
 }

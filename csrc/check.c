@@ -356,16 +356,25 @@ static int check_arena(prm_arena *av, prmi_text *why)
 
 int prm_check(char *message, size_t capacity)
 {
-    prm_arena *av = prmi_main_arena();
     prmi_text why = { message, capacity, 0 };
     if (capacity > 0)
         message[0] = '\0';
 
-    prm_lock_acquire(&av->lock);
-    int rc = check_arena(av, &why);
-    prm_lock_release(&av->lock);
-    if (rc == 0) {
-        prm_mmap_registry *reg = &prmi_state.mmapped;
+    int rc = 0;
+    FOR_EACH_ARENA(av) {
+        prm_lock_acquire(&av->lock);
+        rc = check_arena(av, &why);
+        prm_lock_release(&av->lock);
+        if (rc != 0) {
+            if (av->index != 0) {
+                prmi_text_str(&why, " in arena ");
+                prmi_text_dec(&why, (uint64_t)av->index);
+            }
+            break;
+        }
+    }
+    prm_mmap_registry *reg = &prmi_state.mmapped;
+    if (rc == 0 && !reg->broken) {
         prm_lock_acquire(&reg->lock);
         rc = check_mmapped(&why);
         prm_lock_release(&reg->lock);

@@ -27,36 +27,57 @@ static inline void prm_cpu_relax(void)
 #endif
 }
 
-/* A three-state futex mutex (Drepper, "Futexes are tricky", mutex2):
- * 0 unlocked, 1 locked, 2 locked with possible waiters. */
+/* The lock: a futex word holding the owner's thread id, with PRM_LOCK_WAITERS set when
+ * somebody may be sleeping on it (Drepper, "Futexes are tricky", with the owner kept in
+ * the word itself). Knowing the owner atomically is what makes fork from a signal
+ * handler safe: the fork handlers skip, rather than deadlock on, a lock that the
+ * interrupted code of the forking thread holds (see threads.c). Thread ids fit in 22
+ * bits (pid_max <= 4M). */
 typedef struct prm_lock {
-    int state;
+    int word;
 } prm_lock;
 
-#define PRM_LOCK_INIT { 0 }
+#define PRM_LOCK_INIT    { 0 }
+#define PRM_LOCK_WAITERS 0x40000000
 
-PRM_INTERNAL void prmi_lock_slow(prm_lock *lock);
+/* This thread's kernel id, cached (threads.c). */
+PRM_INTERNAL extern __thread int prmi_tls_tid;
+
+static inline int prm_thread_id(void)
+{
+    int tid = prmi_tls_tid;
+    if (prm_unlikely(tid == 0))
+        prmi_tls_tid = tid = prm_os_gettid();
+    return tid;
+}
+
+PRM_INTERNAL void prmi_lock_slow(prm_lock *lock, int me);
 
 static inline void prm_lock_acquire(prm_lock *lock)
 {
+    int me = prm_thread_id();
     int expected = 0;
-    if (prm_likely(__atomic_compare_exchange_n(&lock->state, &expected, 1, 0,
+    if (prm_likely(__atomic_compare_exchange_n(&lock->word, &expected, me, 0,
                                                __ATOMIC_ACQUIRE, __ATOMIC_RELAXED)))
         return;
-    prmi_lock_slow(lock);
-}
-
-static inline bool prm_lock_try(prm_lock *lock)
-{
-    int expected = 0;
-    return __atomic_compare_exchange_n(&lock->state, &expected, 1, 0,
-                                       __ATOMIC_ACQUIRE, __ATOMIC_RELAXED);
+    prmi_lock_slow(lock, me);
 }
 
 static inline void prm_lock_release(prm_lock *lock)
 {
-    if (__atomic_exchange_n(&lock->state, 0, __ATOMIC_RELEASE) == 2)
-        prm_os_futex_wake(&lock->state, 1);
+    if (__atomic_exchange_n(&lock->word, 0, __ATOMIC_RELEASE) & PRM_LOCK_WAITERS)
+        prm_os_futex_wake(&lock->word, 1);
+}
+
+static inline bool prm_lock_held_by_me(prm_lock *lock)
+{
+    return (__atomic_load_n(&lock->word, __ATOMIC_RELAXED) & ~PRM_LOCK_WAITERS) == prm_thread_id();
+}
+
+/* In the child of fork only one thread exists: whoever held a lock is gone. */
+static inline void prm_lock_reset(prm_lock *lock)
+{
+    __atomic_store_n(&lock->word, 0, __ATOMIC_RELAXED);
 }
 
 #endif

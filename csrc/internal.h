@@ -33,21 +33,32 @@
  *   |  ...  | prm_segment | chunk (P=1) | chunk | ... | chunk | fence posts |   closed
  *
  * A closed segment ends in fence posts: 16-byte chunk headers marked in use, so a
- * chunk below them never coalesces past the end. Walks stop at `end`. */
-enum prm_segment_kind { PRM_SEG_BRK = 0, PRM_SEG_MMAP = 1 };
+ * chunk below them never coalesces past the end. Walks stop at `end`.
+ *
+ * A non-main arena's segments are *heaps*, as in glibc: PRM_HEAP_MAX bytes of address
+ * space reserved at a PRM_HEAP_MAX-aligned address, committed (made read/write) from
+ * the bottom as top grows and decommitted as it shrinks. The alignment is how free
+ * finds a chunk's arena: the segment header sits at the chunk's address rounded down
+ * to PRM_HEAP_MAX. The first heap of an arena holds the arena itself after the header.
+ *
+ *   heap (aligned) -> | prm_segment | [prm_arena] | chunks ... | top | uncommitted ... | */
+enum prm_segment_kind { PRM_SEG_BRK = 0, PRM_SEG_MMAP = 1, PRM_SEG_HEAP = 2 };
+
+#define PRM_HEAP_MAX ((size_t)64 * 1024 * 1024)   /* glibc: 2 x the largest mmap threshold */
+
+struct prm_arena;
 
 typedef struct prm_segment {
     struct prm_segment *older;  /* previous segment of this arena, NULL for the first */
     uintptr_t raw_start;        /* first byte obtained from the OS (may precede base) */
-    uintptr_t end;              /* one past the last byte we own */
+    uintptr_t end;              /* one past the last byte we own (committed, for heaps) */
+    struct prm_arena *arena;    /* the owner */
+    struct prm_chunk *first;    /* the first chunk */
     uint32_t kind;              /* enum prm_segment_kind */
     uint32_t serial;            /* creation order within the arena, from 0 */
 } prm_segment;
 
-static inline prm_chunk *segment_first_chunk(prm_segment *seg)
-{
-    return (prm_chunk *)((uintptr_t)seg + sizeof(prm_segment));
-}
+static inline prm_chunk *segment_first_chunk(prm_segment *seg) { return seg->first; }
 
 /* ---- Arenas ------------------------------------------------------------------------- */
 #define PRM_BINMAP_WORDS 2
@@ -58,6 +69,10 @@ typedef struct prm_arena {
     int initialized;
     int corrupt;                /* set once corruption was detected: the arena refuses work */
     int have_fastchunks;
+    int abandoned;              /* a fork child found it mid-update: never used again */
+    int attached_threads;       /* threads using it (under the arena list lock) */
+    int fork_state;             /* threads.c: how fork's prepare handler left the lock */
+    struct prm_arena *next;     /* the list of all arenas, main first; never shrinks */
     prm_chunk *fastbins[PRM_NFASTBINS];
     prm_chunk *top;
     prm_chunk *last_remainder;
@@ -113,6 +128,7 @@ typedef struct prm_mmap_header {
 
 typedef struct prm_mmap_registry {
     prm_lock lock;
+    int broken;                 /* a fork child found the list mid-update: not maintained */
     prm_mmap_header list;       /* circular, list is the head */
     size_t count, max_count;
     size_t mapped_bytes, max_mapped_bytes;   /* lengths of the mappings */
@@ -138,13 +154,18 @@ typedef struct prm_params {
     int perturb_byte;
     int check_action;
     size_t arena_test;
-    size_t arena_max;
+    size_t arena_max;           /* 0: 8 x the CPUs, as glibc on 64-bit */
+    int tcache_count;           /* chunks per thread-cache bin; 0 disables the caches */
 } prm_params;
 
 typedef struct prm_state {
     prm_params params;
-    prm_arena main_arena;
+    prm_arena main_arena;       /* heads the arena list */
     prm_mmap_registry mmapped;
+    prm_lock list_lock;         /* the arena list and the attachment counts */
+    int arena_count;
+    int arena_limit;            /* arena_max in force */
+    prm_arena *next_to_reuse;   /* round robin once the limit is reached */
 } prm_state;
 
 PRM_INTERNAL extern prm_state prmi_state;
@@ -153,8 +174,67 @@ static inline prm_params *params(void) { return &prmi_state.params; }
 
 /* ---- Shared internal functions ---------------------------------------------------------- */
 
+/* ---- Threads and their caches (threads.c) --------------------------------------------
+ * Each thread has a small state block in TLS (initial-exec in the preload library): its
+ * arena and its cache. The per-thread cache (tcache) keeps up to tcache_count free chunks
+ * per size from 32 to 1040 bytes in singly linked lists that need no lock; malloc and
+ * free of those sizes usually never touch an arena. The cache itself is a chunk of the
+ * thread's arena, given back with its contents when the thread exits. */
+#define PRM_TCACHE_BINS      64
+#define PRM_TCACHE_MAX_SIZE  (PRM_MINSIZE + (PRM_TCACHE_BINS - 1) * PRM_ALIGN)   /* 1040 */
+#define PRM_DEFAULT_TCACHE_COUNT 7
+
+typedef struct prm_tcache_entry {
+    struct prm_tcache_entry *next;
+    struct prm_tcache *key;     /* the owning cache while cached: a double-free check */
+} prm_tcache_entry;
+
+typedef struct prm_tcache {
+    uint16_t counts[PRM_TCACHE_BINS];
+    prm_tcache_entry *entries[PRM_TCACHE_BINS];
+} prm_tcache;
+
+/* The cache pointer says more than "none": the thread exited, or caches are off. */
+#define PRM_TCACHE_NONE      ((prm_tcache *)0)
+#define PRM_TCACHE_DISABLED  ((prm_tcache *)1)
+
+typedef struct prm_thread {
+    prm_arena *arena;
+    prm_tcache *tcache;
+} prm_thread;
+
+PRM_INTERNAL extern __thread prm_thread prmi_self;
+
+static inline unsigned tcache_index(size_t nb) { return (unsigned)((nb - PRM_MINSIZE) >> 4); }
+
+PRM_INTERNAL void prmi_threads_init(void);
+PRM_INTERNAL prm_arena *prmi_attach_arena(void);
+/* malloc.c: a thread's cache is a chunk of its arena. */
+PRM_INTERNAL prm_tcache *prmi_tcache_create(void);
+PRM_INTERNAL void prmi_tcache_destroy(prm_tcache *tc);
+
+/* This thread's arena, attaching one on first use. */
+static inline prm_arena *thread_arena(void)
+{
+    prm_arena *av = prmi_self.arena;
+    if (prm_likely(av != NULL && !av->abandoned))
+        return av;
+    return prmi_attach_arena();
+}
+
+/* Every arena, main first; the list only grows. Arenas a fork child abandoned are
+ * skipped: the interrupted code may have left them mid-update. */
+#define FOR_EACH_ARENA(av)                                                              \
+    for (prm_arena *av = prmi_main_arena(); av != NULL;                                   \
+         av = __atomic_load_n(&av->next, __ATOMIC_ACQUIRE))                               \
+        if (!av->abandoned)
+
 /* arena.c */
 PRM_INTERNAL prm_arena *prmi_main_arena(void);
+PRM_INTERNAL prm_arena *prmi_new_arena(int index);
+PRM_INTERNAL prm_arena *prmi_arena_of(prm_chunk *p);
+PRM_INTERNAL int prmi_fits_heap(size_t nb);
+PRM_INTERNAL extern prm_lock prmi_init_lock;
 PRM_INTERNAL void prmi_arena_init(prm_arena *av, int index);
 PRM_INTERNAL int prmi_grow_heap(prm_arena *av, size_t nb);
 PRM_INTERNAL int prmi_systrim(prm_arena *av, size_t pad);

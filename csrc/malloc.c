@@ -120,7 +120,7 @@ static unsigned next_marked_bin(prm_arena *av, unsigned from)
 /* Step 7: nothing in the arena fits. Slow path. */
 static PRM_NOINLINE void *sysmalloc(prm_arena *av, size_t nb)
 {
-    if (nb >= mmap_threshold()) {
+    if (nb >= mmap_threshold() || (av->index != 0 && !prmi_fits_heap(nb))) {
         prm_chunk *p = prmi_mmap_chunk(nb);
         if (p != NULL)
             return chunk2mem(p);
@@ -387,7 +387,7 @@ void prmi_int_free(prm_arena *av, prm_chunk *p)
     if (size >= PRM_CONSOLIDATION_THRESHOLD) {
         if (av->have_fastchunks)
             prmi_consolidate(av);
-        if (av->index == 0 && top_size(av) >= trim_threshold())
+        if (top_size(av) >= trim_threshold())
             prmi_systrim(av, params()->top_pad);
     }
 }
@@ -495,6 +495,38 @@ static void *int_memalign(prm_arena *av, size_t alignment, size_t nb)
 
 /* ---- Public entry points ------------------------------------------------------------------- */
 
+/* malloc from one arena, under its lock. */
+static void *arena_malloc(prm_arena *av, size_t nb)
+{
+    ARENA_ENTER(av, return NULL);
+    void *mem = prmi_int_malloc(av, nb);
+    if (mem != NULL)
+        account_alloc(av, mem2chunk(mem));
+    ARENA_LEAVE(av);
+    return mem;
+}
+
+/* The thread's arena; if it cannot serve a request, the main arena (glibc's
+ * arena_get_retry), unless the first failure was corruption. */
+static void *malloc_in_some_arena(size_t nb)
+{
+    prm_arena *av = thread_arena();
+    void *mem = av != NULL ? arena_malloc(av, nb) : NULL;
+    prm_arena *main = &prmi_state.main_arena;
+    if (mem == NULL && av != main && (av == NULL || !av->corrupt) && !main->abandoned)
+        mem = arena_malloc(main, nb);
+    return mem;
+}
+
+/* Slow path of malloc: everything but a cache hit. */
+static PRM_NOINLINE void *malloc_slow(size_t bytes, size_t nb)
+{
+    void *mem = malloc_in_some_arena(nb);
+    if (mem != NULL)
+        alloc_perturb(mem, bytes);
+    return mem;
+}
+
 void *prm_malloc(size_t bytes)
 {
     size_t nb;
@@ -502,15 +534,33 @@ void *prm_malloc(size_t bytes)
         errno = ENOMEM;
         return NULL;
     }
-    prm_arena *av = prmi_main_arena();
-    ARENA_ENTER(av, return NULL);
-    void *mem = prmi_int_malloc(av, nb);
-    if (mem != NULL)
-        account_alloc(av, mem2chunk(mem));
-    ARENA_LEAVE(av);
-    if (mem != NULL)
-        alloc_perturb(mem, bytes);
-    return mem;
+    /* Fast path: pop this thread's cache, no lock. */
+    if (nb <= PRM_TCACHE_MAX_SIZE) {
+        prm_tcache *tc = prmi_self.tcache;
+        if (prm_unlikely(tc == PRM_TCACHE_NONE))
+            prmi_self.tcache = tc = prmi_tcache_create();
+        if (tc > PRM_TCACHE_DISABLED) {
+            unsigned index = tcache_index(nb);
+            prm_tcache_entry *e = tc->entries[index];
+            if (prm_likely(e != NULL)) {
+                tc->entries[index] = e->next;
+                tc->counts[index]--;
+                e->key = NULL;
+                alloc_perturb(e, bytes);
+                return e;
+            }
+        }
+    }
+    return malloc_slow(bytes, nb);
+}
+
+static int known_arena(prm_arena *candidate)
+{
+    for (prm_arena *av = prmi_state.main_arena.next; av != NULL;
+         av = __atomic_load_n(&av->next, __ATOMIC_ACQUIRE))
+        if (av == candidate)
+            return 1;
+    return 0;
 }
 
 static prm_chunk *reject_pointer(const char *who, const char *why, void *mem)
@@ -531,8 +581,8 @@ static prm_chunk *chunk_for_pointer(void *mem, const char *who)
         return reject_pointer(who, "the chunk header holds an impossible size", mem);
     if (prm_unlikely(chunk_is_mmapped(p) && !prmi_mmapped_chunk_valid(p)))
         return reject_pointer(who, "the chunk claims its own mapping but no such mapping is ours", mem);
-    if (prm_unlikely(!chunk_is_mmapped(p) && chunk_non_main(p)))
-        return reject_pointer(who, "the chunk claims a non-main arena and there is none", mem);
+    if (prm_unlikely(!chunk_is_mmapped(p) && chunk_non_main(p) && !known_arena(prmi_arena_of(p))))
+        return reject_pointer(who, "the chunk claims a non-main arena that does not exist", mem);
     return p;
 }
 
@@ -563,7 +613,9 @@ static void adjust_thresholds_after_munmap(size_t size)
  * variable of the caller lives across ARENA_ENTER's setjmp. */
 static int free_heap_chunk(prm_chunk *p, void *mem)
 {
-    prm_arena *av = prmi_main_arena();
+    prm_arena *av = prmi_arena_of(p);
+    if (prm_unlikely(av->abandoned))
+        return PRM_OK;   /* fork child: the arena's owner died mid-update; let the chunk be */
     ARENA_ENTER(av, return PRM_ERR_CORRUPTION);
     if (prm_unlikely(!in_our_heap(av, p))) {
         ARENA_LEAVE(av);
@@ -575,10 +627,9 @@ static int free_heap_chunk(prm_chunk *p, void *mem)
     return PRM_OK;
 }
 
-int prm_free(void *mem)
+/* free without the thread cache: to the chunk's arena, or back to the kernel. */
+static int free_to_arena(void *mem)
 {
-    if (mem == NULL)
-        return PRM_OK;
     int saved_errno = errno;
     int status;
     prm_chunk *p = chunk_for_pointer(mem, "free(): invalid pointer");
@@ -595,38 +646,110 @@ int prm_free(void *mem)
     return status;
 }
 
-void *prm_calloc(size_t count, size_t size)
+/* A chunk whose key says it is in this cache: it is, if its bin holds it (a double
+ * free); user data that merely looks like the key is not. Slow path. */
+static PRM_NOINLINE int tcache_double_free(prm_tcache *tc, unsigned index, prm_tcache_entry *e)
 {
-    size_t bytes, nb;
-    if (prm_unlikely(__builtin_mul_overflow(count, size, &bytes) || !checked_request2size(bytes, &nb))) {
-        errno = ENOMEM;
-        return NULL;
+    unsigned steps = 0;
+    for (prm_tcache_entry *q = tc->entries[index]; q != NULL && steps <= tc->counts[index];
+         q = q->next, steps++)
+        if (q == e)
+            return prmi_fail_pointer("free(): double free detected in tcache 2",
+                                     "the chunk is already in this thread's cache", e);
+    return PRM_OK;
+}
+
+int prm_free(void *mem)
+{
+    if (mem == NULL)
+        return PRM_OK;
+    /* Fast path: push on this thread's cache, no lock, errno untouched. */
+    if (prm_likely(aligned_ok((uintptr_t)mem))) {
+        prm_chunk *p = mem2chunk(mem);
+        size_t size = p->size & ~(size_t)(PRM_PREV_INUSE | PRM_NON_MAIN);   /* M kept: not cached */
+        prm_tcache *tc = prmi_self.tcache;
+        if (size <= PRM_TCACHE_MAX_SIZE && size >= PRM_MINSIZE && aligned_ok(size) &&
+            tc > PRM_TCACHE_DISABLED) {
+            unsigned index = tcache_index(size);
+            prm_tcache_entry *e = mem;
+            if (prm_unlikely(e->key == tc) && tcache_double_free(tc, index, e) != PRM_OK)
+                return PRM_ERR_INVALID_POINTER;
+            if (tc->counts[index] < (unsigned)params()->tcache_count) {
+                e->next = tc->entries[index];
+                e->key = tc;
+                tc->entries[index] = e;
+                tc->counts[index]++;
+                return PRM_OK;
+            }
+        }
     }
-    prm_arena *av = prmi_main_arena();
+    return free_to_arena(mem);
+}
+
+/* ---- thread caches ----------------------------------------------------------------------- */
+
+prm_tcache *prmi_tcache_create(void)
+{
+    if (params()->tcache_count <= 0)
+        return PRM_TCACHE_DISABLED;
+    prm_tcache *tc = malloc_in_some_arena(request2size(sizeof(prm_tcache)));
+    if (tc == NULL)
+        return PRM_TCACHE_DISABLED;
+    memset(tc, 0, sizeof *tc);
+    return tc;
+}
+
+void prmi_tcache_destroy(prm_tcache *tc)
+{
+    for (unsigned i = 0; i < PRM_TCACHE_BINS; i++) {
+        prm_tcache_entry *e = tc->entries[i];
+        while (e != NULL) {
+            prm_tcache_entry *next = e->next;
+            e->key = NULL;
+            free_to_arena(e);
+            e = next;
+        }
+    }
+    free_to_arena(tc);
+}
+
+/* calloc's allocation, under the lock: the memory, and in *dirty how many bytes of it
+ * may hold old data. Memory the heap just grew by is fresh from the kernel and already
+ * zero, so for a chunk carved from the old top only the old top's part is dirty; an
+ * mmapped chunk is all fresh (calloc does not perturb). */
+static void *calloc_in_arena(prm_arena *av, size_t nb, size_t *dirty)
+{
     ARENA_ENTER(av, return NULL);
     prm_chunk *old_top = av->top;
     size_t old_top_size = old_top != NULL ? top_size(av) : 0;
     void *mem = prmi_int_malloc(av, nb);
-    if (mem != NULL)
-        account_alloc(av, mem2chunk(mem));
-    ARENA_LEAVE(av);
-    if (mem == NULL)
-        return NULL;
-
-    prm_chunk *p = mem2chunk(mem);
-    if (chunk_is_mmapped(p)) {
-        /* Fresh from mmap: the kernel zeroed it, unless perturbation scribbled on it (it
-         * did not: calloc does not perturb). */
-        return mem;
+    if (mem != NULL) {
+        prm_chunk *p = mem2chunk(mem);
+        account_alloc(av, p);
+        *dirty = chunk_is_mmapped(p) ? 0
+               : p == old_top && chunk_size(p) > old_top_size ? old_top_size : chunk_size(p);
     }
-    size_t clear = chunk_size(p);
-    /* Memory the heap just grew by is fresh from brk and already zero: only the part of
-     * the chunk that was in the old top can hold old data. */
-    if (p == old_top && clear > old_top_size)
-        clear = old_top_size;
-    memset(mem, 0, clear - PRM_SIZE_SZ);
+    ARENA_LEAVE(av);
     return mem;
 }
+
+void *prm_calloc(size_t count, size_t size)
+{
+    size_t bytes, nb, dirty = 0;
+    if (prm_unlikely(__builtin_mul_overflow(count, size, &bytes) || !checked_request2size(bytes, &nb))) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    prm_arena *av = thread_arena();
+    if (av == NULL)
+        return NULL;
+    void *mem = calloc_in_arena(av, nb, &dirty);
+    if (mem != NULL && dirty > PRM_SIZE_SZ)
+        memset(mem, 0, dirty - PRM_SIZE_SZ);
+    return mem;
+}
+
+static void *realloc_in_arena(prm_arena *av, prm_chunk *oldp, void *oldmem, size_t oldsize, size_t nb);
 
 void *prm_realloc(void *oldmem, size_t bytes)
 {
@@ -662,7 +785,20 @@ void *prm_realloc(void *oldmem, size_t bytes)
         return newmem;
     }
 
-    prm_arena *av = prmi_main_arena();
+    prm_arena *av = prmi_arena_of(oldp);
+    if (prm_unlikely(av->abandoned)) {
+        /* Fork child: the chunk's arena died mid-update; copy out, leave the chunk. */
+        void *newmem = prm_malloc(bytes);
+        if (newmem != NULL)
+            memcpy(newmem, oldmem, oldsize - PRM_SIZE_SZ < bytes ? oldsize - PRM_SIZE_SZ : bytes);
+        return newmem;
+    }
+    return realloc_in_arena(av, oldp, oldmem, oldsize, nb);
+}
+
+/* realloc of a heap chunk in its own arena, under the lock. */
+static void *realloc_in_arena(prm_arena *av, prm_chunk *oldp, void *oldmem, size_t oldsize, size_t nb)
+{
     ARENA_ENTER(av, return NULL);
     if (prm_unlikely(!in_our_heap(av, oldp))) {
         ARENA_LEAVE(av);
@@ -687,6 +823,16 @@ void *prm_reallocarray(void *mem, size_t count, size_t size)
     return prm_realloc(mem, bytes);
 }
 
+static void *memalign_in_arena(prm_arena *av, size_t alignment, size_t nb)
+{
+    ARENA_ENTER(av, return NULL);
+    void *mem = int_memalign(av, alignment, nb);
+    if (mem != NULL)
+        account_alloc(av, mem2chunk(mem));
+    ARENA_LEAVE(av);
+    return mem;
+}
+
 void *prm_memalign(size_t alignment, size_t bytes)
 {
     if (alignment == 0 || (alignment & (alignment - 1)) != 0) {
@@ -701,13 +847,8 @@ void *prm_memalign(size_t alignment, size_t bytes)
         errno = ENOMEM;
         return NULL;
     }
-    prm_arena *av = prmi_main_arena();
-    ARENA_ENTER(av, return NULL);
-    void *mem = int_memalign(av, alignment, nb);
-    if (mem != NULL)
-        account_alloc(av, mem2chunk(mem));
-    ARENA_LEAVE(av);
-    return mem;
+    prm_arena *av = thread_arena();
+    return av != NULL ? memalign_in_arena(av, alignment, nb) : NULL;
 }
 
 int prm_posix_memalign(void **out, size_t alignment, size_t bytes)

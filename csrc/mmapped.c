@@ -33,10 +33,12 @@ prm_chunk *prmi_mmap_chunk(size_t nb)
     set_head(p, (length - offset) | PRM_IS_MMAPPED);
 
     prm_lock_acquire(&reg->lock);
-    h->next = reg->list.next;
-    h->prev = &reg->list;
-    reg->list.next->prev = h;
-    reg->list.next = h;
+    if (prm_likely(!reg->broken)) {
+        h->next = reg->list.next;
+        h->prev = &reg->list;
+        reg->list.next->prev = h;
+        reg->list.next = h;
+    }
     if (++reg->count > reg->max_count)
         reg->max_count = reg->count;
     reg->mapped_bytes += length;
@@ -60,7 +62,8 @@ int prmi_mmapped_chunk_valid(prm_chunk *p)
         return 0;
     if (h->length != offset + chunk_size(p) || (h->length & (page - 1)) != 0)
         return 0;
-    return h->next->prev == h && h->prev->next == h;
+    /* A fork child that found the list mid-update no longer maintains it. */
+    return prmi_state.mmapped.broken || (h->next->prev == h && h->prev->next == h);
 }
 
 /* Unmap a chunk the caller validated. Returns 0, or -1 if munmap failed (the chunk is
@@ -72,8 +75,10 @@ int prmi_munmap_chunk(prm_chunk *p)
     size_t length = h->length;
 
     prm_lock_acquire(&reg->lock);
-    h->prev->next = h->next;
-    h->next->prev = h->prev;
+    if (prm_likely(!reg->broken)) {
+        h->prev->next = h->next;
+        h->next->prev = h->prev;
+    }
     reg->count--;
     reg->mapped_bytes -= length;
     reg->chunk_bytes -= chunk_size(p);
@@ -108,8 +113,10 @@ prm_chunk *prmi_mremap_chunk(prm_chunk *p, size_t nb)
         return NULL;
     }
     /* The header moved with the data: repoint the neighbours and the chunk. */
-    moved->next->prev = moved;
-    moved->prev->next = moved;
+    if (prm_likely(!reg->broken)) {
+        moved->next->prev = moved;
+        moved->prev->next = moved;
+    }
     moved->length = new_length;
     prm_chunk *q = (prm_chunk *)((char *)moved + offset);
     moved->chunk = q;

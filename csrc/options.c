@@ -4,6 +4,8 @@
 #include "prm.h"
 #include "internal.h"
 
+static void consolidate_arena(prm_arena *av);
+
 /* Set one parameter, glibc's meaning. 1 on success, 0 when the value is refused.
  * Unknown parameters are accepted and ignored, as glibc does, so programs written for
  * glibc keep working. Changing any threshold turns off the dynamic mmap threshold, as
@@ -51,35 +53,58 @@ int prmi_set_param(int param, long value)
         if (value > 0)
             mp->arena_max = (size_t)value;
         return 1;
+    case PRM_TCACHE_COUNT:
+        if (value < 0 || value > 65535)
+            return 0;
+        mp->tcache_count = (int)value;
+        return 1;
     default:
         return 1;
     }
 }
 
-/* mallopt: prmi_set_param under the lock, after emptying the fast bins: chunks in them
- * must go before max_fast changes, or chunks larger than the new limit would sit there
- * forever (glibc consolidates on every mallopt). */
+/* mallopt: prmi_set_param under the main arena's lock, then every arena's fast bins are
+ * emptied: chunks larger than a lowered max_fast must not stay there (glibc
+ * consolidates on every mallopt). */
 int prm_mallopt(int param, int value)
 {
-    prm_arena *av = prmi_main_arena();
-    ARENA_ENTER(av, return 0);
-    if (av->have_fastchunks)
-        prmi_consolidate(av);
+    prm_arena *main = prmi_main_arena();
+    ARENA_ENTER(main, return 0);
     int result = prmi_set_param(param, value);
-    ARENA_LEAVE(av);
+    ARENA_LEAVE(main);
+    FOR_EACH_ARENA(av) {
+        consolidate_arena(av);
+    }
     return result;
 }
 
-/* malloc_trim: consolidate, lower the break as far as `pad` allows, then hand the whole
- * free pages inside the heap back with MADV_DONTNEED. 1 if any memory was released. */
-int prm_malloc_trim(size_t pad)
+static void consolidate_arena(prm_arena *av)
 {
-    prm_arena *av = prmi_main_arena();
+    ARENA_ENTER(av, return);
+    if (av->have_fastchunks)
+        prmi_consolidate(av);
+    ARENA_LEAVE(av);
+}
+
+static int trim_arena(prm_arena *av, size_t pad)
+{
     ARENA_ENTER(av, return 0);
     prmi_consolidate(av);
     int released = prmi_systrim(av, pad);
     released |= prmi_discard_free_pages(av, pad);
     ARENA_LEAVE(av);
+    return released;
+}
+
+/* malloc_trim, in every arena: consolidate, give back the top as far as `pad` allows
+ * (the break for the main arena, decommitted pages for the others), then hand the whole
+ * free pages inside the heaps back with MADV_DONTNEED. 1 if any memory was released. */
+int prm_malloc_trim(size_t pad)
+{
+    int released = 0;
+    FOR_EACH_ARENA(av) {
+        released |= trim_arena(av, pad);
+    }
     return released;
 }
 

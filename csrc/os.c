@@ -116,6 +116,48 @@ void *prm_os_mremap(void *addr, size_t old_length, size_t new_length)
     return p;
 }
 
+void *prm_os_reserve_aligned(size_t length, size_t alignment)
+{
+    /* Over-reserve, then cut the misaligned head and the tail away. */
+    size_t span = length + alignment;
+    if (span < length)
+        return NULL;
+    char *p = mmap(NULL, span, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (p == MAP_FAILED) {
+        COUNT(mmap_failures, 1);
+        return NULL;
+    }
+    COUNT(mmap_calls, 1);
+    uintptr_t start = ((uintptr_t)p + alignment - 1) & ~(uintptr_t)(alignment - 1);
+    size_t head = start - (uintptr_t)p;
+    size_t tail = span - head - length;
+    if (head > 0)
+        munmap(p, head);
+    if (tail > 0)
+        munmap((char *)start + length, tail);
+    return (void *)start;
+}
+
+int prm_os_commit(void *addr, size_t length)
+{
+    if (injected_failure(PRM_OS_OP_MMAP))
+        return -1;
+    int rc = mprotect(addr, length, PROT_READ | PROT_WRITE);
+    if (rc == 0)
+        COUNT(mmap_bytes, length);
+    return rc;
+}
+
+int prm_os_decommit(void *addr, size_t length)
+{
+    void *p = mmap(addr, length, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED,
+                   -1, 0);
+    if (p == MAP_FAILED)
+        return -1;
+    COUNT(munmap_bytes, length);
+    return 0;
+}
+
 int prm_os_discard(void *addr, size_t length)
 {
     int rc = madvise(addr, length, MADV_DONTNEED);
@@ -204,6 +246,25 @@ int prm_os_write_file(const char *path, const char *data, size_t length)
 int prm_os_pid(void)
 {
     return (int)getpid();
+}
+
+int prm_os_gettid(void)
+{
+    return (int)syscall(SYS_gettid);
+}
+
+/* CPUs this process may run on, from the raw sched_getaffinity system call into a stack
+ * mask: glibc's helpers may allocate, and this runs inside malloc. */
+int prm_os_cpu_count(void)
+{
+    unsigned long mask[64];
+    long bytes = syscall(SYS_sched_getaffinity, 0, sizeof mask, mask);
+    if (bytes <= 0)
+        return 1;
+    int count = 0;
+    for (long i = 0; i < bytes / (long)sizeof mask[0]; i++)
+        count += __builtin_popcountl(mask[i]);
+    return count > 0 ? count : 1;
 }
 
 void prm_os_abort(void)

@@ -31,6 +31,13 @@ int   prm_os_munmap(void *addr, size_t length);
 /* Resize a mapping, allowing the kernel to move it. NULL on failure (the old mapping
  * is then untouched). */
 void *prm_os_mremap(void *addr, size_t old_length, size_t new_length);
+/* Address space for a non-main arena's heap: `length` bytes aligned to `alignment`
+ * (a power of two), PROT_NONE, nothing committed. NULL on failure. */
+void *prm_os_reserve_aligned(size_t length, size_t alignment);
+/* Make reserved pages usable (read/write), or give them back and make them
+ * inaccessible again. 0, or -1 with errno. */
+int   prm_os_commit(void *addr, size_t length);
+int   prm_os_decommit(void *addr, size_t length);
 /* Give the physical pages back (MADV_DONTNEED): the range stays mapped and reads as
  * zero on the next touch. */
 int   prm_os_discard(void *addr, size_t length);
@@ -55,6 +62,9 @@ __attribute__((noreturn)) void prm_os_abort(void);
 int prm_os_write_file(const char *path, const char *data, size_t length);
 
 int prm_os_pid(void);
+int prm_os_gettid(void);
+/* Online CPUs, at least 1. */
+int prm_os_cpu_count(void);
 
 /* Minor and major page faults of the calling process so far (getrusage). */
 int prm_os_page_faults(long *minor, long *major);

@@ -113,6 +113,7 @@ static const struct option_key {
     { "perturb", PRM_M_PERTURB },
     { "arena_test", PRM_M_ARENA_TEST },
     { "arena_max", PRM_M_ARENA_MAX },
+    { "tcache_count", PRM_TCACHE_COUNT },
 };
 
 /* A decimal (or 0x hex) integer with an optional K, M or G suffix (powers of 1024). */
@@ -183,7 +184,7 @@ static void apply_option(const char *item, size_t length)
         }
     }
     complain("an unknown key (known: mxfast, trim_threshold, top_pad, mmap_threshold, mmap_max, "
-             "check_action, perturb, arena_test, arena_max, stats):", item, key_length);
+             "check_action, perturb, arena_test, arena_max, tcache_count, stats):", item, key_length);
 }
 
 /* Called by the core while it initialises, before it serves the first allocation. */
@@ -205,6 +206,12 @@ void prmi_configure(void)
         }
         return;
     }
+}
+
+/* At load: the fork handlers (registering may allocate, so not from inside malloc). */
+static __attribute__((constructor)) void install_fork_handlers(void)
+{
+    prm_install_fork_handlers();
 }
 
 /* ---- the exported allocation functions ------------------------------------------------ */
@@ -383,7 +390,8 @@ static __attribute__((destructor)) void write_exit_report(void)
     json_number(&t, "mremap_calls", s.mremap_calls, 0);
     json_number(&t, "trims", s.trims, 0);
     json_number(&t, "segments", s.segments, 0);
-    json_number(&t, "arenas", 1, 0);
+    json_number(&t, "arenas", s.arenas, 0);
+    json_number(&t, "tcache_count", (uint64_t)s.tcache_count, 0);
     json_number(&t, "mmap_threshold", s.mmap_threshold, 0);
     json_number(&t, "trim_threshold", s.trim_threshold, 0);
     prmi_text_str(&t, "\"size_classes\": {");

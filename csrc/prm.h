@@ -28,6 +28,9 @@ enum prm_status {
 #define PRM_M_PERTURB        -6
 #define PRM_M_ARENA_TEST     -7
 #define PRM_M_ARENA_MAX      -8
+/* Not a mallopt number in glibc (there it is the tunable glibc.malloc.tcache_count):
+ * chunks kept per size in each thread's cache, 0 to turn the caches off. */
+#define PRM_TCACHE_COUNT     -100
 
 /* ---- Allocation (glibc semantics; failures return NULL with errno) ---------------- */
 void  *prm_malloc(size_t bytes);
@@ -78,7 +81,9 @@ typedef struct prm_stats {
     size_t max_arena;           /* high-water mark of `arena` */
     size_t max_hblkhd;          /* high-water mark of `hblkhd` */
     size_t max_hblks;
-    size_t segments;            /* heap segments of the main arena */
+    size_t segments;            /* heap segments of every arena */
+    size_t arenas;              /* arenas in use (abandoned ones not counted) */
+    int tcache_count;           /* per-thread cache chunks per size; 0: caches off */
     uint64_t trims;             /* times the break was lowered */
     uint64_t consolidations;
     uint64_t segments_opened;   /* segments started because the break was not ours */
@@ -124,7 +129,8 @@ typedef struct prm_chunk_info {
     size_t mapping_length;      /* (0 for heap chunks) */
 } prm_chunk_info;
 
-/* Every chunk of every segment in address order per segment, then every mmapped chunk.
+/* Every chunk of every segment of every arena, each segment in address order, then
+ * every mmapped chunk.
  * Fills at most `capacity` entries and returns how many there are in all, or -1 if the
  * heap is too damaged to walk (prm_check says why). */
 long prm_walk_chunks(prm_chunk_info *out, size_t capacity);
@@ -139,6 +145,8 @@ enum prm_bin_kind {
 typedef struct prm_bin_entry {
     int32_t kind;               /* enum prm_bin_kind */
     int32_t index;              /* the fast-bin index, or the bin number (1..126) */
+    int32_t arena;
+    int32_t pad_;
     uintptr_t address;          /* chunk address */
     size_t size;
 } prm_bin_entry;
@@ -171,6 +179,7 @@ typedef struct prm_arena_info {
     size_t free_chunks;         /* in bins and fast bins */
     size_t fast_chunks;
     size_t segments;
+    size_t attached_threads;
 } prm_arena_info;
 
 long prm_arenas(prm_arena_info *out, size_t capacity);
@@ -231,6 +240,10 @@ typedef struct prm_ledger_info {
 /* Walk the heap and the mmapped chunks, asking mincore which of their pages are
  * resident. 0, or -1 if the heap is too damaged to walk. */
 int prm_ledger(prm_ledger_info *out);
+
+/* Register the pthread_atfork handlers that keep the allocator usable in the child of a
+ * fork (threads.c). Idempotent. 0, or an error number. */
+int prm_install_fork_handlers(void);
 
 /* Tests: make the next `count` brk growths (op 0), mmaps (1) or mremaps (2) fail. */
 int prm_inject_os_failures(int op, unsigned count);

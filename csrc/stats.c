@@ -93,16 +93,18 @@ static int collect_chunk(void *ctx, prm_segment *seg, prm_chunk *p, size_t size,
 
 long prm_walk_chunks(prm_chunk_info *out, size_t capacity)
 {
-    prm_arena *av = prmi_main_arena();
-    chunk_sink sink = { out, capacity, 0, av->index };
+    chunk_sink sink = { out, capacity, 0, 0 };
     char scratch[160];
     prmi_text why = { scratch, sizeof scratch, 0 };
 
-    prm_lock_acquire(&av->lock);
-    int rc = prmi_walk_heap(av, collect_chunk, &sink, &why);
-    prm_lock_release(&av->lock);
-    if (rc != 0)
-        return -1;
+    FOR_EACH_ARENA(av) {
+        sink.arena = av->index;
+        prm_lock_acquire(&av->lock);
+        int rc = prmi_walk_heap(av, collect_chunk, &sink, &why);
+        prm_lock_release(&av->lock);
+        if (rc != 0)
+            return -1;
+    }
 
     prm_mmap_registry *reg = &prmi_state.mmapped;
     prm_lock_acquire(&reg->lock);
@@ -128,22 +130,24 @@ long prm_walk_chunks(prm_chunk_info *out, size_t capacity)
 
 /* ---- prm_walk_bins ------------------------------------------------------------------------ */
 
-static void put_bin_entry(prm_bin_entry *out, size_t capacity, size_t n, int kind, unsigned index,
-                          prm_chunk *p)
+static void put_bin_entry(prm_bin_entry *out, size_t capacity, size_t n, prm_arena *av, int kind,
+                          unsigned index, prm_chunk *p)
 {
     if (n < capacity) {
         out[n].kind = kind;
         out[n].index = (int32_t)index;
+        out[n].arena = av->index;
+        out[n].pad_ = 0;
         out[n].address = (uintptr_t)p;
         out[n].size = chunk_size(p);
     }
 }
 
-long prm_walk_bins(prm_bin_entry *out, size_t capacity)
+/* One arena's bins, appended at out[*n...]. 0, or -1 if a list is too damaged to follow. */
+static int walk_arena_bins(prm_arena *av, prm_bin_entry *out, size_t capacity, size_t *count)
 {
-    prm_arena *av = prmi_main_arena();
-    size_t n = 0;
-    long result = 0;
+    size_t n = *count;
+    int result = 0;
     prm_lock_acquire(&av->lock);
     size_t limit = av->system_bytes / PRM_MINSIZE + 1;   /* more entries than that: a cycle */
 
@@ -154,7 +158,7 @@ long prm_walk_bins(prm_bin_entry *out, size_t capacity)
                 result = -1;
                 break;
             }
-            put_bin_entry(out, capacity, n++, PRM_BIN_FAST, i, p);
+            put_bin_entry(out, capacity, n++, av, PRM_BIN_FAST, i, p);
         }
     }
     for (unsigned i = PRM_UNSORTED_BIN; i <= PRM_LAST_BIN && result == 0; i++) {
@@ -166,31 +170,43 @@ long prm_walk_bins(prm_bin_entry *out, size_t capacity)
                 result = -1;
                 break;
             }
-            put_bin_entry(out, capacity, n++, kind, i, p);
+            put_bin_entry(out, capacity, n++, av, kind, i, p);
         }
     }
     prm_lock_release(&av->lock);
-    return result != 0 ? -1 : (long)n;
+    *count = n;
+    return result;
+}
+
+long prm_walk_bins(prm_bin_entry *out, size_t capacity)
+{
+    size_t n = 0;
+    FOR_EACH_ARENA(av) {
+        if (walk_arena_bins(av, out, capacity, &n) != 0)
+            return -1;
+    }
+    return (long)n;
 }
 
 /* ---- prm_walk_segments and prm_arenas ----------------------------------------------------------- */
 
 long prm_walk_segments(prm_segment_info *out, size_t capacity)
 {
-    prm_arena *av = prmi_main_arena();
     size_t n = 0;
-    prm_lock_acquire(&av->lock);
-    for (prm_segment *seg = av->segments; seg != NULL; seg = seg->older, n++) {
-        if (n < capacity) {
-            out[n].start = seg->raw_start;
-            out[n].end = seg->end;
-            out[n].kind = (int32_t)seg->kind;
-            out[n].serial = (int32_t)seg->serial;
-            out[n].arena = av->index;
-            out[n].holds_top = seg == av->segments && av->top != NULL;
+    FOR_EACH_ARENA(av) {
+        prm_lock_acquire(&av->lock);
+        for (prm_segment *seg = av->segments; seg != NULL; seg = seg->older, n++) {
+            if (n < capacity) {
+                out[n].start = seg->raw_start;
+                out[n].end = seg->end;
+                out[n].kind = (int32_t)seg->kind;
+                out[n].serial = (int32_t)seg->serial;
+                out[n].arena = av->index;
+                out[n].holds_top = seg == av->segments && av->top != NULL;
+            }
         }
+        prm_lock_release(&av->lock);
     }
-    prm_lock_release(&av->lock);
     return (long)n;
 }
 
@@ -223,55 +239,65 @@ static free_totals count_free(prm_arena *av)
 
 long prm_arenas(prm_arena_info *out, size_t capacity)
 {
-    prm_arena *av = prmi_main_arena();
-    if (capacity > 0) {
-        prm_lock_acquire(&av->lock);
-        free_totals t = count_free(av);
-        size_t top = av->top != NULL ? top_size(av) : 0;
-        out[0].index = av->index;
-        out[0].corrupt = av->corrupt;
-        out[0].top = (uintptr_t)av->top;
-        out[0].top_size = top;
-        out[0].system_bytes = av->system_bytes;
-        out[0].max_system_bytes = av->max_system_bytes;
-        out[0].in_use_bytes = av->in_use_bytes;
-        out[0].in_use_chunks = av->in_use_chunks;
-        out[0].free_bytes = t.bytes + t.fast_bytes + top;
-        out[0].free_chunks = t.chunks + t.fast_chunks;
-        out[0].fast_chunks = t.fast_chunks;
-        out[0].segments = av->segment_count;
-        prm_lock_release(&av->lock);
+    size_t n = 0;
+    FOR_EACH_ARENA(av) {
+        if (n < capacity) {
+            prm_arena_info *info = &out[n];
+            prm_lock_acquire(&av->lock);
+            free_totals t = count_free(av);
+            size_t top = av->top != NULL ? top_size(av) : 0;
+            info->index = av->index;
+            info->corrupt = av->corrupt;
+            info->top = (uintptr_t)av->top;
+            info->top_size = top;
+            info->system_bytes = av->system_bytes;
+            info->max_system_bytes = av->max_system_bytes;
+            info->in_use_bytes = av->in_use_bytes;
+            info->in_use_chunks = av->in_use_chunks;
+            info->free_bytes = t.bytes + t.fast_bytes + top;
+            info->free_chunks = t.chunks + t.fast_chunks;
+            info->fast_chunks = t.fast_chunks;
+            info->segments = av->segment_count;
+            info->attached_threads = av->attached_threads;
+            prm_lock_release(&av->lock);
+        }
+        n++;
     }
-    return 1;
+    return (long)n;
 }
 
 /* ---- prm_get_stats ------------------------------------------------------------------------ */
 
+/* Sums over every arena, as glibc's mallinfo2; keepcost is the main arena's top. */
 void prm_get_stats(prm_stats *out)
 {
-    prm_arena *av = prmi_main_arena();
     prm_params *mp = params();
     prm_mmap_registry *reg = &prmi_state.mmapped;
     *out = (prm_stats){ 0 };
 
-    prm_lock_acquire(&av->lock);
-    free_totals t = count_free(av);
-    size_t top = av->top != NULL ? top_size(av) : 0;
-    out->arena = av->system_bytes;
-    out->ordblks = t.chunks + (top > 0 ? 1 : 0);   /* glibc counts top as a free block */
-    out->smblks = t.fast_chunks;
-    out->fsmblks = t.fast_bytes;
-    out->fordblks = t.bytes + t.fast_bytes + top;
-    out->uordblks = av->system_bytes - out->fordblks;
-    out->keepcost = top;
-    out->in_use_bytes = av->in_use_bytes;
-    out->in_use_chunks = av->in_use_chunks;
-    out->max_arena = av->max_system_bytes;
-    out->segments = av->segment_count;
-    out->trims = av->trims;
-    out->consolidations = av->consolidations;
-    out->segments_opened = av->segments_opened;
-    out->discards = av->discards;
+    FOR_EACH_ARENA(av) {
+        prm_lock_acquire(&av->lock);
+        free_totals t = count_free(av);
+        size_t top = av->top != NULL ? top_size(av) : 0;
+        out->arena += av->system_bytes;
+        out->ordblks += t.chunks + (top > 0 ? 1 : 0);   /* glibc counts top as a free block */
+        out->smblks += t.fast_chunks;
+        out->fsmblks += t.fast_bytes;
+        out->fordblks += t.bytes + t.fast_bytes + top;
+        if (av->index == 0)
+            out->keepcost = top;
+        out->in_use_bytes += av->in_use_bytes;
+        out->in_use_chunks += av->in_use_chunks;
+        out->max_arena += av->max_system_bytes;
+        out->segments += av->segment_count;
+        out->trims += av->trims;
+        out->consolidations += av->consolidations;
+        out->segments_opened += av->segments_opened;
+        out->discards += av->discards;
+        out->arenas++;
+        prm_lock_release(&av->lock);
+    }
+    out->uordblks = out->arena - out->fordblks;
     out->max_fast = mp->max_fast;
     out->top_pad = mp->top_pad;
     out->n_mmaps_max = mp->n_mmaps_max;
@@ -279,7 +305,7 @@ void prm_get_stats(prm_stats *out)
     out->check_action = mp->check_action;
     out->arena_test = mp->arena_test;
     out->arena_max = mp->arena_max;
-    prm_lock_release(&av->lock);
+    out->tcache_count = mp->tcache_count;
 
     out->mmap_threshold = __atomic_load_n(&mp->mmap_threshold, __ATOMIC_RELAXED);
     out->trim_threshold = __atomic_load_n(&mp->trim_threshold, __ATOMIC_RELAXED);
@@ -361,35 +387,41 @@ static int ledger_chunk(void *ctx, prm_segment *seg, prm_chunk *p, size_t size, 
     return 0;
 }
 
-int prm_ledger(prm_ledger_info *out)
+/* One arena's part of the ledger. 0, or -1 if its heap cannot be walked. */
+static int ledger_arena(prm_arena *av, prm_ledger_info *out, ledger_walk *w)
 {
-    prm_arena *av = prmi_main_arena();
-    ledger_walk w = { out, 0, 0 };
     char scratch[160];
     prmi_text why = { scratch, sizeof scratch, 0 };
-    *out = (prm_ledger_info){ 0 };
-
     prm_lock_acquire(&av->lock);
-    int rc = prmi_walk_heap(av, ledger_chunk, &w, &why);
-    if (rc == 0) {
-        size_t limit = av->system_bytes / PRM_MINSIZE + 1;
-        for (unsigned i = 0; i < PRM_NFASTBINS && rc == 0; i++) {
-            size_t steps = 0;
-            for (prm_chunk *p = av->fastbins[i]; p != NULL; p = p->fd) {
-                if (!prmi_plausible_chunk(av, p) || ++steps > limit) {
-                    rc = -1;
-                    break;
-                }
-                out->free_fast_bytes += chunk_size(p);
-                out->free_fast_resident += resident_bytes((uintptr_t)p, (uintptr_t)p + chunk_size(p));
+    int rc = prmi_walk_heap(av, ledger_chunk, w, &why);
+    size_t limit = av->system_bytes / PRM_MINSIZE + 1;
+    for (unsigned i = 0; i < PRM_NFASTBINS && rc == 0; i++) {
+        size_t steps = 0;
+        for (prm_chunk *p = av->fastbins[i]; p != NULL; p = p->fd) {
+            if (!prmi_plausible_chunk(av, p) || ++steps > limit) {
+                rc = -1;
+                break;
             }
+            out->free_fast_bytes += chunk_size(p);
+            out->free_fast_resident += resident_bytes((uintptr_t)p, (uintptr_t)p + chunk_size(p));
         }
-        out->heap_bytes = av->system_bytes;
     }
+    out->heap_bytes += av->system_bytes;
     prm_lock_release(&av->lock);
-    if (rc != 0 || w.tagged_used_bytes < out->free_fast_bytes ||
+    return rc;
+}
+
+int prm_ledger(prm_ledger_info *out)
+{
+    ledger_walk w = { out, 0, 0 };
+    *out = (prm_ledger_info){ 0 };
+    FOR_EACH_ARENA(av) {
+        if (ledger_arena(av, out, &w) != 0)
+            return -1;
+    }
+    if (w.tagged_used_bytes < out->free_fast_bytes ||
         w.tagged_used_bytes + out->free_binned_bytes + out->top_bytes > out->heap_bytes)
-        return -1;   /* the walk disagrees with what the arena holds: damaged */
+        return -1;   /* the walk disagrees with what the arenas hold: damaged */
     out->in_use_bytes = w.tagged_used_bytes - out->free_fast_bytes;
     out->in_use_resident = w.tagged_used_resident - out->free_fast_resident;
     out->overhead_bytes = out->heap_bytes - out->in_use_bytes - out->free_fast_bytes -

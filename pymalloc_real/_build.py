@@ -26,6 +26,7 @@ CORE_SOURCES = [
     "check.c",
     "stats.c",
     "options.c",
+    "threads.c",
     "layout.c",
 ]
 
