@@ -409,7 +409,19 @@ static __attribute__((destructor)) void write_exit_report(void)
         first = 0;
     }
     prmi_text_str(&t, "}}\n");
-    if (prm_os_write_file(report.path, buffer, t.length) != 0) {
+    /* "%p" in the path becomes the pid, so every process of a run keeps its own report. */
+    char path[sizeof report.path + 24];
+    prmi_text p = { path, sizeof path, 0 };
+    for (const char *c = report.path; *c != '\0'; c++) {
+        if (c[0] == '%' && c[1] == 'p') {
+            prmi_text_dec(&p, (uint64_t)prm_os_pid());
+            c++;
+        } else {
+            char one[2] = { *c, '\0' };
+            prmi_text_str(&p, one);
+        }
+    }
+    if (prm_os_write_file(path, buffer, t.length) != 0) {
         static const char msg[] = "pymalloc_real: could not write the stats file\n";
         prm_os_write_stderr(msg, sizeof msg - 1);
     }
