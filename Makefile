@@ -10,7 +10,7 @@ PIP    := $(PY) -m pip --disable-pip-version-check -q
 STAMP  := $(VENV)/.installed
 SOURCES := $(wildcard csrc/*.c csrc/*.h pymalloc_real/*.c) pymalloc_real/_build.py setup.py pyproject.toml
 
-.PHONY: all build demo test bench clean distclean
+.PHONY: all build demo test bench clean distclean peers
 
 all: build
 
@@ -27,11 +27,27 @@ build: $(STAMP)
 demo: build
 	$(VENV)/bin/pymalloc-real demo
 
-test: build
+test: build peers
 	$(PY) -m pytest -q
 
 bench: build
 	$(PY) benchmarks/bench_python_api.py
+
+# The peer allocators that `pymalloc-real compare` runs beside ours, as Debian packages.
+# Only missing packages are installed, so depending on this target costs nothing once
+# they are there; sudo only when not root; a stale package list is refreshed once.
+peers:
+	@pkgs="libjemalloc2 libmimalloc2.0 libtcmalloc-minimal4"; missing=""; \
+	for p in $$pkgs; do \
+	  dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' \
+	    || missing="$$missing $$p"; \
+	done; \
+	if [ -z "$$missing" ]; then echo "peers: $$pkgs already installed"; exit 0; fi; \
+	sudo=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	echo "peers: installing$$missing"; \
+	$$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y $$missing \
+	  || { $$sudo apt-get update && \
+	       $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y $$missing; }
 
 clean:
 	rm -rf build pymalloc_real/_core.c pymalloc_real/*.so pymalloc_real/*.o tests/c/bin \

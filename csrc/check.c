@@ -288,7 +288,7 @@ static int check_mmapped(prmi_text *why)
     for (prm_mmap_header *h = reg->list.next; h != &reg->list; h = h->next) {
         if (++count > reg->count)
             return fail_at(why, "the mmapped-chunk registry holds more entries than it counts", h);
-        if (((uintptr_t)h & (prm_os_page_size() - 1)) != 0 || h->next->prev != h)
+        if (((uintptr_t)h & (prm_os_page_size() - 1)) != 0 || h->next->prev != h || h->prev->next != h)
             return fail_at(why, "an mmapped chunk's registry entry is damaged", h);
         if (!chunk_is_mmapped(h->chunk) || !prmi_mmapped_chunk_valid(h->chunk))
             return fail_at(why, "an mmapped chunk's header disagrees with its mapping", h->chunk);

@@ -248,6 +248,7 @@ PRM_INTERNAL prm_chunk *prmi_mmap_chunk(size_t nb);
 PRM_INTERNAL int prmi_munmap_chunk(prm_chunk *p);
 PRM_INTERNAL prm_chunk *prmi_mremap_chunk(prm_chunk *p, size_t nb);
 PRM_INTERNAL int prmi_mmapped_chunk_valid(prm_chunk *p);
+PRM_INTERNAL int prmi_mmapped_chunk_linked(prm_chunk *p, const char *check);
 PRM_INTERNAL prm_chunk *prmi_mmapped_shift(prm_chunk *p, size_t lead);
 static inline prm_mmap_header *mmap_header_of(prm_chunk *p)
 {

@@ -637,8 +637,7 @@ static int free_to_arena(void *mem)
         status = PRM_ERR_INVALID_POINTER;
     } else if (chunk_is_mmapped(p)) {
         adjust_thresholds_after_munmap(chunk_size(p));
-        prmi_munmap_chunk(p);
-        status = PRM_OK;
+        status = prmi_munmap_chunk(p);
     } else {
         status = free_heap_chunk(p, mem);
     }
@@ -772,6 +771,10 @@ void *prm_realloc(void *oldmem, size_t bytes)
     size_t oldsize = chunk_size(oldp);
 
     if (chunk_is_mmapped(oldp)) {
+        if (prmi_mmapped_chunk_linked(oldp, "realloc(): invalid pointer") != PRM_OK) {
+            errno = EINVAL;
+            return NULL;
+        }
         prm_chunk *newp = prmi_mremap_chunk(oldp, nb);
         if (newp != NULL)
             return chunk2mem(newp);

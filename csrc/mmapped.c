@@ -2,6 +2,7 @@
  * resizing them with mremap, giving them back with munmap, and the registry that lists
  * them for walks, checks and accounting. */
 #include "internal.h"
+#include "prm.h"
 
 static prm_mmap_registry *registry(void) { return &prmi_state.mmapped; }
 
@@ -50,7 +51,8 @@ prm_chunk *prmi_mmap_chunk(size_t nb)
 }
 
 /* Does p look like a chunk this registry handed out? Reads only p's header and the
- * mapping header it points to. */
+ * mapping header it points to, without the lock: the registry links are checked under
+ * the lock by the operations themselves (another thread may be unmapping a neighbour). */
 int prmi_mmapped_chunk_valid(prm_chunk *p)
 {
     size_t page = prm_os_page_size();
@@ -60,14 +62,34 @@ int prmi_mmapped_chunk_valid(prm_chunk *p)
     prm_mmap_header *h = mmap_header_of(p);
     if (((uintptr_t)h & (page - 1)) != 0 || h->chunk != p)
         return 0;
-    if (h->length != offset + chunk_size(p) || (h->length & (page - 1)) != 0)
-        return 0;
-    /* A fork child that found the list mid-update no longer maintains it. */
-    return prmi_state.mmapped.broken || (h->next->prev == h && h->prev->next == h);
+    return h->length == offset + chunk_size(p) && (h->length & (page - 1)) == 0;
 }
 
-/* Unmap a chunk the caller validated. Returns 0, or -1 if munmap failed (the chunk is
- * then forgotten anyway: it cannot be used again). errno is preserved. */
+/* Under the registry lock: is h properly linked? (A fork child that found the list
+ * mid-update no longer maintains it, and says yes.) */
+static int linked(prm_mmap_registry *reg, prm_mmap_header *h)
+{
+    return reg->broken || (h->next->prev == h && h->prev->next == h);
+}
+
+static int report_unlinked(prm_chunk *p, const char *check)
+{
+    return prmi_fail_pointer(check, "its entry in the registry of mapped chunks is not linked",
+                             chunk2mem(p));
+}
+
+int prmi_mmapped_chunk_linked(prm_chunk *p, const char *check)
+{
+    prm_mmap_registry *reg = registry();
+    prm_lock_acquire(&reg->lock);
+    int ok = linked(reg, mmap_header_of(p));
+    prm_lock_release(&reg->lock);
+    return ok ? PRM_OK : report_unlinked(p, check);
+}
+
+/* Unmap a chunk the caller validated. PRM_OK (also if munmap itself failed: the chunk is
+ * forgotten anyway), or an error status if its registry entry is not linked. errno is
+ * preserved. */
 int prmi_munmap_chunk(prm_chunk *p)
 {
     prm_mmap_registry *reg = registry();
@@ -75,6 +97,10 @@ int prmi_munmap_chunk(prm_chunk *p)
     size_t length = h->length;
 
     prm_lock_acquire(&reg->lock);
+    if (prm_unlikely(!linked(reg, h))) {
+        prm_lock_release(&reg->lock);
+        return report_unlinked(p, "munmap_chunk(): invalid pointer");
+    }
     if (prm_likely(!reg->broken)) {
         h->prev->next = h->next;
         h->next->prev = h->prev;
@@ -85,9 +111,9 @@ int prmi_munmap_chunk(prm_chunk *p)
     prm_lock_release(&reg->lock);
 
     int saved = errno;
-    int rc = prm_os_munmap(h, length);
+    prm_os_munmap(h, length);
     errno = saved;
-    return rc;
+    return PRM_OK;
 }
 
 /* Resize the mapping of chunk p so the chunk holds at least nb bytes; the kernel may

@@ -24,6 +24,8 @@ from .procfs import (Layout, MapRegion, PageFrames, PhysicalPage, Tracking, brk,
                      physical_pages, process_layout, region_of, residency, thp_setting,
                      totals_by_kind, track)
 
+from . import preload      # preload.run / preload.compare: programs on any allocator
+
 __version__ = "0.1.0"
 
 __all__ = [

@@ -2,17 +2,20 @@
 (tables, diagrams) and programs (``--json``). The only module of the package that prints.
 
 Subcommands: ``demo`` (the default), the seed articles replayed on real memory in
-seven steps; ``maps [PID]``, a process's address space grouped by kind.
+seven steps; ``maps [PID]``, a process's address space grouped by kind; ``run``, a
+command on one allocator (LD_PRELOAD) with what it cost; ``compare``, a command on
+several allocators side by side.
 """
 import argparse
 import dataclasses
 import importlib.util
 import json
 import os
+import shlex
 import sys
 import textwrap
 
-from . import __version__, demo, procfs
+from . import __version__, demo, preload, procfs
 from .demo import AGREES, DISAGREES, NOT_APPLICABLE
 from .errors import PymallocError
 from .space import size_text
@@ -26,7 +29,9 @@ _COUNTER_NAMES = {"brk_moves": "brk", "mmap_calls": "mmap", "munmap_calls": "mun
 
 def main(argv=None):
     """Run the command line with ``argv`` (default: sys.argv[1:]); return the exit code:
-    0 when every applicable prediction held, 1 when one did not, 2 on an error."""
+    0 when every applicable prediction held, 1 when one did not, 2 on an error (for
+    ``run``, the command's own exit code; for ``compare``, 1 when a run failed or the
+    outputs differ)."""
     parser = _parser()
     try:
         args = parser.parse_args(argv)
@@ -77,6 +82,8 @@ def _parser():
     maps.add_argument("pid", nargs="?", type=int, help="process id (default: this process)")
     maps.add_argument("--json", action="store_true", help="print JSON instead of the table")
     maps.set_defaults(run=_maps)
+    _add_run_parser(commands)
+    _add_compare_parser(commands)
     return parser
 
 
@@ -296,6 +303,169 @@ def _command_name(pid):
             return f.read().strip()
     except OSError:
         return "?"
+
+
+# ---- run and compare ----------------------------------------------------------------------------
+
+_ALLOCATOR_HELP = (f"{', '.join(preload.ALLOCATORS)}, or the path of a shared library "
+                   "to preload")
+_OPTION_HELP = (f"an option for pymalloc_real's library (repeatable, or comma-separated): "
+                f"{', '.join(preload.OPTION_KEYS)}")
+
+
+def _add_run_parser(commands):
+    run = commands.add_parser(
+        "run", help="run a command on one allocator and report what it cost",
+        description="Run CMD with LD_PRELOAD set to an allocator's library and report its "
+                    "exit, wall and CPU time, peak RSS and page faults (from wait4), and for "
+                    "pymalloc_real the statistics its library writes at exit. The command's "
+                    "output passes through and the report goes to stderr; with --json the "
+                    "output is captured into the JSON report on stdout. Exit status: the "
+                    "command's (128 + N when signal N killed it), 2 on an error.")
+    run.add_argument("--allocator", "-a", default=preload.OURS, metavar="NAME",
+                     help=f"{_ALLOCATOR_HELP} (default: {preload.OURS})")
+    run.add_argument("--option", "-o", action="append", default=[], metavar="KEY=VALUE",
+                     help=_OPTION_HELP)
+    run.add_argument("--timeout", type=float, metavar="SECONDS",
+                     help="kill the command (SIGKILL) when it runs longer")
+    run.add_argument("--no-stats", action="store_true",
+                     help="do not collect pymalloc_real's statistics")
+    run.add_argument("--json", action="store_true", help="print the report as JSON")
+    run.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- CMD ...",
+                     help="the command and its arguments, after --")
+    run.set_defaults(run=_run)
+
+
+def _add_compare_parser(commands):
+    compare = commands.add_parser(
+        "compare", help="run a command on several allocators, side by side",
+        description="Run CMD on each allocator, REPEAT times, interleaved (each round starts "
+                    "one allocator further along), and print a Markdown table of medians and "
+                    "ranges of wall time, CPU time, peak RSS and minor faults, with ratios to "
+                    "the baseline. Checks that every run exited 0 and printed the same "
+                    "stdout. A peer that is not installed is reported as missing (`make "
+                    "peers` installs them). Exit status: 0 when every run succeeded with the "
+                    "same output, 1 otherwise, 2 on an error.")
+    compare.add_argument("--allocators", default=",".join(preload.ALLOCATORS),
+                         metavar="A,B,...", help=f"comma-separated; each one of "
+                                                 f"{_ALLOCATOR_HELP} (default: all five)")
+    compare.add_argument("--repeat", "-n", type=int, default=5, metavar="N",
+                         help="runs per allocator (default 5)")
+    compare.add_argument("--warmup", type=int, default=0, metavar="N",
+                         help="rounds run first and not counted (default 0)")
+    compare.add_argument("--baseline", default=preload.GLIBC, metavar="NAME",
+                         help="the allocator the ratios are to (default glibc)")
+    compare.add_argument("--option", "-o", action="append", default=[], metavar="KEY=VALUE",
+                         help=_OPTION_HELP)
+    compare.add_argument("--timeout", type=float, metavar="SECONDS",
+                         help="kill a run (SIGKILL) when it runs longer")
+    compare.add_argument("--no-check-stdout", action="store_true",
+                         help="do not require the same stdout from every run")
+    compare.add_argument("--json", action="store_true", help="print the result as JSON")
+    compare.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- CMD ...",
+                         help="the command and its arguments, after --")
+    compare.set_defaults(run=_compare)
+
+
+def _command_argv(args):
+    argv = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
+    if not argv:
+        raise preload.OptionError(f"no command given: pymalloc-real {args.command} "
+                                  "[OPTIONS] -- CMD [ARG ...]")
+    return argv
+
+
+def _run(args):
+    argv = _command_argv(args)
+    options = preload.parse_options(",".join(args.option))
+    report = preload.run(argv, allocator=args.allocator, options=options or None,
+                         stats=not args.no_stats, timeout=args.timeout, capture=args.json)
+    if args.json:
+        json.dump(report.as_dict(), sys.stdout, indent=2)
+        print()
+    else:
+        for line in _run_lines(report, options):
+            print(line, file=sys.stderr)
+    return report.shell_status
+
+
+def _run_lines(report, options):
+    """The report for people: what ran on what, how it ended, what it cost."""
+    library = f" ({report.library})" if report.library else " (no preload)"
+    if report.signal is None:
+        ending = f"status {report.exit_status}"
+    else:
+        ending = (f"killed by {report.signal_name} (signal {report.signal})"
+                  + (", sent after the timeout" if report.timed_out else ""))
+    rows = [("allocator", report.allocator + library)]
+    if options:
+        rows.append(("options", ", ".join(f"{k}={v}" for k, v in options.items())))
+    rows += [("exit", ending),
+             ("wall", f"{report.wall_time:.3f} s"),
+             ("CPU", f"{report.cpu_time:.3f} s ({report.user_time:.3f} s user, "
+                     f"{report.system_time:.3f} s system)"),
+             ("peak RSS", f"{size_text(report.max_rss)} ({report.max_rss:,} B)"),
+             ("faults", f"{report.minor_faults:,} minor, {report.major_faults:,} major")]
+    if report.stats is not None and report.other_stats:     # else a note says so
+        rows.append(("others", f"{len(report.other_stats)} other process(es) of the run "
+                               "wrote statistics too (--json shows them)"))
+    rows += [("note", note) for note in report.notes]
+    lines = [_wrap(f"pymalloc-real run: {shlex.join(report.command)}", "")]
+    lines += [_wrap(text, f"  {label:<{LABEL}}") for label, text in rows]
+    return lines + _stats_lines(report.stats)
+
+
+def _stats_lines(stats):
+    """Our library's statistics, whatever their keys: a scalar per line, a nested object
+    on one line without its zero entries, a list by its length."""
+    if not stats:
+        return []
+    width = max(len(str(key)) for key in stats)
+    lines = [f"  {'stats':<{LABEL}}written by the library at exit:"]
+    for key, value in stats.items():
+        if isinstance(value, dict):
+            text = ", ".join(f"{k} {_stat_value(v)}" for k, v in value.items() if v) or "none"
+        elif isinstance(value, list):
+            text = f"{len(value)} entries (--json shows them)"
+        else:
+            text = str(value) if key == "pid" else _stat_value(value)
+        lines.append(_wrap(text, f"    {key:<{width}}  ", " " * (width + 6)))
+    return lines
+
+
+def _stat_value(value):
+    if isinstance(value, bool) or not isinstance(value, int):
+        return str(value) if not isinstance(value, (dict, list)) else json.dumps(value)
+    return f"{value:,}"
+
+
+def _compare(args):
+    argv = _command_argv(args)
+    options = preload.parse_options(",".join(args.option))
+    allocators = [name.strip() for name in args.allocators.split(",") if name.strip()]
+    progress = _progress_line if sys.stderr.isatty() and not args.json else None
+    comparison = preload.compare(argv, allocators=allocators, repeat=args.repeat,
+                                 options=options or None, timeout=args.timeout,
+                                 check_stdout=not args.no_check_stdout,
+                                 baseline=args.baseline, warmup=args.warmup,
+                                 progress=progress)
+    for result in comparison.missing:
+        # One unwrapped line, like the other errors: it holds a command to copy.
+        print(f"pymalloc-real compare: {result.name} skipped: {result.missing}",
+              file=sys.stderr)
+    if args.json:
+        json.dump(comparison.as_dict(), sys.stdout, indent=2)
+        print()
+    else:
+        print(comparison.table(), end="")
+    return 0 if comparison.ok else 1
+
+
+def _progress_line(done, total, allocator):
+    """A counter on one terminal line, rewritten in place and cleared at the end."""
+    text = f"compare: run {done + 1}/{total} ({allocator})" if done < total else ""
+    sys.stderr.write(f"\r{text:<{WIDTH - 1}}\r" if text else f"\r{'':<{WIDTH - 1}}\r")
+    sys.stderr.flush()
 
 
 # ---- text helpers ----------------------------------------------------------------------------
