@@ -30,7 +30,7 @@ from helpers import ROOT
 
 SOURCES = os.path.join(ROOT, "tests", "c", "preload")
 BIN = os.path.join(ROOT, "tests", "c", "bin")
-PROGRAMS = ("stress", "fork_threads", "fork_signal", "edge_contract")
+PROGRAMS = ("stress", "fork_threads", "fork_signal", "edge_contract", "thread_cache")
 CFLAGS = ["-O2", "-g", "-Wall", "-Wextra", "-Werror", "-pthread"]
 
 # Sized for CI (2 cores): the whole file runs in well under a minute on glibc.
@@ -314,3 +314,24 @@ def test_contract_on_glibc(contract_on_glibc, name):
         assert failure is not None, f"glibc now passes {name}: drop it from GLIBC_DEVIATIONS"
     else:
         assert failure is None, failure
+
+
+# ---- per-thread caches and arenas --------------------------------------------------------
+
+@pytest.mark.parametrize("arena_max,threads,expected_arenas", [(None, 6, 7), (2, 6, 2)])
+def test_thread_caches_are_given_back_and_threads_get_arenas(programs, library, tmp_path,
+                                                             arena_max, threads, expected_arenas):
+    """Six threads alive at once: each gets a new arena beside the main thread's (up to
+    arena_max, default 8 x CPUs, then they share), and each returns its cache on exit."""
+    stats = tmp_path / "stats.json"
+    options = f"stats={stats}" + (f",arena_max={arena_max}" if arena_max else "")
+    env = _env(library)
+    env["PYMALLOC_REAL_OPTIONS"] = options
+    proc = subprocess.run([programs["thread_cache"], str(threads)], env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "thread_cache ok" in proc.stdout
+    report = json.loads(stats.read_text())
+    if expected_arenas <= 8 * os.cpu_count():
+        assert report["arenas"] == expected_arenas, report
+    assert report["tcache_count"] == 7
