@@ -208,9 +208,12 @@ void prmi_configure(void)
     }
 }
 
-/* At load: the fork handlers (registering may allocate, so not from inside malloc). */
-static __attribute__((constructor)) void install_fork_handlers(void)
+/* At load: initialise (so the options, and the exit report, apply even to a program
+ * that never allocates) and register the fork handlers (registering may allocate, so
+ * not from inside malloc). */
+static __attribute__((constructor)) void at_load(void)
 {
+    prmi_main_arena();
     prm_install_fork_handlers();
 }
 
