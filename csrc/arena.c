@@ -233,6 +233,16 @@ int prmi_grow_heap(prm_arena *av, size_t nb)
  * the break, keeping `pad` bytes (plus the minimum top). Only done when the break is
  * exactly the end of our top chunk: if anyone allocated above us, the break is theirs.
  * Returns 1 if memory was released. */
+/* Whole pages at the end of top that can go back to the kernel, keeping `pad` bytes and
+ * the minimum top. */
+static size_t trimmable(prm_arena *av, size_t pad)
+{
+    size_t size = top_size(av);
+    if (pad >= size || size - pad <= PRM_MINSIZE)
+        return 0;
+    return align_down(size - pad - PRM_MINSIZE, prm_os_page_size());
+}
+
 static int trim_heap(prm_arena *av, size_t pad);
 
 int prmi_systrim(prm_arena *av, size_t pad)
@@ -241,11 +251,8 @@ int prmi_systrim(prm_arena *av, size_t pad)
         return trim_heap(av, pad);
     if (av->top == NULL || av->segments->kind != PRM_SEG_BRK)
         return 0;
-    size_t page = prm_os_page_size();
     size_t size = top_size(av);
-    if (pad >= size || size - pad <= PRM_MINSIZE)
-        return 0;
-    size_t extra = align_down(size - pad - PRM_MINSIZE, page);
+    size_t extra = trimmable(av, pad);
     if (extra == 0)
         return 0;
 
@@ -391,11 +398,8 @@ static int grow_nonmain(prm_arena *av, size_t nb)
  * that top does not need, keeping `pad`. Whole empty heaps are kept (see README). */
 static int trim_heap(prm_arena *av, size_t pad)
 {
-    size_t page = prm_os_page_size();
     size_t size = top_size(av);
-    if (pad >= size || size - pad <= PRM_MINSIZE)
-        return 0;
-    size_t extra = align_down(size - pad - PRM_MINSIZE, page);
+    size_t extra = trimmable(av, pad);
     if (extra == 0)
         return 0;
     prm_segment *seg = av->segments;
