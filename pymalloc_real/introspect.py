@@ -18,7 +18,7 @@ _CHUNK_KINDS = {lib.PRM_KIND_CHUNK: "chunk", lib.PRM_KIND_TOP: "top",
                 lib.PRM_KIND_FENCE: "fence", lib.PRM_KIND_MMAPPED: "mmapped"}
 _BIN_KINDS = {lib.PRM_BIN_FAST: "fast", lib.PRM_BIN_UNSORTED: "unsorted",
               lib.PRM_BIN_SMALL: "small", lib.PRM_BIN_LARGE: "large"}
-_SEGMENT_KINDS = {0: "brk", 1: "mmap"}
+_SEGMENT_KINDS = {0: "brk", 1: "mmap", 2: "heap"}
 CHUNK_HEADER = 16       # prev_size and size words: memory starts this far into a chunk
 
 
@@ -106,7 +106,8 @@ class Segment:
     """A contiguous run of memory an arena carves chunks from."""
     start: int          # first byte obtained from the OS
     end: int            # one past the last byte
-    kind: str           # "brk" or "mmap" (mmap when the kernel refused to move the break)
+    kind: str           # "brk"; "mmap" when the kernel refused to move the break; "heap"
+                        # for the 64 MiB-aligned heaps of non-main arenas
     serial: int         # creation order within the arena
     arena: int
     holds_top: bool
@@ -152,11 +153,13 @@ class BinEntry:
     index: int              # fast-bin index, or bin number 1..126
     address: int
     size: int
+    arena: int = 0          # the arena whose bin it is
 
 
 @dataclass(frozen=True)
 class Bins:
-    """The contents of every bin, each list from the bin's front."""
+    """The contents of every bin of every arena (each entry names its arena), each list
+    from the bin's front."""
     fast: Dict[int, List[BinEntry]]
     unsorted: List[BinEntry]
     small: Dict[int, List[BinEntry]]
@@ -215,7 +218,7 @@ def bins():
     items, _keep = _walk(lib.prm_walk_bins, "prm_bin_entry", "bins()")
     fast, unsorted, small, large = {}, [], {}, {}
     for item in items:
-        entry = BinEntry(_BIN_KINDS[item.kind], item.index, item.address, item.size)
+        entry = BinEntry(_BIN_KINDS[item.kind], item.index, item.address, item.size, item.arena)
         if entry.kind == "unsorted":
             unsorted.append(entry)
         else:

@@ -4,6 +4,7 @@ import random
 import threading
 
 import pymalloc_real as prm
+from helpers import fresh_interpreter
 
 
 def _worker(seed, errors):
@@ -58,4 +59,36 @@ def test_racing_frees_of_one_block_free_it_once():
         for thread in threads:
             thread.join()
         assert sorted(outcomes) == ["double", "double", "double", "freed"]
+    prm.check()
+
+
+@fresh_interpreter
+def test_a_thread_gets_its_own_arena_on_a_heap_that_grows_and_shrinks():
+    prm.mallopt(prm.M_MMAP_THRESHOLD, 1024 * 1024)     # keep 200K blocks on the heap
+    prm.mallopt(prm.M_TRIM_THRESHOLD, 128 * 1024)
+    prm.malloc(16).free()                              # the main thread takes arena 0
+    seen = {}
+
+    def worker():
+        blocks = [prm.malloc(200 * 1024) for _ in range(10)]
+        for block in blocks:
+            block.touch()
+        (arena,) = [a for a in prm.arenas() if a.index != 0]
+        seen["grown"] = arena
+        chunk = prm.chunk_of(blocks[0])
+        seen["flags"] = (chunk.non_main_arena, chunk.arena, chunk.mmapped)
+        for block in reversed(blocks):
+            block.free()
+        seen["shrunk"] = [a for a in prm.arenas() if a.index == arena.index][0]
+
+    thread = threading.Thread(target=worker)
+    thread.start()
+    thread.join()
+    grown, shrunk = seen["grown"], seen["shrunk"]
+    assert seen["flags"] == (True, grown.index, False), "the A bit marks its chunks"
+    assert grown.system_bytes >= 2 * 1024 * 1024, grown
+    assert shrunk.system_bytes < grown.system_bytes - 1024 * 1024, (grown, shrunk)
+    segments = [s for s in prm.segments() if s.arena == grown.index]
+    assert segments and all(s.kind == "heap" for s in segments)
+    assert all(s.start % (64 * 1024 * 1024) == 0 for s in segments), "heaps are 64 MiB aligned"
     prm.check()
