@@ -518,40 +518,52 @@ static void *malloc_in_some_arena(size_t nb)
     return mem;
 }
 
-/* Slow path of malloc: everything but a cache hit. */
-static PRM_NOINLINE void *malloc_slow(size_t bytes, size_t nb)
-{
-    void *mem = malloc_in_some_arena(nb);
-    if (mem != NULL)
-        alloc_perturb(mem, bytes);
-    return mem;
-}
-
-void *prm_malloc(size_t bytes)
+/* Slow path of malloc: everything but a cache hit (and a thread's first small request,
+ * which creates its cache). */
+static PRM_NOINLINE void *malloc_slow(size_t bytes)
 {
     size_t nb;
     if (prm_unlikely(!checked_request2size(bytes, &nb))) {
         errno = ENOMEM;
         return NULL;
     }
-    /* Fast path: pop this thread's cache, no lock. */
-    if (nb <= PRM_TCACHE_MAX_SIZE) {
+    if (nb <= PRM_TCACHE_MAX_SIZE && prmi_self.tcache == PRM_TCACHE_NONE)
+        prmi_self.tcache = prmi_tcache_create();
+    void *mem = malloc_in_some_arena(nb);
+    if (mem != NULL)
+        alloc_perturb(mem, bytes);
+    return mem;
+}
+
+static PRM_NOINLINE void *perturbed(void *mem, size_t bytes)
+{
+    alloc_perturb(mem, bytes);
+    return mem;
+}
+
+/* The largest request a cache bin serves: request2size gives PRM_TCACHE_MAX_SIZE. */
+#define PRM_TCACHE_MAX_REQUEST (PRM_TCACHE_MAX_SIZE - PRM_SIZE_SZ)
+
+/* The fast path pops this thread's cache: no lock, no call but tail calls, so the
+ * compiler saves no registers. Everything else is malloc_slow. */
+void *prm_malloc(size_t bytes)
+{
+    if (prm_likely(bytes <= PRM_TCACHE_MAX_REQUEST)) {
         prm_tcache *tc = prmi_self.tcache;
-        if (prm_unlikely(tc == PRM_TCACHE_NONE))
-            prmi_self.tcache = tc = prmi_tcache_create();
-        if (tc > PRM_TCACHE_DISABLED) {
-            unsigned index = tcache_index(nb);
+        if (prm_likely(tc > PRM_TCACHE_DISABLED)) {
+            unsigned index = tcache_index(request2size(bytes));
             prm_tcache_entry *e = tc->entries[index];
             if (prm_likely(e != NULL)) {
                 tc->entries[index] = e->next;
                 tc->counts[index]--;
                 e->key = NULL;
-                alloc_perturb(e, bytes);
+                if (prm_unlikely(params()->perturb_byte != 0))
+                    return perturbed(e, bytes);
                 return e;
             }
         }
     }
-    return malloc_slow(bytes, nb);
+    return malloc_slow(bytes);
 }
 
 static int known_arena(prm_arena *candidate)
@@ -647,33 +659,35 @@ static int free_to_arena(void *mem)
 
 /* A chunk whose key says it is in this cache: it is, if its bin holds it (a double
  * free); user data that merely looks like the key is not. Slow path. */
-static PRM_NOINLINE int tcache_double_free(prm_tcache *tc, unsigned index, prm_tcache_entry *e)
+static PRM_NOINLINE int free_keyed(void *mem)
 {
+    prm_tcache *tc = prmi_self.tcache;
+    prm_tcache_entry *e = mem;
+    unsigned index = tcache_index(chunk_size(mem2chunk(mem)));
     unsigned steps = 0;
     for (prm_tcache_entry *q = tc->entries[index]; q != NULL && steps <= tc->counts[index];
          q = q->next, steps++)
         if (q == e)
             return prmi_fail_pointer("free(): double free detected in tcache 2",
                                      "the chunk is already in this thread's cache", e);
-    return PRM_OK;
+    e->key = NULL;
+    return prm_free(mem);
 }
 
+/* The fast path pushes on this thread's cache: no lock, errno untouched, only tail
+ * calls. A heap chunk of a cached size qualifies; an mmapped one fails the alignment
+ * test because its M bit stays in `size`. */
 int prm_free(void *mem)
 {
-    if (mem == NULL)
-        return PRM_OK;
-    /* Fast path: push on this thread's cache, no lock, errno untouched. */
-    if (prm_likely(aligned_ok((uintptr_t)mem))) {
-        prm_chunk *p = mem2chunk(mem);
-        size_t size = p->size & ~(size_t)(PRM_PREV_INUSE | PRM_NON_MAIN);   /* M kept: not cached */
-        prm_tcache *tc = prmi_self.tcache;
-        if (size <= PRM_TCACHE_MAX_SIZE && size >= PRM_MINSIZE && aligned_ok(size) &&
-            tc > PRM_TCACHE_DISABLED) {
+    prm_tcache *tc = prmi_self.tcache;
+    if (prm_likely(tc > PRM_TCACHE_DISABLED && mem != NULL && aligned_ok((uintptr_t)mem))) {
+        size_t size = mem2chunk(mem)->size & ~(size_t)(PRM_PREV_INUSE | PRM_NON_MAIN);
+        if (prm_likely(size - PRM_MINSIZE <= PRM_TCACHE_MAX_SIZE - PRM_MINSIZE && aligned_ok(size))) {
             unsigned index = tcache_index(size);
             prm_tcache_entry *e = mem;
-            if (prm_unlikely(e->key == tc) && tcache_double_free(tc, index, e) != PRM_OK)
-                return PRM_ERR_INVALID_POINTER;
-            if (tc->counts[index] < (unsigned)params()->tcache_count) {
+            if (prm_unlikely(e->key == tc))
+                return free_keyed(mem);
+            if (prm_likely(tc->counts[index] < (unsigned)params()->tcache_count)) {
                 e->next = tc->entries[index];
                 e->key = tc;
                 tc->entries[index] = e;
@@ -682,7 +696,7 @@ int prm_free(void *mem)
             }
         }
     }
-    return free_to_arena(mem);
+    return mem != NULL ? free_to_arena(mem) : PRM_OK;
 }
 
 /* ---- thread caches ----------------------------------------------------------------------- */
