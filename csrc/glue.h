@@ -53,9 +53,27 @@ static inline int prm_thread_id(void)
 
 PRM_INTERNAL void prmi_lock_slow(prm_lock *lock, int me);
 
+/* glibc tells whether the process has only ever had one thread; then nobody can
+ * contend, and the lock needs no atomic read-modify-write (glibc's malloc skips its
+ * locks the same way). The owner is still written, for the fork handlers. Our code
+ * never creates threads while holding a lock, so the flag cannot change under one. */
+#if defined(__has_include)
+#if __has_include(<sys/single_threaded.h>)
+#include <sys/single_threaded.h>
+#define prm_single_threaded() (__libc_single_threaded != 0)
+#endif
+#endif
+#ifndef prm_single_threaded
+#define prm_single_threaded() 0
+#endif
+
 static inline void prm_lock_acquire(prm_lock *lock)
 {
     int me = prm_thread_id();
+    if (prm_single_threaded() && __atomic_load_n(&lock->word, __ATOMIC_RELAXED) == 0) {
+        __atomic_store_n(&lock->word, me, __ATOMIC_RELAXED);
+        return;
+    }
     int expected = 0;
     if (prm_likely(__atomic_compare_exchange_n(&lock->word, &expected, me, 0,
                                                __ATOMIC_ACQUIRE, __ATOMIC_RELAXED)))
@@ -65,6 +83,10 @@ static inline void prm_lock_acquire(prm_lock *lock)
 
 static inline void prm_lock_release(prm_lock *lock)
 {
+    if (prm_single_threaded()) {
+        __atomic_store_n(&lock->word, 0, __ATOMIC_RELAXED);
+        return;
+    }
     if (__atomic_exchange_n(&lock->word, 0, __ATOMIC_RELEASE) & PRM_LOCK_WAITERS)
         prm_os_futex_wake(&lock->word, 1);
 }
