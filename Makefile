@@ -10,7 +10,7 @@ PIP    := $(PY) -m pip --disable-pip-version-check -q
 STAMP  := $(VENV)/.installed
 SOURCES := $(wildcard csrc/*.c csrc/*.h pymalloc_real/*.c) pymalloc_real/_build.py setup.py pyproject.toml
 
-.PHONY: all build demo test bench clean distclean peers
+.PHONY: all build demo test bench bench-python clean distclean peers
 
 all: build
 
@@ -30,7 +30,14 @@ demo: build
 test: build peers
 	$(PY) -m pytest -q
 
+# Every workload on every allocator (`make bench BENCH_ARGS=--quick` for a short run;
+# `make peers` installs the peers it compares against); results in benchmarks/results/.
+BENCH_ARGS ?=
 bench: build
+	$(VENV)/bin/pymalloc-real bench $(BENCH_ARGS)
+
+# A malloc+free pair through the Python API against libc's through cffi.
+bench-python: build
 	$(PY) benchmarks/bench_python_api.py
 
 # The peer allocators that `pymalloc-real compare` runs beside ours, as Debian packages.
@@ -51,7 +58,7 @@ peers:
 
 clean:
 	rm -rf build pymalloc_real/_core.c pymalloc_real/*.so pymalloc_real/*.o tests/c/bin \
-	       .pytest_cache .hypothesis *.egg-info $(STAMP)
+	       benchmarks/bin .pytest_cache .hypothesis *.egg-info $(STAMP)
 	find . -name __pycache__ -prune -exec rm -rf {} +
 
 distclean: clean

@@ -238,21 +238,94 @@ static void *take_from_larger_bin(prm_arena *av, unsigned index, size_t nb)
     return NULL;
 }
 
+/* Pop the first chunk of a fast bin, checking it, or NULL. */
+static prm_chunk *fastbin_pop(prm_arena *av, unsigned index)
+{
+    prm_chunk *victim = av->fastbins[index];
+    if (victim == NULL)
+        return NULL;
+    CHECK_LINK(av, victim, "a fast-bin link points outside the heap");
+    if (prm_unlikely(!aligned_ok((uintptr_t)victim)))
+        prmi_fail_arena(av, "malloc(): unaligned fastbin chunk detected",
+                        "a fast-bin link points at a misaligned address", victim);
+    if (prm_unlikely(fastbin_index(chunk_size(victim)) != index))
+        prmi_fail_arena(av, "malloc(): memory corruption (fast)",
+                        "a fast-bin chunk's size does not belong to its bin", victim);
+    av->fastbins[index] = victim->fd;
+    return victim;
+}
+
+/* Take the oldest chunk of small bin `index` (chunks of exactly nb), marked in use, or
+ * NULL. */
+static prm_chunk *smallbin_take(prm_arena *av, unsigned index, size_t nb)
+{
+    prm_chunk *bin = bin_at(av, index);
+    prm_chunk *victim = bin->bk;
+    if (victim == bin)
+        return NULL;
+    CHECK_LINK(av, victim, "a small bin's last link points outside the heap");
+    prm_chunk *bck = victim->bk;
+    CHECK_LINK(av, bck, "a small-bin chunk's bk points outside the heap");
+    if (prm_unlikely(bck->fd != victim))
+        prmi_fail_arena(av, "malloc(): smallbin double linked list corrupted",
+                        "a small bin's last chunk is not linked back", victim);
+    set_inuse_at(victim, nb);
+    victim->size |= arena_bit(av);
+    bin->bk = bck;
+    bck->fd = bin;
+    return victim;
+}
+
+/* Stashing, as glibc does: having found a chunk of size nb in a fast or small bin, move
+ * more of that size into this thread's cache under the same lock, so that the next
+ * mallocs of that size need no lock at all. Stashed chunks count as in use. */
+static prm_tcache *stash_target(size_t nb, unsigned *index)
+{
+    prm_tcache *tc = prmi_self.tcache;
+    if (tc <= PRM_TCACHE_DISABLED || nb > PRM_TCACHE_MAX_SIZE)
+        return NULL;
+    *index = tcache_index(nb);
+    return tc->counts[*index] < (unsigned)params()->tcache_count ? tc : NULL;
+}
+
+static void stash(prm_arena *av, prm_tcache *tc, unsigned index, prm_chunk *p)
+{
+    account_alloc(av, p);
+    prm_tcache_entry *e = chunk2mem(p);
+    e->next = tc->entries[index];
+    e->key = tc;
+    tc->entries[index] = e;
+    tc->counts[index]++;
+}
+
+static void stash_fast(prm_arena *av, unsigned fast_index, size_t nb)
+{
+    unsigned index;
+    prm_tcache *tc = stash_target(nb, &index);
+    prm_chunk *p;
+    while (tc != NULL && tc->counts[index] < (unsigned)params()->tcache_count &&
+           (p = fastbin_pop(av, fast_index)) != NULL)
+        stash(av, tc, index, p);
+}
+
+static void stash_small(prm_arena *av, unsigned bin_index, size_t nb)
+{
+    unsigned index;
+    prm_tcache *tc = stash_target(nb, &index);
+    prm_chunk *p;
+    while (tc != NULL && tc->counts[index] < (unsigned)params()->tcache_count &&
+           (p = smallbin_take(av, bin_index, nb)) != NULL)
+        stash(av, tc, index, p);
+}
+
 void *prmi_int_malloc(prm_arena *av, size_t nb)
 {
     /* 1. Fast bins. */
     if (nb <= params()->max_fast) {
         unsigned index = fastbin_index(nb);
-        prm_chunk *victim = av->fastbins[index];
+        prm_chunk *victim = fastbin_pop(av, index);
         if (victim != NULL) {
-            CHECK_LINK(av, victim, "a fast-bin link points outside the heap");
-            if (prm_unlikely(!aligned_ok((uintptr_t)victim)))
-                prmi_fail_arena(av, "malloc(): unaligned fastbin chunk detected",
-                                "a fast-bin link points at a misaligned address", victim);
-            if (prm_unlikely(fastbin_index(chunk_size(victim)) != index))
-                prmi_fail_arena(av, "malloc(): memory corruption (fast)",
-                                "a fast-bin chunk's size does not belong to its bin", victim);
-            av->fastbins[index] = victim->fd;
+            stash_fast(av, index, nb);
             return chunk2mem(victim);
         }
     }
@@ -261,19 +334,9 @@ void *prmi_int_malloc(prm_arena *av, size_t nb)
     unsigned index;
     if (in_smallbin_range(nb)) {
         index = smallbin_index(nb);
-        prm_chunk *bin = bin_at(av, index);
-        prm_chunk *victim = bin->bk;
-        if (victim != bin) {
-            CHECK_LINK(av, victim, "a small bin's last link points outside the heap");
-            prm_chunk *bck = victim->bk;
-            CHECK_LINK(av, bck, "a small-bin chunk's bk points outside the heap");
-            if (prm_unlikely(bck->fd != victim))
-                prmi_fail_arena(av, "malloc(): smallbin double linked list corrupted",
-                                "a small bin's last chunk is not linked back", victim);
-            set_inuse_at(victim, nb);
-            victim->size |= arena_bit(av);
-            bin->bk = bck;
-            bck->fd = bin;
+        prm_chunk *victim = smallbin_take(av, index, nb);
+        if (victim != NULL) {
+            stash_small(av, index, nb);
             return chunk2mem(victim);
         }
     } else {

@@ -4,7 +4,7 @@
 Subcommands: ``demo`` (the default), the seed articles replayed on real memory in
 seven steps; ``maps [PID]``, a process's address space grouped by kind; ``run``, a
 command on one allocator (LD_PRELOAD) with what it cost; ``compare``, a command on
-several allocators side by side.
+several allocators side by side; ``bench``, every benchmark workload on every allocator.
 """
 import argparse
 import dataclasses
@@ -15,7 +15,7 @@ import shlex
 import sys
 import textwrap
 
-from . import __version__, demo, preload, procfs
+from . import __version__, bench, demo, preload, procfs
 from .demo import AGREES, DISAGREES, NOT_APPLICABLE
 from .errors import PymallocError
 from .space import size_text
@@ -31,7 +31,7 @@ def main(argv=None):
     """Run the command line with ``argv`` (default: sys.argv[1:]); return the exit code:
     0 when every applicable prediction held, 1 when one did not, 2 on an error (for
     ``run``, the command's own exit code; for ``compare``, 1 when a run failed or the
-    outputs differ)."""
+    outputs differ; for ``bench``, 1 when a run was rejected)."""
     parser = _parser()
     try:
         args = parser.parse_args(argv)
@@ -84,6 +84,7 @@ def _parser():
     maps.set_defaults(run=_maps)
     _add_run_parser(commands)
     _add_compare_parser(commands)
+    _add_bench_parser(commands)
     return parser
 
 
@@ -466,6 +467,112 @@ def _progress_line(done, total, allocator):
     text = f"compare: run {done + 1}/{total} ({allocator})" if done < total else ""
     sys.stderr.write(f"\r{text:<{WIDTH - 1}}\r" if text else f"\r{'':<{WIDTH - 1}}\r")
     sys.stderr.flush()
+
+
+# ---- bench -------------------------------------------------------------------------------------
+
+def _add_bench_parser(commands):
+    parser = commands.add_parser(
+        "bench", help="every benchmark workload on every allocator, with ratios to glibc",
+        description="Build the workloads of benchmarks/workloads/ (gcc -O2 -g -pthread into "
+                    "benchmarks/bin/, when a source is newer), then run each workload, and "
+                    "CPython and gcc as real programs, on every allocator with interleaved "
+                    "repeats. Prints medians (min-max) of wall time, peak RSS and page "
+                    "faults with ratios to glibc, and the targets, and writes results.json, "
+                    "results.md and results.png into the output directory. A run counts only "
+                    "when it exits 0 with the checksum the other allocators' runs agree on. "
+                    "A missing allocator is named with how to install it (`make peers`) and "
+                    "the others run. Exit status: 0 when every run passed, 1 when a run was "
+                    "rejected or a workload did not build, 2 on an error.")
+    parser.add_argument("--quick", action="store_true",
+                        help=f"small -n per workload and {bench.QUICK_REPEAT} runs each "
+                             "(about 40 s on 2 CPUs)")
+    parser.add_argument("--workloads", metavar="A,B,...",
+                        help=f"comma-separated (default: all of {', '.join(bench.ORDER)} "
+                             "that are there)")
+    parser.add_argument("--allocators", default=",".join(preload.ALLOCATORS),
+                        metavar="A,B,...", help=f"comma-separated; each one of "
+                                                f"{_ALLOCATOR_HELP} (default: all five)")
+    parser.add_argument("--repeat", type=int, metavar="N",
+                        help=f"runs per workload and allocator (default {bench.REPEAT}, "
+                             f"{bench.QUICK_REPEAT} with --quick)")
+    parser.add_argument("--ops", "-n", action="append", default=[], metavar="NAME=N",
+                        help="-n for one workload (repeatable), instead of its default")
+    parser.add_argument("--threads", "-t", type=int, metavar="N",
+                        help="threads of the multi-threaded workloads (larson, prodcons; "
+                             "default: the CPUs usable, at least 2)")
+    parser.add_argument("--seed", "-s", type=int, default=1, help="-s of every workload")
+    parser.add_argument("--callgrind", action="store_true",
+                        help="also count instructions per malloc+free pair under valgrind "
+                             "--tool=callgrind (the pairs workload at two -n)")
+    parser.add_argument("--out", metavar="DIR",
+                        help="where results.json/.md/.png go (default benchmarks/results)")
+    parser.add_argument("--bench-dir", metavar="DIR",
+                        help="the directory holding workloads/ and pyworkload.py (default: "
+                             "the source tree's benchmarks/)")
+    parser.add_argument("--timeout", type=float, default=900, metavar="SECONDS",
+                        help="kill a run (SIGKILL) after this long (default 900)")
+    parser.add_argument("--json", action="store_true",
+                        help="print results.json to stdout instead of the tables")
+    parser.set_defaults(run=_bench)
+
+
+def _bench(args):
+    config = bench.BenchConfig(
+        workloads=_names(args.workloads) if args.workloads else None,
+        allocators=_names(args.allocators), repeat=args.repeat, quick=args.quick,
+        ops=_ops(args.ops), threads=args.threads, seed=args.seed, bench_dir=args.bench_dir,
+        out_dir=args.out, callgrind=args.callgrind, timeout=args.timeout)
+    plan = bench.plan(config)
+    for name, message in plan.missing.items():
+        # One unwrapped line, like compare's: it holds a command to copy.
+        print(f"pymalloc-real bench: {name} skipped: {message}", file=sys.stderr)
+    result = bench.execute(plan, progress=_ProgressBar("bench"))
+    if args.json:
+        json.dump(result.as_dict(), sys.stdout, indent=2)
+        print()
+    else:
+        print(result.markdown(), end="")
+        print(f"Written: {', '.join(result.files.values())}")
+    if not result.ok:
+        print(f"pymalloc-real bench: {len(result.failures)} run(s) rejected or workload(s) "
+              "not built (see Checks)", file=sys.stderr)
+    return 0 if result.ok else 1
+
+
+def _names(text):
+    return [name.strip() for name in text.split(",") if name.strip()]
+
+
+def _ops(items):
+    ops = {}
+    for item in items:
+        name, _, value = item.partition("=")
+        if not value.strip().isdigit() or int(value) < 1:
+            raise bench.BenchError(f"--ops takes NAME=N with N a positive integer: {item!r}")
+        ops[name.strip()] = int(value)
+    return ops
+
+
+class _ProgressBar:
+    """A text bar on stderr: redrawn in place on a terminal, a line per tenth done
+    otherwise (so a log shows progress without a line per run)."""
+
+    def __init__(self, name, width=30):
+        self.name, self.width, self.tty = name, width, sys.stderr.isatty()
+        self.shown_tenth = -1
+
+    def __call__(self, done, total, label):
+        fraction = done / total if total else 1.0
+        filled = int(self.width * fraction)
+        bar = f"{self.name}: [{'#' * filled}{'.' * (self.width - filled)}] {done}/{total}"
+        if self.tty:
+            text = f"{bar} {label}"[:WIDTH - 1] if done < total else ""
+            sys.stderr.write(f"\r{text:<{WIDTH - 1}}\r" if text else f"\r{'':<{WIDTH - 1}}\r")
+        elif int(fraction * 10) > self.shown_tenth:
+            self.shown_tenth = int(fraction * 10)
+            sys.stderr.write(f"{bar} {label}".rstrip() + "\n")
+        sys.stderr.flush()
 
 
 # ---- text helpers ----------------------------------------------------------------------------

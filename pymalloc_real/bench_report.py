@@ -1,0 +1,391 @@
+"""What a benchmark run leaves behind (issue 5): the targets, and the files.
+
+This module owns the targets table (our wall time and peak RSS against glibc's per
+workload, the geometric mean, the fast path's instructions, the stretch against
+mimalloc; each met, missed or not measured) and the three files of
+`pymalloc-real bench`: results.json (everything, as plain data), results.md (the
+tables for people) and results.png (ratios to glibc as grouped bars, drawn with
+matplotlib's Agg canvas, imported only then). bench.py measures; this module only
+reads a BenchResult. Nothing here prints.
+"""
+import json
+import math
+import os
+from dataclasses import dataclass
+from typing import Optional
+
+from .bench import RESULT_FILES
+from .preload import GLIBC, OURS
+
+MIMALLOC = "mimalloc"
+# The targets of issue 5, as ratios of medians (ours / theirs) and an instruction count.
+TIME_TARGET, GEOMEAN_TARGET, RSS_TARGET = 1.0, 0.85, 1.0
+FAST_PATH_TARGET, MIMALLOC_STRETCH = 70, 1.25
+
+
+# ---- targets -----------------------------------------------------------------------------------
+
+@dataclass
+class Target:
+    """One line of the targets table: what was aimed at, what was measured, and whether
+    it was met (None: not measured in this run, ``value`` says why)."""
+    goal: str
+    value: str
+    met: Optional[bool]
+
+    @property
+    def verdict(self):
+        return "not measured" if self.met is None else "met" if self.met else "missed"
+
+
+@dataclass
+class TargetRow:
+    """Our ratios for one workload: wall time and peak RSS to glibc's, wall time to
+    mimalloc's (None where one of the two did not run or passed no run)."""
+    workload: str
+    time_vs_glibc: Optional[float]
+    rss_vs_glibc: Optional[float]
+    time_vs_mimalloc: Optional[float]
+
+
+def target_rows(result):
+    """A TargetRow per workload."""
+    return [TargetRow(w.name, w.ratio(OURS, "wall_time"), w.ratio(OURS, "max_rss"),
+                      w.ratio(OURS, "wall_time", to=MIMALLOC)) for w in result.workloads]
+
+
+def geometric_mean(values):
+    values = [value for value in values if value]
+    return math.exp(sum(math.log(v) for v in values) / len(values)) if values else None
+
+
+def targets(result):
+    """Issue 5's targets against this run's numbers (ours against glibc and mimalloc)."""
+    rows = target_rows(result)
+    needed = {OURS, GLIBC} - set(result.allocators)
+    return [
+        _every(rows, "time_vs_glibc", TIME_TARGET, f"wall time <= {TIME_TARGET:.2f}x glibc "
+               "on every workload", needed),
+        _geomean(rows, needed),
+        _every(rows, "rss_vs_glibc", RSS_TARGET, f"peak RSS <= {RSS_TARGET:.2f}x glibc on "
+               "every workload", needed),
+        _fast_path(result.callgrind),
+        _every(rows, "time_vs_mimalloc", MIMALLOC_STRETCH, f"stretch: wall time <= "
+               f"{MIMALLOC_STRETCH:.2f}x mimalloc on every workload",
+               {OURS, MIMALLOC} - set(result.allocators)),
+    ]
+
+
+def _every(rows, attribute, limit, goal, needed):
+    if needed:
+        return Target(goal, f"{' and '.join(sorted(needed))} not run", None)
+    if not rows:
+        return Target(goal, "no workloads", None)
+    values = {row.workload: getattr(row, attribute) for row in rows}
+    unmeasured = [name for name, value in values.items() if value is None]
+    over = [f"{name} {value:.2f}x" for name, value in values.items()
+            if value is not None and not meets(value, limit)]
+    measured = [value for value in values.values() if value is not None]
+    worst = max(measured) if measured else None
+    text = f"worst {worst:.2f}x" if worst is not None else "no ratio"
+    if over:
+        text += f"; over: {', '.join(over)}"
+    if unmeasured:
+        text += f"; no ratio for {', '.join(unmeasured)} (failed runs)"
+    return Target(goal, text, not over and not unmeasured)
+
+
+def meets(value, limit, digits=2):
+    """Whether a measured value is within its target as printed (to ``digits``
+    decimals): a ratio shown as 1.00x meets a 1.00x target."""
+    return round(value, digits) <= limit
+
+
+def _optional(value):
+    return "not measured" if value is None else f"{value:.1f}"
+
+
+def _geomean(rows, needed):
+    goal = f"geometric mean of wall time <= {GEOMEAN_TARGET:.2f}x glibc"
+    if needed:
+        return Target(goal, f"{' and '.join(sorted(needed))} not run", None)
+    mean = geometric_mean([row.time_vs_glibc for row in rows])
+    if mean is None:
+        return Target(goal, "no ratio", None)
+    count = sum(bool(row.time_vs_glibc) for row in rows)
+    return Target(goal, f"{mean:.2f}x over {count} workload{'s' * (count != 1)}",
+                  meets(mean, GEOMEAN_TARGET))
+
+
+def _fast_path(callgrind):
+    goal = f"fast path <= {FAST_PATH_TARGET} instructions per malloc+free pair"
+    if callgrind is None:
+        return Target(goal, "not run (--callgrind)", None)
+    value = callgrind.per_pair.get(OURS)
+    if OURS not in callgrind.per_pair:
+        return Target(goal, f"{OURS} not run", None)
+    if value is None:
+        return Target(goal, f"{OURS} failed under callgrind", False)
+    return Target(goal, f"{value:.1f} (glibc {_optional(callgrind.per_pair.get(GLIBC))})",
+                  meets(value, FAST_PATH_TARGET, digits=1))
+
+
+# ---- the files ---------------------------------------------------------------------------------
+
+def write_results(result, out_dir):
+    """Write results.json, results.md and (with matplotlib) results.png into
+    ``out_dir`` (created if missing); return {file name: path}."""
+    os.makedirs(out_dir, exist_ok=True)
+    paths = {name: os.path.join(out_dir, name) for name in RESULT_FILES}
+    try:
+        draw_chart(result, paths["results.png"])
+    except ImportError:
+        result.notes.append("no chart: matplotlib is not installed "
+                            "(pip install 'pymalloc_real[plot]')")
+        del paths["results.png"]
+    result.files = paths
+    with open(paths["results.json"], "w", encoding="utf-8") as f:
+        json.dump(result.as_dict(), f, indent=2)
+        f.write("\n")
+    with open(paths["results.md"], "w", encoding="utf-8") as f:
+        f.write(result.markdown())
+    return paths
+
+
+def result_dict(result):
+    """A BenchResult as plain data (results.json)."""
+    return {
+        "date": result.date, "commit": result.commit, "machine": result.machine,
+        "settings": result.settings, "allocators": result.allocators,
+        "missing": result.missing, "ok": result.ok, "failures": result.failures,
+        "workloads": [_workload_dict(w) for w in result.workloads],
+        "callgrind": None if result.callgrind is None else {
+            "ops": list(result.callgrind.ops), "instructions": result.callgrind.instructions,
+            "in_program": result.callgrind.in_program, "per_pair": result.callgrind.per_pair,
+            "per_pair_total": result.callgrind.per_pair_total,
+            "failures": result.callgrind.failures},
+        "targets": [{"goal": t.goal, "value": t.value, "met": t.met, "verdict": t.verdict}
+                    for t in result.targets],
+        "target_rows": [vars(row) for row in target_rows(result)],
+        "geomean_time_vs_glibc": geometric_mean([r.time_vs_glibc for r in target_rows(result)]),
+        "files": result.files, "notes": result.notes,
+    }
+
+
+def _spread_dict(spread):
+    return {"median": spread.median, "min": spread.low, "max": spread.high}
+
+
+def _workload_dict(workload):
+    return {
+        "name": workload.name, "kind": workload.kind, "about": workload.about,
+        "command": workload.command, "ops": workload.ops, "threads": workload.threads,
+        "reference_checksum": workload.reference, "error": workload.error,
+        "failures": workload.failures,
+        "allocators": {name: {
+            "metrics": {k: _spread_dict(s) for k, s in cell.metrics.items()},
+            "ratios_to_glibc": cell.ratios,
+            "reported": {k: _spread_dict(s) for k, s in cell.reported.items()},
+            "failures": cell.failures,
+            "runs": [vars(run) for run in cell.runs]} for name, cell in workload.cells.items()},
+    }
+
+
+# ---- results.md ----------------------------------------------------------------------------------
+
+_MiB = 1024 * 1024
+# (metric, title, scale, format) of the tables in results.md
+_TABLES = (("wall_time", "Wall time (s)", 1, "{:.3f}"),
+           ("max_rss", "Peak RSS (MiB)", _MiB, "{:.1f}"),
+           ("minor_faults", "Minor page faults", 1, "{:,.0f}"))
+
+
+def markdown(result):
+    lines = ["# Allocator benchmarks", "", _header(result), ""]
+    if result.missing:
+        lines += ["**Missing allocators** (not run):", ""]
+        lines += [f"- {name}: {message}" for name, message in result.missing.items()] + [""]
+    lines += _workload_lines(result)
+    for metric, title, scale, style in _TABLES:
+        lines += _metric_table(result, metric, title, scale, style)
+    lines += _reported_table(result)
+    lines += _callgrind_lines(result.callgrind)
+    lines += _target_lines(result)
+    failures = result.failures
+    lines += ["## Checks", ""]
+    lines += (["All runs exited 0 with their workload's checksum."] if not failures else
+              [f"**{len(failures)} rejected** (a run counts only with exit status 0 and the "
+               "checksum the other allocators' runs agree on; a workload that does not "
+               "build counts as one):", ""]
+              + [line for text in failures for line in _item(text)])
+    lines += [""] + ([f"- {note}" for note in result.notes] + [""] if result.notes else [])
+    lines += _machine_lines(result)
+    return "\n".join(lines) + "\n"
+
+
+def _item(text):
+    """A list item; a message of several lines (a compiler's) keeps them in a block."""
+    first, *rest = text.splitlines()
+    return [f"- {first}"] + (["", "  ```"] + [f"  {line}" for line in rest] + ["  ```"]
+                             if rest else [])
+
+
+def _workload_lines(result):
+    lines = ["## Workloads", "", "| workload | what it does | -n | -t | checksum |",
+             "|---|---|---:|---:|---|"]
+    for w in result.workloads:
+        lines.append(f"| {w.name} | {w.about} | {w.ops:,} | {w.threads} | "
+                     f"{'`' + w.reference + '`' if w.reference else '-'} |")
+    return lines + [""]
+
+
+def _header(result):
+    settings = result.settings
+    return (f"{result.date}, commit {result.commit or 'unknown'}. Every workload on every "
+            f"allocator, {settings['repeat']} interleaved runs each"
+            f"{' (--quick)' if settings['quick'] else ''}; a cell is the median (min-max) "
+            "over the runs that passed the checks, and **the ratio of medians to glibc**.")
+
+
+def _metric_table(result, metric, title, scale, style):
+    header = ["workload"] + result.allocators
+    lines = [f"## {title}", "", "| " + " | ".join(header) + " |",
+             "|---" + "|---:" * len(result.allocators) + "|"]
+    for workload in result.workloads:
+        cells = [f"{workload.name}"]
+        for name in result.allocators:
+            cells.append(_cell_text(workload, name, metric, scale, style))
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines + [""]
+
+
+def _cell_text(workload, allocator, metric, scale, style):
+    if workload.error:
+        return "not built"
+    cell = workload.cells.get(allocator)
+    if cell is None or metric not in cell.metrics:
+        return "FAILED"
+    spread = cell.metrics[metric]
+    text = (f"{style.format(spread.median / scale)} ({style.format(spread.low / scale)}-"
+            f"{style.format(spread.high / scale)})")
+    ratio = cell.ratios.get(metric)
+    if ratio is not None and allocator != GLIBC:
+        text += f" **{ratio:.2f}x**"
+    if cell.failures:
+        text += f" ({len(cell.failures)} failed)"
+    return text
+
+
+def _reported_table(result):
+    """The values workloads print besides the checksum (frag's RSS), medians."""
+    rows = []
+    for workload in result.workloads:
+        keys = list(dict.fromkeys(k for c in workload.cells.values() for k in c.reported))
+        for key in keys:
+            values = [workload.cells[name].reported.get(key) if name in workload.cells
+                      else None for name in result.allocators]
+            rows.append(f"| {workload.name} | {key} | " + " | ".join(
+                "-" if v is None else f"{v.median:,.0f}" for v in values) + " |")
+    if not rows:
+        return []
+    return (["## Reported by the workloads (medians)", "",
+             "| workload | value | " + " | ".join(result.allocators) + " |",
+             "|---|---" + "|---:" * len(result.allocators) + "|"] + rows + [""])
+
+
+def _callgrind_lines(callgrind):
+    if callgrind is None:
+        return []
+    low, high = callgrind.ops
+    lines = ["## Instructions per malloc+free pair (callgrind)", "",
+             f"pairs, one thread, under `valgrind --tool=callgrind` at -n {low:,} and "
+             f"{high:,}: the difference in instructions over the difference in pairs, so "
+             "start-up and exit cancel out. *In the allocator* leaves out the instructions "
+             "executed in the pairs program itself (its loop: sizes, writing and checking "
+             "each block); *whole loop* counts them too.", "",
+             "| allocator | instructions (low n) | instructions (high n) | in the allocator, "
+             "per pair | whole loop, per pair |", "|---|---:|---:|---:|---:|"]
+    for name, value in callgrind.per_pair.items():
+        totals = callgrind.instructions.get(name, []) + [None, None]
+        cells = ["-" if t is None else f"{t:,}" for t in totals[:2]]
+        whole = callgrind.per_pair_total.get(name)
+        lines.append(f"| {name} | {cells[0]} | {cells[1]} | "
+                     f"{'FAILED' if value is None else f'**{value:.1f}**'} | "
+                     f"{'-' if whole is None else f'{whole:.1f}'} |")
+    return lines + [""]
+
+
+def _target_lines(result):
+    rows = target_rows(result)
+    lines = ["## Targets", "", f"Ours ({OURS}) against glibc and mimalloc, ratios of "
+             "medians.", "", "| target | measured | verdict |", "|---|---|---|"]
+    lines += [f"| {t.goal} | {t.value} | **{t.verdict}** |" for t in result.targets]
+    lines += ["", "| workload | time / glibc | peak RSS / glibc | time / mimalloc |",
+              "|---|---:|---:|---:|"]
+    for row in rows:
+        cells = [_ratio_text(row.time_vs_glibc, TIME_TARGET),
+                 _ratio_text(row.rss_vs_glibc, RSS_TARGET),
+                 _ratio_text(row.time_vs_mimalloc, MIMALLOC_STRETCH)]
+        lines.append(f"| {row.workload} | " + " | ".join(cells) + " |")
+    mean = geometric_mean([row.time_vs_glibc for row in rows])
+    if mean is not None:
+        lines.append(f"| geometric mean | {_ratio_text(mean, GEOMEAN_TARGET)} | | |")
+    return lines + [""]
+
+
+def _ratio_text(value, limit):
+    if value is None:
+        return "-"
+    return f"{value:.2f}x {'met' if meets(value, limit) else 'missed'}"
+
+
+def _machine_lines(result):
+    m = result.machine
+    return ["## Machine", "",
+            f"{m['cpu']}, {m['cpus']} CPUs ({m['usable_cpus']} usable), {m['kernel']} "
+            f"{m['arch']}, {m['glibc']}, {m['python']}, gcc {m['gcc']}"
+            + (f", {m['valgrind']}" if result.callgrind and m.get('valgrind') else "") + ".",
+            "", "Libraries: " + "; ".join(
+                f"{name} {info['library'] or '(no preload)'}"
+                + (f" {info['version']}" if info['version'] else "")
+                for name, info in result.settings["libraries"].items()) + "."]
+
+
+# ---- results.png -----------------------------------------------------------------------------
+
+_COLOURS = {GLIBC: "#8d99ae", OURS: "#e76f51", "jemalloc": "#2a9d8f", MIMALLOC: "#264653",
+            "tcmalloc": "#e9c46a"}
+
+
+def draw_chart(result, path):
+    """Grouped bars: each workload's wall time (top) and peak RSS (bottom) as a ratio to
+    glibc, one bar per allocator, and the line at 1.0. Raises ImportError without
+    matplotlib. Draws on a Figure (the Agg canvas), never through pyplot."""
+    from matplotlib.figure import Figure
+    figure = Figure(figsize=(12, 8), dpi=100)
+    names = [name for name in result.allocators if name != GLIBC] or result.allocators
+    panels = (("wall_time", "wall time / glibc (lower is faster)"),
+              ("max_rss", "peak RSS / glibc (lower is smaller)"))
+    for index, (metric, label) in enumerate(panels):
+        axes = figure.add_subplot(2, 1, index + 1)
+        _bars(axes, result, names, metric)
+        axes.axhline(1.0, color="black", linewidth=1, linestyle="--")
+        axes.set_ylabel(label)
+        axes.grid(axis="y", alpha=0.3)
+    figure.axes[0].legend(loc="upper left", ncol=len(names), fontsize="small")
+    figure.suptitle(f"pymalloc-real bench, {result.date[:10]}: ratios of medians to glibc "
+                    f"({result.settings['repeat']} runs each)")
+    figure.tight_layout()
+    figure.savefig(path)
+
+
+def _bars(axes, result, names, metric):
+    workloads = [w.name for w in result.workloads]
+    width = 0.8 / max(len(names), 1)
+    for slot, name in enumerate(names):
+        values = [w.ratio(name, metric) or 0.0 for w in result.workloads]
+        positions = [i - 0.4 + width * (slot + 0.5) for i in range(len(workloads))]
+        axes.bar(positions, values, width, label=name, color=_COLOURS.get(name))
+    axes.set_xticks(range(len(workloads)))
+    axes.set_xticklabels(workloads)
+    axes.set_xlim(-0.6, len(workloads) - 0.4)
