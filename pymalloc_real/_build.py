@@ -1,8 +1,10 @@
 """cffi builder for ``pymalloc_real._core`` (out-of-line API mode).
 
 The C core in ``csrc/`` is compiled into the extension together with a few lines of
-glue. The interface cffi sees is ``csrc/prm.h`` itself, with its preprocessor
-housekeeping removed, so the header stays the single statement of the C API.
+glue, and so is the page-replacement simulator (``csrc/pagesim.c``), which stands beside
+the core. The interface cffi sees is ``csrc/prm.h`` and ``csrc/pagesim.h`` themselves,
+with their preprocessor housekeeping removed, so the headers stay the single statement
+of the C API.
 
 The core is built with ``PRM_RECOVERABLE=1``: detected heap corruption unwinds to
 the entry point and becomes a Python exception instead of aborting the interpreter.
@@ -16,7 +18,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 CSRC = os.path.join(ROOT, "csrc")
 
-# The core, and the layout probe of the demo (layout.c).
+# The core, the layout probe of the demo (layout.c) and the page-replacement simulator
+# (pagesim.c).
 CORE_SOURCES = [
     "os.c",
     "arena.c",
@@ -28,7 +31,11 @@ CORE_SOURCES = [
     "options.c",
     "threads.c",
     "layout.c",
+    "pagesim.c",
 ]
+
+# The headers that state the C API: cffi reads them, the generated wrapper includes them.
+HEADERS = ["prm.h", "pagesim.h"]
 
 # -Werror keeps the core honest; cffi's generated wrapper is compiled with the same flags.
 COMPILE_ARGS = ["-std=gnu11", "-O2", "-g", "-Wall", "-Wextra", "-Werror",
@@ -36,11 +43,12 @@ COMPILE_ARGS = ["-std=gnu11", "-O2", "-g", "-Wall", "-Wextra", "-Werror",
 
 
 def _cdef_from_header(path):
-    """prm.h without what cffi's parser does not take: includes and the include guard."""
+    """A header without what cffi's parser does not take: includes and the include guard
+    (a ``#define`` with no value)."""
     with open(path, encoding="utf-8") as f:
         text = f.read()
     text = re.sub(r"^#(include|ifndef|endif).*$", "", text, flags=re.M)
-    text = re.sub(r"^#define PRM_H\s*$", "", text, flags=re.M)
+    text = re.sub(r"^#define \w+\s*$", "", text, flags=re.M)
     return text
 
 
@@ -52,10 +60,11 @@ void free(void *ptr);
 """
 
 ffibuilder = FFI()
-ffibuilder.cdef(_cdef_from_header(os.path.join(CSRC, "prm.h")) + _LIBC_CDEF)
+ffibuilder.cdef("".join(_cdef_from_header(os.path.join(CSRC, name)) for name in HEADERS)
+                + _LIBC_CDEF)
 ffibuilder.set_source(
     "pymalloc_real._core",
-    '#include <stdlib.h>\n#include "prm.h"\n',
+    "#include <stdlib.h>\n" + "".join(f'#include "{name}"\n' for name in HEADERS),
     # setuptools insists on paths relative to setup.py's directory, where it runs.
     sources=[os.path.join("csrc", name) for name in CORE_SOURCES],
     include_dirs=["csrc"],
