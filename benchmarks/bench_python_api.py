@@ -30,6 +30,7 @@ import sys
 import timeit
 
 import pymalloc_real as prm
+from pymalloc_real.bench import cpu_model
 from pymalloc_real._core import ffi, lib
 
 DEFAULT_SIZES = (16, 64, 256, 1024, 4096)
@@ -51,20 +52,6 @@ BASELINE = "libc"
 
 
 # ---- machine ---------------------------------------------------------------------------
-
-def cpu_model():
-    """The CPU's model name as /proc/cpuinfo gives it (platform's guess elsewhere)."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
-            for line in f:
-                key, _, value = line.partition(":")
-                if key.strip() in ("model name", "Model", "Hardware", "cpu model", "cpu"):
-                    if value.strip():
-                        return value.strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine() or "unknown"
-
 
 def machine_info():
     import cffi

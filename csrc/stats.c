@@ -108,7 +108,8 @@ long prm_walk_chunks(prm_chunk_info *out, size_t capacity)
 
     prm_mmap_registry *reg = &prmi_state.mmapped;
     prm_lock_acquire(&reg->lock);
-    for (prm_mmap_header *h = reg->list.next; h != &reg->list; h = h->next) {
+    /* A fork child that found the registry mid-update no longer keeps its list. */
+    for (prm_mmap_header *h = reg->list.next; !reg->broken && h != &reg->list; h = h->next) {
         if (sink.count < capacity) {
             prm_chunk_info *info = &out[sink.count];
             info->address = (uintptr_t)h->chunk;
@@ -429,7 +430,7 @@ int prm_ledger(prm_ledger_info *out)
 
     prm_mmap_registry *reg = &prmi_state.mmapped;
     prm_lock_acquire(&reg->lock);
-    for (prm_mmap_header *h = reg->list.next; h != &reg->list; h = h->next) {
+    for (prm_mmap_header *h = reg->list.next; !reg->broken && h != &reg->list; h = h->next) {
         out->mmapped_bytes += h->length;
         out->mmapped_in_use_bytes += chunk_size(h->chunk);
         out->mmapped_resident += resident_bytes((uintptr_t)h, (uintptr_t)h + h->length);

@@ -32,7 +32,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from . import preload
 from .compare import Spread
-from .compare import _plan as interleaved_plan     # the same rotation as `compare`
+from .compare import interleaved_plan     # the same rotation as `compare`
 from .errors import PymallocError
 from .preload import GLIBC, LibraryMissing
 

@@ -130,7 +130,7 @@ def compare(cmd, allocators=preload.ALLOCATORS, repeat=5, options=None, env=None
                           f"the allocators ({', '.join(names)})")
     results = [_resolve(name) for name in names]
     available = [result for result in results if not result.missing]
-    plan = _plan(available, warmup, repeat)
+    plan = interleaved_plan(available, warmup, repeat)
     for done, (result, counted) in enumerate(plan):
         if progress:
             progress(done, len(plan), result.name)
@@ -155,7 +155,7 @@ def _resolve(name):
         return AllocatorResult(name, missing=str(error))
 
 
-def _plan(available, warmup, repeat):
+def interleaved_plan(available, warmup, repeat):
     """(allocator, counted) in running order: round r starts r places along the list."""
     plan = []
     for round_ in range(warmup + repeat):
