@@ -39,7 +39,9 @@ static PRM_COLD void initialize(void)
         mp->n_mmaps_max = PRM_DEFAULT_MMAP_MAX;
         mp->no_dyn_threshold = 0;
         mp->perturb_byte = 0;
-        mp->check_action = 3;
+        mp->check_action = PRM_DEFAULT_CHECK_ACTION;
+        mp->canary = 0;
+        mp->debug = 0;
         mp->arena_test = 8;
         mp->arena_max = 0;
         mp->tcache_count = PRM_DEFAULT_TCACHE;

@@ -179,7 +179,7 @@ void prmi_consolidate(prm_arena *av)
             if (prm_unlikely(fastbin_index(chunk_size(p)) != i))
                 prmi_fail_arena(av, "malloc_consolidate(): invalid chunk size",
                                 "a fast-bin chunk's size does not belong to its bin", p);
-            prm_chunk *next_in_bin = p->fd;
+            prm_chunk *next_in_bin = fastbin_next(p);
             size_t size = chunk_size(p);
             prm_chunk *next = chunk_at(p, size);
             size_t next_size = chunk_size(next);

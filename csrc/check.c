@@ -73,27 +73,46 @@ int prm_take_error(prm_error *out)
 }
 #endif
 
-/* One line, glibc style, then abort. Used by the LD_PRELOAD build. */
-static __attribute__((noreturn, unused)) void report_and_abort(const char *check, const char *detail,
-                                                               const void *ptr)
+/* One line, glibc style: "pymalloc_real: <check>: <detail> (ptr 0x...)", or with the
+ * brief bit only the check's name. */
+static __attribute__((unused)) void write_report(const char *check, const char *detail,
+                                                 const void *ptr, int brief)
 {
     char line[320];
     prmi_text t = { line, sizeof line, 0 };
     prmi_text_str(&t, "pymalloc_real: ");
     prmi_text_str(&t, check);
-    prmi_text_str(&t, ": ");
-    prmi_text_str(&t, detail);
-    prmi_text_str(&t, " (ptr ");
-    prmi_text_hex(&t, (uintptr_t)ptr);
-    prmi_text_str(&t, ")\n");
+    if (!brief) {
+        prmi_text_str(&t, ": ");
+        prmi_text_str(&t, detail);
+        prmi_text_str(&t, " (ptr ");
+        prmi_text_hex(&t, (uintptr_t)ptr);
+        prmi_text_str(&t, ")");
+    }
+    prmi_text_str(&t, "\n");
     prm_os_write_stderr(line, t.length);
-    prm_os_abort();
+}
+
+/* The one place a detected problem is reported. The cffi build records it for Python to
+ * raise; the LD_PRELOAD build does what M_CHECK_ACTION says: print (bit 0), abort (bit 1),
+ * print briefly (bit 2). Returns when the action lets the program go on. */
+static void report(int status, const char *check, const char *detail, const void *ptr)
+{
+#if PRM_RECOVERABLE
+    record(status, check, detail, ptr);
+#else
+    (void)status;
+    int action = __atomic_load_n(&params()->check_action, __ATOMIC_RELAXED);
+    if (action & PRM_CHECK_PRINT)
+        write_report(check, detail, ptr, action & PRM_CHECK_BRIEF);
+    if (action & PRM_CHECK_ABORT)
+        prm_os_abort();
+#endif
 }
 
 void prmi_fail_arena(prm_arena *av, const char *check, const char *detail, const void *ptr)
 {
-#if PRM_RECOVERABLE
-    record(PRM_ERR_CORRUPTION, check, detail, ptr);
+    report(PRM_ERR_CORRUPTION, check, detail, ptr);
     if (!av->corrupt) {
         prmi_text t = { av->failure, sizeof av->failure, 0 };
         prmi_text_str(&t, check);
@@ -101,21 +120,23 @@ void prmi_fail_arena(prm_arena *av, const char *check, const char *detail, const
         prmi_text_hex(&t, (uintptr_t)ptr);
         av->corrupt = 1;
     }
+    /* Continue mode: unwind to the entry point, which fails the operation. An entry that
+     * did not arm the point (the action changed under it) can only abort. */
+    if (!av->recover_armed)
+        prm_os_abort();
     longjmp(av->recover, 1);
-#else
-    (void)av;
-    report_and_abort(check, detail, ptr);
-#endif
 }
 
 int prmi_fail_pointer(const char *check, const char *detail, const void *ptr)
 {
-#if PRM_RECOVERABLE
-    record(PRM_ERR_INVALID_POINTER, check, detail, ptr);
+    report(PRM_ERR_INVALID_POINTER, check, detail, ptr);
     return PRM_ERR_INVALID_POINTER;
-#else
-    report_and_abort(check, detail, ptr);
-#endif
+}
+
+int prmi_fail_block(const char *check, const char *detail, const void *ptr)
+{
+    report(PRM_ERR_CORRUPTION, check, detail, ptr);
+    return PRM_ERR_CORRUPTION;
 }
 
 void prmi_refuse_corrupt_arena(prm_arena *av)
@@ -151,6 +172,21 @@ static int fail_at(prmi_text *why, const char *what, const void *where)
     prmi_text_hex(why, (uintptr_t)where);
     prmi_text_str(why, ")");
     return -1;
+}
+
+/* With M_CANARY: a block in use (cached ones are retired, not in use) must be intact. */
+static int canary_damaged(prmi_text *why, void *mem)
+{
+    size_t requested, bad = 0;
+    if (prmi_canary_inspect(mem, &requested, &bad) != PRMI_CANARY_DAMAGED)
+        return 0;
+    prmi_text_str(why, "check(): canary overwritten: byte ");
+    prmi_text_dec(why, bad);
+    prmi_text_str(why, " after a block of ");
+    prmi_text_dec(why, requested);
+    prmi_text_str(why, " bytes was written");
+    fail_at(why, "", mem2chunk(mem));
+    return 1;
 }
 
 static int check_chunk(void *ctx, prm_segment *seg, prm_chunk *p, size_t size, int kind, int in_use)
@@ -193,6 +229,8 @@ static int check_chunk(void *ctx, prm_segment *seg, prm_chunk *p, size_t size, i
     } else {
         st->tagged_used_chunks++;
         st->tagged_used_bytes += size;
+        if (params()->canary && canary_damaged(st->why, chunk2mem(p)))
+            return -1;
     }
     st->prev_free = !in_use;
     st->prev_size = size;
@@ -203,7 +241,7 @@ static int check_fast_bins(prm_arena *av, prmi_text *why, size_t limit, size_t *
 {
     for (unsigned i = 0; i < PRM_NFASTBINS; i++) {
         size_t steps = 0;
-        for (prm_chunk *p = av->fastbins[i]; p != NULL; p = p->fd) {
+        for (prm_chunk *p = av->fastbins[i]; p != NULL; p = fastbin_next(p)) {
             if (!prmi_plausible_chunk(av, p))
                 return fail_at(why, "a fast-bin link points outside the heap", p);
             if (++steps > limit)
@@ -292,6 +330,8 @@ static int check_mmapped(prmi_text *why)
             return fail_at(why, "an mmapped chunk's registry entry is damaged", h);
         if (!chunk_is_mmapped(h->chunk) || !prmi_mmapped_chunk_valid(h->chunk))
             return fail_at(why, "an mmapped chunk's header disagrees with its mapping", h->chunk);
+        if (params()->canary && canary_damaged(why, chunk2mem(h->chunk)))
+            return -1;
         mapped += h->length;
         chunk_bytes += chunk_size(h->chunk);
     }

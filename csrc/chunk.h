@@ -146,6 +146,23 @@ static inline unsigned bin_index(size_t size)
 
 static inline unsigned fastbin_index(size_t size) { return (unsigned)(size >> 4) - 2; }
 
+/* ---- Safe-linking (glibc 2.32) -------------------------------------------------------
+ * The singly linked lists (fast bins and thread caches) store each next pointer XORed
+ * with the address of the word it is stored in, shifted right by the page bits; the
+ * list heads, in the arena and the cache, stay plain. A pointer written over a freed
+ * chunk (a use-after-free, an overflow) then decodes to garbage instead of to the
+ * written value, and garbage is misaligned 15 times in 16: every pop checks alignment.
+ * NULL is stored as the shifted slot address, so a zeroed link is caught too. */
+static inline void *protect_link(const void *slot, const void *next)
+{
+    return (void *)(((uintptr_t)slot >> 12) ^ (uintptr_t)next);
+}
+#define reveal_link(slot, stored) protect_link((slot), (stored))
+
+/* A fast-bin chunk's successor, and linking one in front of another. */
+static inline prm_chunk *fastbin_next(prm_chunk *p) { return reveal_link(&p->fd, p->fd); }
+static inline void fastbin_link(prm_chunk *p, prm_chunk *next) { p->fd = protect_link(&p->fd, next); }
+
 /* The chunk size limit that mallopt(M_MXFAST, bytes) sets, as glibc computes it. */
 static inline size_t max_fast_for_request(size_t bytes)
 {

@@ -91,9 +91,10 @@ typedef struct prm_arena {
     uint64_t segments_opened;   /* segments started because the break was not ours */
     uint64_t discards;          /* madvise(MADV_DONTNEED) calls of malloc_trim */
 
-#if PRM_RECOVERABLE
-    jmp_buf recover;            /* armed by every public entry while it holds the lock */
-#endif
+    /* Armed by public entries while they hold the lock: always in the cffi build, and in
+     * the LD_PRELOAD build when M_CHECK_ACTION says continue (no abort bit). */
+    jmp_buf recover;
+    int recover_armed;
     char failure[160];          /* the first corruption report against this arena */
 } prm_arena;
 
@@ -144,6 +145,19 @@ typedef struct prm_mmap_registry {
 #define PRM_CONSOLIDATION_THRESHOLD     ((size_t)64 * 1024)
 #define PRM_MMAP_SEGMENT_MIN            ((size_t)1024 * 1024)       /* brk refused: mmap this much */
 
+/* M_CHECK_ACTION bits, with the meanings glibc documents for mallopt and MALLOC_CHECK_.
+ * The LD_PRELOAD build obeys them; the cffi build always raises in Python instead. */
+#define PRM_CHECK_PRINT  1      /* write the one-line report to stderr */
+#define PRM_CHECK_ABORT  2      /* then abort(); without it the operation fails and the
+                                   program goes on (a corrupt arena refuses further use) */
+#define PRM_CHECK_BRIEF  4      /* with PRINT: the check's name only, no detail */
+#define PRM_DEFAULT_CHECK_ACTION (PRM_CHECK_PRINT | PRM_CHECK_ABORT)
+
+/* The canary (off by default, M_CANARY): each block is allocated PRM_CANARY_EXTRA bytes
+ * larger; the bytes from the requested size up to the last word hold a pattern, and the
+ * last word holds the requested size, both keyed by the block's address. See canary.c. */
+#define PRM_CANARY_EXTRA ((size_t)16)
+
 typedef struct prm_params {
     size_t max_fast;            /* largest fast-bin chunk size */
     size_t trim_threshold;
@@ -152,7 +166,9 @@ typedef struct prm_params {
     int n_mmaps_max;
     int no_dyn_threshold;       /* set once the user fixed a threshold with mallopt */
     int perturb_byte;
-    int check_action;
+    int check_action;           /* PRM_CHECK_* bits */
+    int canary;                 /* 1: blocks carry a canary after the requested size */
+    int debug;                  /* perturb_byte or canary is set: the fast paths step aside */
     size_t arena_test;
     size_t arena_max;           /* 0: 8 x the CPUs, as glibc on 64-bit */
     int tcache_count;           /* chunks per thread-cache bin; 0 disables the caches */
@@ -206,6 +222,10 @@ typedef struct prm_thread {
 PRM_INTERNAL extern __thread prm_thread prmi_self;
 
 static inline unsigned tcache_index(size_t nb) { return (unsigned)((nb - PRM_MINSIZE) >> 4); }
+
+/* The cache lists are safe-linked like the fast bins (chunk.h). */
+static inline prm_tcache_entry *tcache_next(prm_tcache_entry *e) { return reveal_link(&e->next, e->next); }
+static inline void tcache_link(prm_tcache_entry *e, prm_tcache_entry *next) { e->next = protect_link(&e->next, next); }
 
 PRM_INTERNAL void prmi_threads_init(void);
 PRM_INTERNAL prm_arena *prmi_attach_arena(void);
@@ -274,6 +294,15 @@ PRM_INTERNAL void *prmi_int_malloc(prm_arena *av, size_t nb);
 PRM_INTERNAL void prmi_int_free(prm_arena *av, prm_chunk *p);
 PRM_INTERNAL size_t prmi_free_merge(prm_arena *av, prm_chunk *p);
 
+/* canary.c (M_CANARY): stamp a block of `requested` bytes; verify one (PRM_OK, or the
+ * report's status), giving the requested size; mark one freed; read one for prm_check. */
+PRM_INTERNAL void prmi_canary_stamp(void *mem, size_t requested);
+PRM_INTERNAL int prmi_canary_verify(void *mem, const char *overwritten_check, const char *freed_check);
+PRM_INTERNAL size_t prmi_canary_requested(void *mem);
+PRM_INTERNAL void prmi_canary_retire(void *mem);
+enum prmi_canary_state { PRMI_CANARY_INTACT, PRMI_CANARY_RETIRED, PRMI_CANARY_DAMAGED };
+PRM_INTERNAL enum prmi_canary_state prmi_canary_inspect(void *mem, size_t *requested, size_t *bad_offset);
+
 /* stats.c: the heap walker shared by the walks and the checker. */
 typedef struct prmi_text {      /* a bounded, always NUL-terminated message being built */
     char *buf;
@@ -290,6 +319,8 @@ PRM_INTERNAL void prmi_text_dec(prmi_text *t, uint64_t value);
 PRM_INTERNAL __attribute__((noreturn)) void prmi_fail_arena(prm_arena *av, const char *check,
                                                             const char *detail, const void *ptr);
 PRM_INTERNAL int prmi_fail_pointer(const char *check, const char *detail, const void *ptr);
+/* A damaged block (its canary, a poisoned cache bin) whose arena is still sound. */
+PRM_INTERNAL int prmi_fail_block(const char *check, const char *detail, const void *ptr);
 PRM_INTERNAL void prmi_refuse_corrupt_arena(prm_arena *av);
 
 /* The public entry protocol for work under an arena's lock: take the lock, refuse a
@@ -303,14 +334,32 @@ PRM_INTERNAL void prmi_refuse_corrupt_arena(prm_arena *av);
             prm_lock_release(&(av)->lock);                           \
             on_failure;                                              \
         }                                                            \
+        (av)->recover_armed = 1;                                     \
         if (setjmp((av)->recover) != 0) {                            \
             prm_lock_release(&(av)->lock);                           \
             on_failure;                                              \
         }                                                            \
     } while (0)
 #else
-#define ARENA_ENTER(av, on_failure) prm_lock_acquire(&(av)->lock)
+/* Print-and-abort (the default) never comes back from a report, so only the continue
+ * modes pay for refusing a corrupt arena and arming the unwinding point. */
+#define ARENA_ENTER(av, on_failure)                                  \
+    do {                                                             \
+        prm_lock_acquire(&(av)->lock);                               \
+        if (prm_unlikely((av)->corrupt)) {                           \
+            prm_lock_release(&(av)->lock);                           \
+            on_failure;                                              \
+        }                                                            \
+        (av)->recover_armed = 0;                                     \
+        if (prm_unlikely(!(params()->check_action & PRM_CHECK_ABORT))) { \
+            (av)->recover_armed = 1;                                 \
+            if (setjmp((av)->recover) != 0) {                        \
+                prm_lock_release(&(av)->lock);                       \
+                on_failure;                                          \
+            }                                                        \
+        }                                                            \
+    } while (0)
 #endif
-#define ARENA_LEAVE(av) prm_lock_release(&(av)->lock)
+#define ARENA_LEAVE(av) ((av)->recover_armed = 0, prm_lock_release(&(av)->lock))
 
 #endif

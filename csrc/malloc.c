@@ -251,7 +251,7 @@ static prm_chunk *fastbin_pop(prm_arena *av, unsigned index)
     if (prm_unlikely(fastbin_index(chunk_size(victim)) != index))
         prmi_fail_arena(av, "malloc(): memory corruption (fast)",
                         "a fast-bin chunk's size does not belong to its bin", victim);
-    av->fastbins[index] = victim->fd;
+    av->fastbins[index] = fastbin_next(victim);
     return victim;
 }
 
@@ -291,8 +291,10 @@ static prm_tcache *stash_target(size_t nb, unsigned *index)
 static void stash(prm_arena *av, prm_tcache *tc, unsigned index, prm_chunk *p)
 {
     account_alloc(av, p);
+    if (prm_unlikely(params()->canary))
+        prmi_canary_retire(chunk2mem(p));   /* cached, not in use: prm_check skips it */
     prm_tcache_entry *e = chunk2mem(p);
-    e->next = tc->entries[index];
+    tcache_link(e, tc->entries[index]);
     e->key = tc;
     tc->entries[index] = e;
     tc->counts[index]++;
@@ -440,7 +442,7 @@ void prmi_int_free(prm_arena *av, prm_chunk *p)
         if (prm_unlikely(old == p))
             prmi_fail_arena(av, "double free or corruption (fasttop)",
                             "the chunk is already first in its fast bin", p);
-        p->fd = old;
+        fastbin_link(p, old);
         av->fastbins[index] = p;
         av->have_fastchunks = 1;
         return;
@@ -592,41 +594,102 @@ static PRM_NOINLINE void *malloc_slow(size_t bytes)
     }
     if (nb <= PRM_TCACHE_MAX_SIZE && prmi_self.tcache == PRM_TCACHE_NONE)
         prmi_self.tcache = prmi_tcache_create();
-    void *mem = malloc_in_some_arena(nb);
-    if (mem != NULL)
-        alloc_perturb(mem, bytes);
-    return mem;
-}
-
-static PRM_NOINLINE void *perturbed(void *mem, size_t bytes)
-{
-    alloc_perturb(mem, bytes);
-    return mem;
+    return malloc_in_some_arena(nb);
 }
 
 /* The largest request a cache bin serves: request2size gives PRM_TCACHE_MAX_SIZE. */
 #define PRM_TCACHE_MAX_REQUEST (PRM_TCACHE_MAX_SIZE - PRM_SIZE_SZ)
 
+/* Is e, the head of cache bin `index`, a chunk that bin may hold? Its link decoded to an
+ * aligned address and its header's size belongs to the bin; anything else means the
+ * list was written through a stale pointer (or the header by an overflow). */
+static inline int cache_head_sane(prm_tcache_entry *e, unsigned index)
+{
+    return aligned_ok((uintptr_t)e) && tcache_index(chunk_size(mem2chunk(e))) == index;
+}
+
+/* A cache bin whose head failed cache_head_sane: report it, and if the check action
+ * lets the program go on, drop the bin's contents (they cannot be trusted). Slow path. */
+static PRM_NOINLINE void drop_poisoned_bin(prm_tcache *tc, unsigned index)
+{
+    prm_tcache_entry *e = tc->entries[index];
+    if (aligned_ok((uintptr_t)e))
+        prmi_fail_block("malloc(): memory corruption (tcache)",
+                        "a cached chunk's size does not belong to its cache bin", e);
+    else
+        prmi_fail_block("malloc(): unaligned tcache chunk detected",
+                        "a thread-cache link decodes to a misaligned address", e);
+    tc->entries[index] = NULL;
+    tc->counts[index] = 0;
+}
+
+static PRM_NOINLINE void *cache_poisoned(prm_tcache *tc, unsigned index, size_t bytes)
+{
+    drop_poisoned_bin(tc, index);
+    return malloc_slow(bytes);
+}
+
+/* Pop a chunk for `bytes` from this thread's cache, or NULL. */
+static inline void *cache_pop(size_t bytes)
+{
+    prm_tcache *tc = prmi_self.tcache;
+    if (tc <= PRM_TCACHE_DISABLED || bytes > PRM_TCACHE_MAX_REQUEST)
+        return NULL;
+    unsigned index = tcache_index(request2size(bytes));
+    prm_tcache_entry *e = tc->entries[index];
+    if (e == NULL)
+        return NULL;
+    if (prm_unlikely(!cache_head_sane(e, index))) {
+        drop_poisoned_bin(tc, index);
+        return NULL;
+    }
+    tc->entries[index] = tcache_next(e);
+    tc->counts[index]--;
+    e->key = NULL;
+    return e;
+}
+
+/* malloc with M_PERTURB or the canary on: the request grows by the canary, the memory
+ * is filled and stamped. Slow path. */
+static PRM_NOINLINE void *malloc_debug(size_t bytes)
+{
+    size_t extra = params()->canary ? PRM_CANARY_EXTRA : 0;
+    if (prm_unlikely(bytes > PRM_MAX_REQUEST - extra)) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    void *mem = cache_pop(bytes + extra);
+    if (mem == NULL)
+        mem = malloc_slow(bytes + extra);
+    if (mem != NULL) {
+        alloc_perturb(mem, bytes);
+        if (extra != 0)
+            prmi_canary_stamp(mem, bytes);
+    }
+    return mem;
+}
+
 /* The fast path pops this thread's cache: no lock, no call but tail calls, so the
- * compiler saves no registers. Everything else is malloc_slow. */
+ * compiler saves no registers. Everything else is malloc_slow (malloc_debug when
+ * M_PERTURB or the canary is on). */
 void *prm_malloc(size_t bytes)
 {
-    if (prm_likely(bytes <= PRM_TCACHE_MAX_REQUEST)) {
+    if (prm_likely(bytes <= PRM_TCACHE_MAX_REQUEST && !params()->debug)) {
         prm_tcache *tc = prmi_self.tcache;
         if (prm_likely(tc > PRM_TCACHE_DISABLED)) {
             unsigned index = tcache_index(request2size(bytes));
             prm_tcache_entry *e = tc->entries[index];
             if (prm_likely(e != NULL)) {
-                tc->entries[index] = e->next;
+                if (prm_unlikely(!cache_head_sane(e, index)))
+                    return cache_poisoned(tc, index, bytes);
+                tc->entries[index] = tcache_next(e);
                 tc->counts[index]--;
                 e->key = NULL;
-                if (prm_unlikely(params()->perturb_byte != 0))
-                    return perturbed(e, bytes);
                 return e;
             }
         }
     }
-    return malloc_slow(bytes);
+    return prm_unlikely(params()->debug) ? malloc_debug(bytes) : malloc_slow(bytes);
 }
 
 static int known_arena(prm_arena *candidate)
@@ -728,8 +791,9 @@ static PRM_NOINLINE int free_keyed(void *mem)
     prm_tcache_entry *e = mem;
     unsigned index = tcache_index(chunk_size(mem2chunk(mem)));
     unsigned steps = 0;
-    for (prm_tcache_entry *q = tc->entries[index]; q != NULL && steps <= tc->counts[index];
-         q = q->next, steps++)
+    for (prm_tcache_entry *q = tc->entries[index];
+         q != NULL && aligned_ok((uintptr_t)q) && steps <= tc->counts[index];
+         q = tcache_next(q), steps++)
         if (q == e)
             return prmi_fail_pointer("free(): double free detected in tcache 2",
                                      "the chunk is already in this thread's cache", e);
@@ -737,11 +801,51 @@ static PRM_NOINLINE int free_keyed(void *mem)
     return prm_free(mem);
 }
 
+/* Is mem a block of ours whose memory may be read? The checks free makes before trusting
+ * a header, plus, for a heap chunk, the segment lookup under its arena's lock. Reports
+ * (as `who`) and returns 0 when not. Used by the canary, which reads a block's tail. */
+static int readable_block(void *mem, const char *who)
+{
+    prm_chunk *p = chunk_for_pointer(mem, who);
+    if (p == NULL)
+        return 0;
+    if (chunk_is_mmapped(p))
+        return 1;
+    prm_arena *av = prmi_arena_of(p);
+    prm_lock_acquire(&av->lock);
+    int ours = in_our_heap(av, p);
+    prm_lock_release(&av->lock);
+    if (!ours)
+        prmi_fail_pointer(who, "the chunk lies in no heap segment of ours", mem);
+    return ours;
+}
+
+/* Before a block with a canary is freed or resized: it must be ours, live and intact.
+ * Its tail is then stamped as freed, which is how a second free is recognised. */
+static PRM_NOINLINE int canary_release(void *mem, const char *who)
+{
+    if (mem == NULL)
+        return PRM_OK;
+    int is_free = who[0] == 'f';
+    if (!readable_block(mem, is_free ? "free(): invalid pointer" : "realloc(): invalid pointer"))
+        return PRM_ERR_INVALID_POINTER;
+    int status = prmi_canary_verify(mem, is_free ? "free(): canary overwritten" : "realloc(): canary overwritten",
+                                    is_free ? "free(): double free detected (canary)" : "realloc(): invalid pointer");
+    if (status == PRM_OK)
+        prmi_canary_retire(mem);
+    return status;
+}
+
 /* The fast path pushes on this thread's cache: no lock, errno untouched, only tail
  * calls. A heap chunk of a cached size qualifies; an mmapped one fails the alignment
  * test because its M bit stays in `size`. */
 int prm_free(void *mem)
 {
+    if (prm_unlikely(params()->canary)) {
+        int status = canary_release(mem, "free()");
+        if (status != PRM_OK)
+            return status;
+    }
     prm_tcache *tc = prmi_self.tcache;
     if (prm_likely(tc > PRM_TCACHE_DISABLED && mem != NULL && aligned_ok((uintptr_t)mem))) {
         size_t size = mem2chunk(mem)->size & ~(size_t)(PRM_PREV_INUSE | PRM_NON_MAIN);
@@ -751,7 +855,7 @@ int prm_free(void *mem)
             if (prm_unlikely(e->key == tc))
                 return free_keyed(mem);
             if (prm_likely(tc->counts[index] < (unsigned)params()->tcache_count)) {
-                e->next = tc->entries[index];
+                tcache_link(e, tc->entries[index]);
                 e->key = tc;
                 tc->entries[index] = e;
                 tc->counts[index]++;
@@ -768,10 +872,13 @@ prm_tcache *prmi_tcache_create(void)
 {
     if (params()->tcache_count <= 0)
         return PRM_TCACHE_DISABLED;
-    prm_tcache *tc = malloc_in_some_arena(request2size(sizeof(prm_tcache)));
+    size_t extra = params()->canary ? PRM_CANARY_EXTRA : 0;
+    prm_tcache *tc = malloc_in_some_arena(request2size(sizeof(prm_tcache) + extra));
     if (tc == NULL)
         return PRM_TCACHE_DISABLED;
     memset(tc, 0, sizeof *tc);
+    if (extra != 0)
+        prmi_canary_stamp(tc, sizeof *tc);   /* prm_check finds no block without one */
     return tc;
 }
 
@@ -779,8 +886,10 @@ void prmi_tcache_destroy(prm_tcache *tc)
 {
     for (unsigned i = 0; i < PRM_TCACHE_BINS; i++) {
         prm_tcache_entry *e = tc->entries[i];
-        while (e != NULL) {
-            prm_tcache_entry *next = e->next;
+        unsigned left = tc->counts[i];
+        /* A bad link ends the walk: what follows it is lost, not followed. */
+        while (e != NULL && left-- > 0 && cache_head_sane(e, i)) {
+            prm_tcache_entry *next = tcache_next(e);
             e->key = NULL;
             free_to_arena(e);
             e = next;
@@ -809,10 +918,31 @@ static void *calloc_in_arena(prm_arena *av, size_t nb, size_t *dirty)
     return mem;
 }
 
+static void *calloc_plain(size_t bytes);
+
 void *prm_calloc(size_t count, size_t size)
 {
-    size_t bytes, nb, dirty = 0;
-    if (prm_unlikely(__builtin_mul_overflow(count, size, &bytes) || !checked_request2size(bytes, &nb))) {
+    size_t bytes;
+    if (prm_unlikely(__builtin_mul_overflow(count, size, &bytes))) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    if (prm_likely(!params()->canary))
+        return calloc_plain(bytes);
+    if (bytes > PRM_MAX_REQUEST - PRM_CANARY_EXTRA) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    void *mem = calloc_plain(bytes + PRM_CANARY_EXTRA);
+    if (mem != NULL)
+        prmi_canary_stamp(mem, bytes);
+    return mem;
+}
+
+static void *calloc_plain(size_t bytes)
+{
+    size_t nb, dirty = 0;
+    if (prm_unlikely(!checked_request2size(bytes, &nb))) {
         errno = ENOMEM;
         return NULL;
     }
@@ -827,6 +957,30 @@ void *prm_calloc(size_t count, size_t size)
 
 static void *realloc_in_arena(prm_arena *av, prm_chunk *oldp, void *oldmem, size_t oldsize, size_t nb);
 
+static void *realloc_plain(void *oldmem, size_t bytes);
+
+/* realloc with the canary on: the old block must be intact, the new one is stamped. */
+static PRM_NOINLINE void *realloc_with_canary(void *oldmem, size_t bytes)
+{
+    if (bytes > PRM_MAX_REQUEST - PRM_CANARY_EXTRA) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    if (!readable_block(oldmem, "realloc(): invalid pointer")) {
+        errno = EINVAL;
+        return NULL;
+    }
+    if (prmi_canary_verify(oldmem, "realloc(): canary overwritten",
+                           "realloc(): invalid pointer") != PRM_OK) {
+        errno = EINVAL;
+        return NULL;
+    }
+    void *mem = realloc_plain(oldmem, bytes + PRM_CANARY_EXTRA);
+    if (mem != NULL)
+        prmi_canary_stamp(mem, bytes);
+    return mem;
+}
+
 void *prm_realloc(void *oldmem, size_t bytes)
 {
     if (oldmem == NULL)
@@ -835,6 +989,13 @@ void *prm_realloc(void *oldmem, size_t bytes)
         prm_free(oldmem);
         return NULL;
     }
+    if (prm_unlikely(params()->canary))
+        return realloc_with_canary(oldmem, bytes);
+    return realloc_plain(oldmem, bytes);
+}
+
+static void *realloc_plain(void *oldmem, size_t bytes)
+{
     prm_chunk *oldp = chunk_for_pointer(oldmem, "realloc(): invalid pointer");
     if (oldp == NULL) {
         errno = EINVAL;
@@ -913,6 +1074,8 @@ static void *memalign_in_arena(prm_arena *av, size_t alignment, size_t nb)
     return mem;
 }
 
+static void *memalign_plain(size_t alignment, size_t bytes);
+
 void *prm_memalign(size_t alignment, size_t bytes)
 {
     if (alignment == 0 || (alignment & (alignment - 1)) != 0) {
@@ -921,6 +1084,19 @@ void *prm_memalign(size_t alignment, size_t bytes)
     }
     if (alignment <= PRM_ALIGN)
         return prm_malloc(bytes);
+    size_t extra = params()->canary ? PRM_CANARY_EXTRA : 0;
+    if (bytes > PRM_MAX_REQUEST - extra) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    void *mem = memalign_plain(alignment, bytes + extra);
+    if (mem != NULL && extra != 0)
+        prmi_canary_stamp(mem, bytes);
+    return mem;
+}
+
+static void *memalign_plain(size_t alignment, size_t bytes)
+{
     size_t nb;
     if (alignment > PRM_MAX_REQUEST / 2 || !checked_request2size(bytes, &nb) ||
         nb > PRM_MAX_REQUEST - alignment - PRM_MINSIZE) {
@@ -969,6 +1145,14 @@ size_t prm_usable_size(void *mem)
 {
     if (mem == NULL)
         return 0;
+    if (prm_unlikely(params()->canary)) {
+        /* The program may use what it asked for: beyond that lies the canary. */
+        if (!readable_block(mem, "malloc_usable_size(): invalid pointer"))
+            return 0;
+        prmi_canary_verify(mem, "malloc_usable_size(): canary overwritten",
+                           "malloc_usable_size(): invalid pointer");
+        return prmi_canary_requested(mem);
+    }
     prm_chunk *p = mem2chunk(mem);
     if (chunk_is_mmapped(p))
         return chunk_size(p) - PRM_CHUNK_HDR;

@@ -6,6 +6,22 @@
 
 static void consolidate_arena(prm_arena *av);
 
+/* Is any block allocated, in any arena or mapping? The per-thread caches are chunks of
+ * the core's own, so they count. */
+static int blocks_live(void)
+{
+    size_t live = 0;
+    FOR_EACH_ARENA(av) {
+        prm_lock_acquire(&av->lock);
+        live += av->in_use_chunks;
+        prm_lock_release(&av->lock);
+    }
+    prm_lock_acquire(&prmi_state.mmapped.lock);
+    live += prmi_state.mmapped.count;
+    prm_lock_release(&prmi_state.mmapped.lock);
+    return live != 0;
+}
+
 /* Set one parameter, glibc's meaning. 1 on success, 0 when the value is refused.
  * Unknown parameters are accepted and ignored, as glibc does, so programs written for
  * glibc keep working. Changing any threshold turns off the dynamic mmap threshold, as
@@ -40,10 +56,17 @@ int prmi_set_param(int param, long value)
         __atomic_store_n(&mp->no_dyn_threshold, 1, __ATOMIC_RELAXED);
         return 1;
     case PRM_M_CHECK_ACTION:
-        mp->check_action = (int)(value & 7);
+        __atomic_store_n(&mp->check_action, (int)(value & 7), __ATOMIC_RELAXED);
         return 1;
     case PRM_M_PERTURB:
         mp->perturb_byte = (int)(value & 0xff);
+        mp->debug = mp->perturb_byte != 0 || mp->canary;
+        return 1;
+    case PRM_M_CANARY:
+        if (value != 0 && value != 1)
+            return 0;
+        mp->canary = (int)value;
+        mp->debug = mp->perturb_byte != 0 || mp->canary;
         return 1;
     case PRM_M_ARENA_TEST:
         if (value > 0)
@@ -69,6 +92,11 @@ int prmi_set_param(int param, long value)
 int prm_mallopt(int param, int value)
 {
     prm_arena *main = prmi_main_arena();
+    if (param == PRM_M_CANARY && value != params()->canary && blocks_live()) {
+        prmi_fail_pointer("mallopt(M_CANARY): blocks are live",
+                          "the canary can only be switched while no block is allocated", NULL);
+        return 0;
+    }
     ARENA_ENTER(main, return 0);
     int result = prmi_set_param(param, value);
     ARENA_LEAVE(main);

@@ -31,6 +31,10 @@ enum prm_status {
 /* Not a mallopt number in glibc (there it is the tunable glibc.malloc.tcache_count):
  * chunks kept per size in each thread's cache, 0 to turn the caches off. */
 #define PRM_TCACHE_COUNT     -100
+/* Not in glibc either: 1 gives every block a canary after its requested size, checked
+ * by free, realloc and prm_check (see canary.c); 0 (the default) turns it off. Refused
+ * (0) while any block is live, since blocks carry a canary or not from their birth. */
+#define PRM_M_CANARY         -101
 
 /* ---- Allocation (glibc semantics; failures return NULL with errno) ---------------- */
 void  *prm_malloc(size_t bytes);
@@ -97,6 +101,7 @@ typedef struct prm_stats {
     int dynamic_thresholds;     /* 1 until mallopt fixed a threshold */
     int perturb_byte;
     int check_action;
+    int canary;                 /* M_CANARY in force */
     size_t arena_test;
     size_t arena_max;
     /* the kernel layer's counters */

@@ -154,7 +154,7 @@ static int walk_arena_bins(prm_arena *av, prm_bin_entry *out, size_t capacity, s
 
     for (unsigned i = 0; i < PRM_NFASTBINS && result == 0; i++) {
         size_t steps = 0;
-        for (prm_chunk *p = av->fastbins[i]; p != NULL; p = p->fd) {
+        for (prm_chunk *p = av->fastbins[i]; p != NULL; p = fastbin_next(p)) {
             if (!prmi_plausible_chunk(av, p) || ++steps > limit) {
                 result = -1;
                 break;
@@ -222,7 +222,7 @@ static free_totals count_free(prm_arena *av)
     size_t limit = av->system_bytes / PRM_MINSIZE + 1;
     for (unsigned i = 0; i < PRM_NFASTBINS; i++) {
         size_t steps = 0;
-        for (prm_chunk *p = av->fastbins[i]; p != NULL && prmi_plausible_chunk(av, p) && ++steps <= limit; p = p->fd) {
+        for (prm_chunk *p = av->fastbins[i]; p != NULL && prmi_plausible_chunk(av, p) && ++steps <= limit; p = fastbin_next(p)) {
             t.fast_chunks++;
             t.fast_bytes += chunk_size(p);
         }
@@ -304,6 +304,7 @@ void prm_get_stats(prm_stats *out)
     out->n_mmaps_max = mp->n_mmaps_max;
     out->perturb_byte = mp->perturb_byte;
     out->check_action = mp->check_action;
+    out->canary = mp->canary;
     out->arena_test = mp->arena_test;
     out->arena_max = mp->arena_max;
     out->tcache_count = mp->tcache_count;
@@ -398,7 +399,7 @@ static int ledger_arena(prm_arena *av, prm_ledger_info *out, ledger_walk *w)
     size_t limit = av->system_bytes / PRM_MINSIZE + 1;
     for (unsigned i = 0; i < PRM_NFASTBINS && rc == 0; i++) {
         size_t steps = 0;
-        for (prm_chunk *p = av->fastbins[i]; p != NULL; p = p->fd) {
+        for (prm_chunk *p = av->fastbins[i]; p != NULL; p = fastbin_next(p)) {
             if (!prmi_plausible_chunk(av, p) || ++steps > limit) {
                 rc = -1;
                 break;

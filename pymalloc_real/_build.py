@@ -27,6 +27,7 @@ CORE_SOURCES = [
     "malloc.c",
     "mmapped.c",
     "check.c",
+    "canary.c",
     "stats.c",
     "options.c",
     "threads.c",
