@@ -127,6 +127,8 @@ typedef struct prm_mmap_header {
     prm_chunk *chunk;           /* the chunk inside: the identity check on free */
 } prm_mmap_header;
 
+#define PRM_UNMAPPED_REMEMBERED 64
+
 typedef struct prm_mmap_registry {
     prm_lock lock;
     int broken;                 /* a fork child found the list mid-update: not maintained */
@@ -134,7 +136,21 @@ typedef struct prm_mmap_registry {
     size_t count, max_count;
     size_t mapped_bytes, max_mapped_bytes;   /* lengths of the mappings */
     size_t chunk_bytes;         /* sizes of the chunks in them (in-use accounting) */
+    /* The last chunks unmapped (by free or a moving mremap): a second free of one is
+     * named a double free instead of reading unmapped memory. */
+    uintptr_t unmapped[PRM_UNMAPPED_REMEMBERED];
+    unsigned unmapped_next;
 } prm_mmap_registry;
+
+/* Can mem be the memory of a chunk at the start of its own mapping? Its offset in the
+ * page is then 48 (the mapping header and the chunk header), or 0, 16 or 32 after
+ * memalign. free looks such pointers up in the registry before reading their header. */
+static inline int may_start_mapping(const void *mem)
+{
+    return ((uintptr_t)mem & (uintptr_t)0xfc0) == 0;
+}
+
+enum prmi_mapped { PRMI_MAPPED_LIVE, PRMI_MAPPED_GONE, PRMI_MAPPED_UNKNOWN };
 
 /* ---- Tunable parameters (mallopt) ------------------------------------------------------ */
 #define PRM_DEFAULT_MMAP_THRESHOLD      ((size_t)128 * 1024)
@@ -270,6 +286,7 @@ PRM_INTERNAL prm_chunk *prmi_mremap_chunk(prm_chunk *p, size_t nb);
 PRM_INTERNAL int prmi_mmapped_chunk_valid(prm_chunk *p);
 PRM_INTERNAL int prmi_mmapped_chunk_linked(prm_chunk *p, const char *check);
 PRM_INTERNAL prm_chunk *prmi_mmapped_shift(prm_chunk *p, size_t lead);
+PRM_INTERNAL enum prmi_mapped prmi_mmapped_lookup(const void *mem);
 static inline prm_mmap_header *mmap_header_of(prm_chunk *p)
 {
     return (prm_mmap_header *)((char *)p - p->prev_size);

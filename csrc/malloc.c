@@ -701,6 +701,19 @@ static int known_arena(prm_arena *candidate)
     return 0;
 }
 
+/* Does any arena have a segment holding mem? Reads only the arenas' own lists. */
+static int in_some_heap(const void *mem)
+{
+    FOR_EACH_ARENA(av) {
+        prm_lock_acquire(&av->lock);
+        prm_segment *seg = prmi_segment_of(av, (uintptr_t)mem);
+        prm_lock_release(&av->lock);
+        if (seg != NULL)
+            return 1;
+    }
+    return 0;
+}
+
 static prm_chunk *reject_pointer(const char *who, const char *why, void *mem)
 {
     prmi_fail_pointer(who, why, mem);
@@ -713,6 +726,15 @@ static prm_chunk *chunk_for_pointer(void *mem, const char *who)
 {
     if (prm_unlikely(!aligned_ok((uintptr_t)mem)))
         return reject_pointer(who, "the pointer is not 16-byte aligned, so malloc never returned it", mem);
+    if (prm_unlikely(may_start_mapping(mem))) {
+        /* Its header may lie in memory unmapped since: ask the registry first. */
+        enum prmi_mapped found = prmi_mmapped_lookup(mem);
+        if (found == PRMI_MAPPED_GONE)
+            return reject_pointer(who[0] == 'f' ? "free(): double free detected (munmapped chunk)" : who,
+                                  "the block's mapping was already given back to the kernel", mem);
+        if (found == PRMI_MAPPED_UNKNOWN && !in_some_heap(mem))
+            return reject_pointer(who, "the pointer is neither a live mapped block nor inside a heap of ours", mem);
+    }
     prm_chunk *p = mem2chunk(mem);
     size_t size = chunk_size(p);
     if (prm_unlikely((uintptr_t)p > (uintptr_t)0 - size || size < PRM_MINSIZE || !aligned_ok(size)))
@@ -847,7 +869,7 @@ int prm_free(void *mem)
             return status;
     }
     prm_tcache *tc = prmi_self.tcache;
-    if (prm_likely(tc > PRM_TCACHE_DISABLED && mem != NULL && aligned_ok((uintptr_t)mem))) {
+    if (prm_likely(tc > PRM_TCACHE_DISABLED && aligned_ok((uintptr_t)mem) && !may_start_mapping(mem))) {
         size_t size = mem2chunk(mem)->size & ~(size_t)(PRM_PREV_INUSE | PRM_NON_MAIN);
         if (prm_likely(size - PRM_MINSIZE <= PRM_TCACHE_MAX_SIZE - PRM_MINSIZE && aligned_ok(size))) {
             unsigned index = tcache_index(size);

@@ -87,6 +87,40 @@ int prmi_mmapped_chunk_linked(prm_chunk *p, const char *check)
     return ok ? PRM_OK : report_unlinked(p, check);
 }
 
+/* Under the registry lock: remember that the chunk whose memory was at mem is gone. */
+static void remember_unmapped(prm_mmap_registry *reg, const void *mem)
+{
+    reg->unmapped[reg->unmapped_next] = (uintptr_t)mem;
+    reg->unmapped_next = (reg->unmapped_next + 1) % PRM_UNMAPPED_REMEMBERED;
+}
+
+/* Is mem the memory of a live mmapped chunk, of one unmapped lately, or neither (as far
+ * as the registry knows)? Reads no memory but the registry's. Walks the list: the
+ * registry holds the program's large blocks, usually few. Slow path. */
+enum prmi_mapped prmi_mmapped_lookup(const void *mem)
+{
+    prm_mmap_registry *reg = registry();
+    const prm_chunk *p = mem2chunk((void *)mem);
+    enum prmi_mapped found = PRMI_MAPPED_UNKNOWN;
+    prm_lock_acquire(&reg->lock);
+    if (reg->broken) {
+        found = PRMI_MAPPED_LIVE;   /* a fork child cannot tell: trust the header, as before */
+    } else {
+        size_t steps = 0;
+        for (prm_mmap_header *h = reg->list.next; h != &reg->list && steps++ <= reg->count; h = h->next) {
+            if (h->chunk == p) {
+                found = PRMI_MAPPED_LIVE;
+                break;
+            }
+        }
+        for (unsigned i = 0; found == PRMI_MAPPED_UNKNOWN && i < PRM_UNMAPPED_REMEMBERED; i++)
+            if (reg->unmapped[i] == (uintptr_t)mem)
+                found = PRMI_MAPPED_GONE;
+    }
+    prm_lock_release(&reg->lock);
+    return found;
+}
+
 /* Unmap a chunk the caller validated. PRM_OK (also if munmap itself failed: the chunk is
  * forgotten anyway), or an error status if its registry entry is not linked. errno is
  * preserved. */
@@ -108,6 +142,7 @@ int prmi_munmap_chunk(prm_chunk *p)
     reg->count--;
     reg->mapped_bytes -= length;
     reg->chunk_bytes -= chunk_size(p);
+    remember_unmapped(reg, chunk2mem(p));
     prm_lock_release(&reg->lock);
 
     int saved = errno;
@@ -145,6 +180,8 @@ prm_chunk *prmi_mremap_chunk(prm_chunk *p, size_t nb)
     }
     moved->length = new_length;
     prm_chunk *q = (prm_chunk *)((char *)moved + offset);
+    if (q != p)
+        remember_unmapped(reg, chunk2mem(p));
     moved->chunk = q;
     set_head(q, (new_length - offset) | PRM_IS_MMAPPED);
     reg->mapped_bytes += new_length - old_length;

@@ -92,11 +92,9 @@ int prmi_set_param(int param, long value)
 int prm_mallopt(int param, int value)
 {
     prm_arena *main = prmi_main_arena();
-    if (param == PRM_M_CANARY && value != params()->canary && blocks_live()) {
-        prmi_fail_pointer("mallopt(M_CANARY): blocks are live",
-                          "the canary can only be switched while no block is allocated", NULL);
+    /* A block carries a canary or not from birth, so the setting stays while any lives. */
+    if (param == PRM_M_CANARY && value != params()->canary && blocks_live())
         return 0;
-    }
     ARENA_ENTER(main, return 0);
     int result = prmi_set_param(param, value);
     ARENA_LEAVE(main);

@@ -111,6 +111,7 @@ static const struct option_key {
     { "mmap_max", PRM_M_MMAP_MAX },
     { "check_action", PRM_M_CHECK_ACTION },
     { "perturb", PRM_M_PERTURB },
+    { "canary", PRM_M_CANARY },
     { "arena_test", PRM_M_ARENA_TEST },
     { "arena_max", PRM_M_ARENA_MAX },
     { "tcache_count", PRM_TCACHE_COUNT },
@@ -184,7 +185,7 @@ static void apply_option(const char *item, size_t length)
         }
     }
     complain("an unknown key (known: mxfast, trim_threshold, top_pad, mmap_threshold, mmap_max, "
-             "check_action, perturb, arena_test, arena_max, tcache_count, stats):", item, key_length);
+             "check_action, perturb, canary, arena_test, arena_max, tcache_count, stats):", item, key_length);
 }
 
 /* Called by the core while it initialises, before it serves the first allocation. */

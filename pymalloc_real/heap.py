@@ -16,7 +16,7 @@ from .errors import DoubleFree, HeapCorruption, InvalidFree, OutOfBounds, UseAft
 __all__ = [
     "Block", "malloc", "calloc", "realloc", "memalign", "free", "mallopt",
     "malloc_trim", "M_MXFAST", "M_TRIM_THRESHOLD", "M_TOP_PAD", "M_MMAP_THRESHOLD",
-    "M_MMAP_MAX", "M_CHECK_ACTION", "M_PERTURB", "M_ARENA_TEST", "M_ARENA_MAX",
+    "M_MMAP_MAX", "M_CHECK_ACTION", "M_PERTURB", "M_ARENA_TEST", "M_ARENA_MAX", "M_CANARY",
 ]
 
 # mallopt parameters: glibc's numbers and meanings.
@@ -29,12 +29,15 @@ M_CHECK_ACTION = lib.PRM_M_CHECK_ACTION
 M_PERTURB = lib.PRM_M_PERTURB
 M_ARENA_TEST = lib.PRM_M_ARENA_TEST
 M_ARENA_MAX = lib.PRM_M_ARENA_MAX
+# Ours, not glibc's: 1 gives every block a canary after its requested size, checked by
+# free, realloc and check(); refused while any block is live.
+M_CANARY = lib.PRM_M_CANARY
 
 _MALLOPT_NAMES = {
     M_MXFAST: "M_MXFAST", M_TRIM_THRESHOLD: "M_TRIM_THRESHOLD", M_TOP_PAD: "M_TOP_PAD",
     M_MMAP_THRESHOLD: "M_MMAP_THRESHOLD", M_MMAP_MAX: "M_MMAP_MAX",
     M_CHECK_ACTION: "M_CHECK_ACTION", M_PERTURB: "M_PERTURB",
-    M_ARENA_TEST: "M_ARENA_TEST", M_ARENA_MAX: "M_ARENA_MAX",
+    M_ARENA_TEST: "M_ARENA_TEST", M_ARENA_MAX: "M_ARENA_MAX", M_CANARY: "M_CANARY",
 }
 
 _SIZE_MAX = (1 << (8 * ffi.sizeof("size_t"))) - 1
@@ -306,6 +309,10 @@ def mallopt(param, value):
         error = _core_error()
         if error is not None:
             raise error
+        if param == M_CANARY and value in (0, 1):
+            raise ValueError(f"mallopt(M_CANARY, {value}): refused while blocks are live; "
+                             "a block has a canary or not from its birth, so switch it "
+                             "before the first malloc")
         raise ValueError(f"mallopt({name}, {value}): value refused")
 
 

@@ -50,12 +50,11 @@ OURS = "pymalloc_real"
 GLIBC = "glibc"
 ALLOCATORS = (GLIBC, OURS, "jemalloc", "mimalloc", "tcmalloc")
 OPTIONS_VARIABLE = "PYMALLOC_REAL_OPTIONS"
-# The keys our library reads from PYMALLOC_REAL_OPTIONS (issue 4); checked here so a
-# typo fails before the run instead of being ignored by the library.
 # The keys csrc/preload.c understands (README.md, "Options"); checked here so that a
 # typo fails before the run rather than as a warning inside it.
 OPTION_KEYS = ("mmap_threshold", "trim_threshold", "top_pad", "mxfast", "mmap_max",
-               "arena_max", "arena_test", "perturb", "check_action", "tcache_count", "stats")
+               "arena_max", "arena_test", "perturb", "canary", "check_action", "tcache_count",
+               "stats")
 _PRELOAD_STEM = "_preload"
 _MiB = 1024 * 1024
 
