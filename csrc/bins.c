@@ -179,6 +179,9 @@ void prmi_consolidate(prm_arena *av)
             if (prm_unlikely(fastbin_index(chunk_size(p)) != i))
                 prmi_fail_arena(av, "malloc_consolidate(): invalid chunk size",
                                 "a fast-bin chunk's size does not belong to its bin", p);
+            if (prm_unlikely(!fastbin_sealed(p)))
+                prmi_fail_arena(av, "malloc_consolidate(): fastbin link corrupted",
+                                "a freed chunk's link was overwritten (a write after free?)", p);
             prm_chunk *next_in_bin = fastbin_next(p);
             size_t size = chunk_size(p);
             prm_chunk *next = chunk_at(p, size);

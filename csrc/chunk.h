@@ -159,9 +159,16 @@ static inline void *protect_link(const void *slot, const void *next)
 }
 #define reveal_link(slot, stored) protect_link((slot), (stored))
 
-/* A fast-bin chunk's successor, and linking one in front of another. */
+/* A fast-bin chunk's successor, and linking one in front of another. A fast-bin chunk
+ * does not use bk, so bk seals the link: it holds the stored link's complement, and a
+ * write over fd (or fd and bk alike) breaks the seal before the link is followed. */
 static inline prm_chunk *fastbin_next(prm_chunk *p) { return reveal_link(&p->fd, p->fd); }
-static inline void fastbin_link(prm_chunk *p, prm_chunk *next) { p->fd = protect_link(&p->fd, next); }
+static inline void fastbin_link(prm_chunk *p, prm_chunk *next)
+{
+    p->fd = protect_link(&p->fd, next);
+    p->bk = (prm_chunk *)~(uintptr_t)p->fd;
+}
+static inline int fastbin_sealed(const prm_chunk *p) { return (uintptr_t)p->bk == ~(uintptr_t)p->fd; }
 
 /* The chunk size limit that mallopt(M_MXFAST, bytes) sets, as glibc computes it. */
 static inline size_t max_fast_for_request(size_t bytes)

@@ -218,7 +218,7 @@ static inline prm_params *params(void) { return &prmi_state.params; }
 
 typedef struct prm_tcache_entry {
     struct prm_tcache_entry *next;
-    struct prm_tcache *key;     /* the owning cache while cached: a double-free check */
+    uintptr_t key;              /* while cached: the cache ^ the stored link (tcache_link) */
 } prm_tcache_entry;
 
 typedef struct prm_tcache {
@@ -239,9 +239,19 @@ PRM_INTERNAL extern __thread prm_thread prmi_self;
 
 static inline unsigned tcache_index(size_t nb) { return (unsigned)((nb - PRM_MINSIZE) >> 4); }
 
-/* The cache lists are safe-linked like the fast bins (chunk.h). */
+/* The cache lists are safe-linked like the fast bins (chunk.h), and each entry is
+ * sealed: its key is the owning cache XORed with the stored link. The key says "cached
+ * here" (free's double-free test), and a write over the link alone, or over link and
+ * key with anything but a matching pair, breaks the seal; the pop checks it before the
+ * link is followed, so a use-after-free write is caught for certain, not 15 times in 16. */
 static inline prm_tcache_entry *tcache_next(prm_tcache_entry *e) { return reveal_link(&e->next, e->next); }
-static inline void tcache_link(prm_tcache_entry *e, prm_tcache_entry *next) { e->next = protect_link(&e->next, next); }
+static inline uintptr_t tcache_seal(prm_tcache *tc, prm_tcache_entry *e) { return (uintptr_t)tc ^ (uintptr_t)e->next; }
+static inline void tcache_link(prm_tcache *tc, prm_tcache_entry *e, prm_tcache_entry *next)
+{
+    e->next = protect_link(&e->next, next);
+    e->key = tcache_seal(tc, e);
+}
+static inline int tcache_sealed(prm_tcache *tc, prm_tcache_entry *e) { return e->key == tcache_seal(tc, e); }
 
 PRM_INTERNAL void prmi_threads_init(void);
 PRM_INTERNAL prm_arena *prmi_attach_arena(void);

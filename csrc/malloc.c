@@ -251,6 +251,9 @@ static prm_chunk *fastbin_pop(prm_arena *av, unsigned index)
     if (prm_unlikely(fastbin_index(chunk_size(victim)) != index))
         prmi_fail_arena(av, "malloc(): memory corruption (fast)",
                         "a fast-bin chunk's size does not belong to its bin", victim);
+    if (prm_unlikely(!fastbin_sealed(victim)))
+        prmi_fail_arena(av, "malloc(): fastbin link corrupted",
+                        "a freed chunk's link was overwritten (a write after free?)", victim);
     av->fastbins[index] = fastbin_next(victim);
     return victim;
 }
@@ -294,8 +297,7 @@ static void stash(prm_arena *av, prm_tcache *tc, unsigned index, prm_chunk *p)
     if (prm_unlikely(params()->canary))
         prmi_canary_retire(chunk2mem(p));   /* cached, not in use: prm_check skips it */
     prm_tcache_entry *e = chunk2mem(p);
-    tcache_link(e, tc->entries[index]);
-    e->key = tc;
+    tcache_link(tc, e, tc->entries[index]);
     tc->entries[index] = e;
     tc->counts[index]++;
 }
@@ -603,9 +605,10 @@ static PRM_NOINLINE void *malloc_slow(size_t bytes)
 /* Is e, the head of cache bin `index`, a chunk that bin may hold? Its link decoded to an
  * aligned address and its header's size belongs to the bin; anything else means the
  * list was written through a stale pointer (or the header by an overflow). */
-static inline int cache_head_sane(prm_tcache_entry *e, unsigned index)
+static inline int cache_head_sane(prm_tcache *tc, prm_tcache_entry *e, unsigned index)
 {
-    return aligned_ok((uintptr_t)e) && tcache_index(chunk_size(mem2chunk(e))) == index;
+    return aligned_ok((uintptr_t)e) && tcache_sealed(tc, e) &&
+           tcache_index(chunk_size(mem2chunk(e))) == index;
 }
 
 /* A cache bin whose head failed cache_head_sane: report it, and if the check action
@@ -613,12 +616,15 @@ static inline int cache_head_sane(prm_tcache_entry *e, unsigned index)
 static PRM_NOINLINE void drop_poisoned_bin(prm_tcache *tc, unsigned index)
 {
     prm_tcache_entry *e = tc->entries[index];
-    if (aligned_ok((uintptr_t)e))
-        prmi_fail_block("malloc(): memory corruption (tcache)",
-                        "a cached chunk's size does not belong to its cache bin", e);
-    else
+    if (!aligned_ok((uintptr_t)e))
         prmi_fail_block("malloc(): unaligned tcache chunk detected",
                         "a thread-cache link decodes to a misaligned address", e);
+    else if (!tcache_sealed(tc, e))
+        prmi_fail_block("malloc(): tcache link corrupted",
+                        "a cached chunk's link was overwritten (a write after free?)", e);
+    else
+        prmi_fail_block("malloc(): memory corruption (tcache)",
+                        "a cached chunk's size does not belong to its cache bin", e);
     tc->entries[index] = NULL;
     tc->counts[index] = 0;
 }
@@ -639,13 +645,13 @@ static inline void *cache_pop(size_t bytes)
     prm_tcache_entry *e = tc->entries[index];
     if (e == NULL)
         return NULL;
-    if (prm_unlikely(!cache_head_sane(e, index))) {
+    if (prm_unlikely(!cache_head_sane(tc, e, index))) {
         drop_poisoned_bin(tc, index);
         return NULL;
     }
     tc->entries[index] = tcache_next(e);
     tc->counts[index]--;
-    e->key = NULL;
+    e->key = 0;
     return e;
 }
 
@@ -680,11 +686,11 @@ void *prm_malloc(size_t bytes)
             unsigned index = tcache_index(request2size(bytes));
             prm_tcache_entry *e = tc->entries[index];
             if (prm_likely(e != NULL)) {
-                if (prm_unlikely(!cache_head_sane(e, index)))
+                if (prm_unlikely(!cache_head_sane(tc, e, index)))
                     return cache_poisoned(tc, index, bytes);
                 tc->entries[index] = tcache_next(e);
                 tc->counts[index]--;
-                e->key = NULL;
+                e->key = 0;
                 return e;
             }
         }
@@ -805,24 +811,6 @@ static int free_to_arena(void *mem)
     return status;
 }
 
-/* A chunk whose key says it is in this cache: it is, if its bin holds it (a double
- * free); user data that merely looks like the key is not. Slow path. */
-static PRM_NOINLINE int free_keyed(void *mem)
-{
-    prm_tcache *tc = prmi_self.tcache;
-    prm_tcache_entry *e = mem;
-    unsigned index = tcache_index(chunk_size(mem2chunk(mem)));
-    unsigned steps = 0;
-    for (prm_tcache_entry *q = tc->entries[index];
-         q != NULL && aligned_ok((uintptr_t)q) && steps <= tc->counts[index];
-         q = tcache_next(q), steps++)
-        if (q == e)
-            return prmi_fail_pointer("free(): double free detected in tcache 2",
-                                     "the chunk is already in this thread's cache", e);
-    e->key = NULL;
-    return prm_free(mem);
-}
-
 /* Is mem a block of ours whose memory may be read? The checks free makes before trusting
  * a header, plus, for a heap chunk, the segment lookup under its arena's lock. Reports
  * (as `who`) and returns 0 when not. Used by the canary, which reads a block's tail. */
@@ -858,27 +846,61 @@ static PRM_NOINLINE int canary_release(void *mem, const char *who)
     return status;
 }
 
-/* The fast path pushes on this thread's cache: no lock, errno untouched, only tail
- * calls. A heap chunk of a cached size qualifies; an mmapped one fails the alignment
- * test because its M bit stays in `size`. */
-int prm_free(void *mem)
+static int free_plain(void *mem);
+
+/* Is mem, whose key says it is cached in this thread, really in its cache bin? User
+ * data that merely looks like a key is not. Slow path. */
+static PRM_NOINLINE int in_this_cache(void *mem)
 {
-    if (prm_unlikely(params()->canary)) {
-        int status = canary_release(mem, "free()");
-        if (status != PRM_OK)
-            return status;
-    }
+    prm_tcache *tc = prmi_self.tcache;
+    prm_tcache_entry *e = mem;
+    unsigned index = tcache_index(chunk_size(mem2chunk(mem)));
+    unsigned steps = 0;
+    for (prm_tcache_entry *q = tc->entries[index];
+         q != NULL && aligned_ok((uintptr_t)q) && tcache_sealed(tc, q) && steps <= tc->counts[index];
+         q = tcache_next(q), steps++)
+        if (q == e)
+            return 1;
+    return 0;
+}
+
+/* realloc of a block freed into this thread's cache: it looks in use to the tags. */
+static int realloc_of_cached(void *mem)
+{
+    prm_tcache *tc = prmi_self.tcache;
+    return tc > PRM_TCACHE_DISABLED && aligned_ok((uintptr_t)mem) && !may_start_mapping(mem) &&
+           chunk_size(mem2chunk(mem)) <= PRM_TCACHE_MAX_SIZE && tcache_sealed(tc, mem) &&
+           in_this_cache(mem);
+}
+
+static int free_plain(void *mem);
+
+/* free of a chunk whose key says it is in this cache: a double free if it is. */
+static PRM_NOINLINE int free_keyed(void *mem)
+{
+    if (in_this_cache(mem))
+        return prmi_fail_pointer("free(): double free detected in tcache 2",
+                                 "the chunk is already in this thread's cache", mem);
+    ((prm_tcache_entry *)mem)->key = 0;
+    return free_plain(mem);
+}
+
+/* The fast path pushes on this thread's cache: no lock, errno untouched, only tail
+ * calls. A heap chunk of a cached size qualifies; an mmapped one fails the size test
+ * because its M bit stays in `size`, and a pointer that may start a mapping goes the
+ * slow way, which looks it up before reading its header. */
+static inline int free_plain(void *mem)
+{
     prm_tcache *tc = prmi_self.tcache;
     if (prm_likely(tc > PRM_TCACHE_DISABLED && aligned_ok((uintptr_t)mem) && !may_start_mapping(mem))) {
         size_t size = mem2chunk(mem)->size & ~(size_t)(PRM_PREV_INUSE | PRM_NON_MAIN);
         if (prm_likely(size - PRM_MINSIZE <= PRM_TCACHE_MAX_SIZE - PRM_MINSIZE && aligned_ok(size))) {
             unsigned index = tcache_index(size);
             prm_tcache_entry *e = mem;
-            if (prm_unlikely(e->key == tc))
+            if (prm_unlikely(tcache_sealed(tc, e)))
                 return free_keyed(mem);
             if (prm_likely(tc->counts[index] < (unsigned)params()->tcache_count)) {
-                tcache_link(e, tc->entries[index]);
-                e->key = tc;
+                tcache_link(tc, e, tc->entries[index]);
                 tc->entries[index] = e;
                 tc->counts[index]++;
                 return PRM_OK;
@@ -886,6 +908,16 @@ int prm_free(void *mem)
         }
     }
     return mem != NULL ? free_to_arena(mem) : PRM_OK;
+}
+
+int prm_free(void *mem)
+{
+    if (prm_unlikely(params()->canary)) {
+        int status = canary_release(mem, "free()");
+        if (status != PRM_OK)
+            return status;
+    }
+    return free_plain(mem);
 }
 
 /* ---- thread caches ----------------------------------------------------------------------- */
@@ -910,9 +942,9 @@ void prmi_tcache_destroy(prm_tcache *tc)
         prm_tcache_entry *e = tc->entries[i];
         unsigned left = tc->counts[i];
         /* A bad link ends the walk: what follows it is lost, not followed. */
-        while (e != NULL && left-- > 0 && cache_head_sane(e, i)) {
+        while (e != NULL && left-- > 0 && cache_head_sane(tc, e, i)) {
             prm_tcache_entry *next = tcache_next(e);
-            e->key = NULL;
+            e->key = 0;
             free_to_arena(e);
             e = next;
         }
@@ -1009,6 +1041,12 @@ void *prm_realloc(void *oldmem, size_t bytes)
         return prm_malloc(bytes);
     if (bytes == 0) {   /* glibc: realloc(p, 0) frees p and returns NULL */
         prm_free(oldmem);
+        return NULL;
+    }
+    if (prm_unlikely(realloc_of_cached(oldmem))) {
+        prmi_fail_pointer("realloc(): invalid pointer",
+                          "the block is in this thread's cache: it was freed", oldmem);
+        errno = EINVAL;
         return NULL;
     }
     if (prm_unlikely(params()->canary))
