@@ -304,3 +304,213 @@ def test_touch_is_bounded_like_a_write():
     with pytest.raises(prm.OutOfBounds):
         block.touch(-1)
     block.free()
+
+
+# ---- the misuse corpus (tests/c/misuse/) through Python ----------------------------------
+# Each C program there has a twin here: the same misuse through the Python API (a Block
+# refuses most of them itself) or, where a Block cannot commit it, through the core's C
+# functions from Python. The core names the check and Python raises; the interpreter
+# lives on. The cffi build has no thread cache, so a misuse that the preload library
+# catches in the cache is caught here by the fast-bin check of the same kind.
+
+def _raw_error():
+    from pymalloc_real.heap import _core_error
+    return _core_error()
+
+
+def _expect(error, kind, check):
+    assert isinstance(error, kind), error
+    assert str(error).startswith(check) or getattr(error, "check", None) == check, error
+
+
+@fresh_interpreter
+def test_corpus_double_free_cache_and_fast_sizes():
+    block = prm.malloc(64)
+    block.free()
+    with pytest.raises(prm.DoubleFree):
+        block.free()
+    p = lib.prm_malloc(64)
+    lib.prm_free(p)
+    assert lib.prm_free(p) == lib.PRM_ERR_CORRUPTION
+    _expect(_raw_error(), prm.HeapCorruption, "double free or corruption (fasttop)")
+    assert lib.prm_malloc(10) == ffi.NULL        # the arena refuses further work ...
+    _expect(_raw_error(), prm.HeapCorruption, "arena unusable")
+    assert prm.page_size() > 0                   # ... and the interpreter goes on
+
+
+@fresh_interpreter
+def test_corpus_double_free_small_block():
+    p = lib.prm_malloc(600)
+    guard = lib.prm_malloc(600)
+    lib.prm_free(p)
+    assert lib.prm_free(p) == lib.PRM_ERR_CORRUPTION
+    _expect(_raw_error(), prm.HeapCorruption, "double free or corruption (!prev)")
+    del guard
+
+
+@fresh_interpreter
+def test_corpus_double_free_large_block():
+    p = lib.prm_malloc(5000)
+    guard = lib.prm_malloc(5000)
+    lib.prm_free(p)
+    assert lib.prm_free(p) == lib.PRM_ERR_CORRUPTION
+    _expect(_raw_error(), prm.HeapCorruption, "double free or corruption (!prev)")
+    del guard
+
+
+@fresh_interpreter
+def test_corpus_double_free_mmapped_block_reads_no_unmapped_memory():
+    p = lib.prm_malloc(1 << 20)
+    assert prm.chunk_of(int(ffi.cast("uintptr_t", p))).kind == "mmapped"
+    lib.prm_free(p)
+    assert lib.prm_free(p) == lib.PRM_ERR_INVALID_POINTER
+    _expect(_raw_error(), prm.InvalidFree, "free(): double free detected (munmapped chunk)")
+    prm.check()                                  # nothing was damaged
+    prm.malloc(1 << 20).free()
+
+
+@pytest.mark.parametrize("foreign", ["stack-like buffer", "global", "foreign mapping"])
+def test_corpus_free_of_memory_we_never_returned(foreign):
+    import mmap
+    keep = []
+    if foreign == "stack-like buffer":           # memory of the interpreter's malloc
+        buf = ffi.new("char[512]")
+        keep.append(buf)
+        address = (int(ffi.cast("uintptr_t", buf)) + 64) & ~15
+    elif foreign == "global":                    # None is a static object of CPython
+        address = (id(None) + 64) & ~15
+    else:
+        area = mmap.mmap(-1, 4 * 4096)
+        keep.append(area)
+        address = int(ffi.cast("uintptr_t", ffi.from_buffer(area))) + 4096 + 64
+    assert lib.prm_free(ffi.cast("void *", address)) == lib.PRM_ERR_INVALID_POINTER
+    _expect(_raw_error(), prm.InvalidFree, "free(): invalid pointer")
+    prm.check()
+
+
+def test_corpus_free_of_an_interior_pointer():
+    block = prm.malloc(256)
+    block.fill(ord("A"))
+    assert lib.prm_free(ffi.cast("void *", block.address + 64)) == lib.PRM_ERR_INVALID_POINTER
+    _expect(_raw_error(), prm.InvalidFree, "free(): invalid pointer")
+    block.free()
+    prm.check()
+
+
+@fresh_interpreter
+def test_corpus_one_byte_overflow_into_the_next_size():
+    a = prm.malloc(5000)
+    b = prm.malloc(5000)
+    guard = prm.malloc(5000)
+    assert b.address == a.address + a.usable_size + 8, "neighbours expected"
+    b.fill(0)
+    a.fill(ord("A"))
+    ffi.cast("char *", a.address)[a.usable_size] = b"A"     # one byte too many
+    with pytest.raises(prm.HeapCorruption) as caught:
+        b.free()
+    assert caught.value.check == "double free or corruption (!prev)"
+    del guard
+
+
+@fresh_interpreter
+def test_corpus_write_after_free_into_fast_bin_links():
+    a = prm.malloc(64)
+    address = a.address
+    a.free()
+    ffi.memmove(ffi.cast("char *", address), b"A" * 16, 16)   # use after free
+    with pytest.raises(prm.HeapCorruption) as caught:
+        prm.malloc(64)
+        prm.malloc(64)
+    assert caught.value.check == "malloc(): fastbin link corrupted", caught.value
+
+
+@fresh_interpreter
+def test_corpus_stale_pointer_stores_heap_pointers_into_unsorted_links():
+    other = prm.malloc(600)
+    node = prm.malloc(600)
+    guard = prm.malloc(600)
+    address = node.address
+    node.free()
+    links = ffi.cast("uintptr_t *", address)
+    links[0] = links[1] = other.address                     # use after free
+    with pytest.raises(prm.HeapCorruption) as caught:
+        prm.malloc(600)
+        prm.malloc(600)
+    assert "double linked list corrupted" in caught.value.check, caught.value
+    del guard
+
+
+@fresh_interpreter
+def test_corpus_realloc_of_a_freed_block():
+    block = prm.malloc(5000)
+    guard = prm.malloc(5000)
+    address = block.address
+    block.free()
+    with pytest.raises(prm.UseAfterFree):
+        prm.realloc(block, 6000)
+    assert lib.prm_realloc(ffi.cast("void *", address), 6000) == ffi.NULL
+    _expect(_raw_error(), prm.HeapCorruption, "realloc(): invalid pointer")
+    del guard
+
+
+def test_corpus_reallocarray_overflow_is_enomem_and_keeps_the_block():
+    import errno
+    block = prm.malloc(100)
+    block.fill(ord("x"))
+    ffi.errno = 0
+    assert lib.prm_reallocarray(block.cdata, 2 ** 63, 4) == ffi.NULL
+    assert ffi.errno == errno.ENOMEM
+    assert block.read() == b"x" * 100
+    block.free()
+
+
+@fresh_interpreter
+def test_corpus_canary_catches_an_overflow_that_stays_inside_the_chunk():
+    prm.mallopt(prm.M_CANARY, 1)
+    assert prm.stats().canary == 1
+    block = prm.malloc(100)
+    assert block.usable_size == 100              # the canary starts right after
+    block.fill(ord("A"))
+    ffi.cast("char *", block.address)[100] = b"A"            # one byte too many
+    with pytest.raises(prm.HeapCorruption) as caught:
+        prm.check()
+    assert "canary overwritten" in str(caught.value)
+    with pytest.raises(prm.HeapCorruption) as caught:
+        block.free()
+    assert caught.value.check == "free(): canary overwritten"
+    assert "byte 100" in caught.value.detail
+    prm.malloc(10).free()                        # the arena itself is sound
+
+
+@fresh_interpreter
+def test_canary_blocks_round_trip_through_every_allocation_call():
+    prm.mallopt(prm.M_CANARY, 1)
+    blocks = [prm.malloc(n) for n in (1, 24, 100, 1000, 5000, 300_000)]
+    blocks.append(prm.calloc(10, 10))
+    blocks.append(prm.memalign(4096, 100))
+    for block in blocks:
+        block.fill(7)
+    prm.check()
+    blocks = [prm.realloc(block, block.size * 3 + 1) for block in blocks]
+    for block in blocks:
+        block.fill(9)
+    prm.check()
+    p = lib.prm_malloc(40)
+    lib.prm_free(p)
+    assert lib.prm_free(p) != 0                  # the retired canary names a double free
+    assert "double free" in str(_raw_error())
+    for block in blocks:
+        block.free()
+    prm.check()
+    prm.mallopt(prm.M_CANARY, 0)                 # nothing live: allowed again
+
+
+@fresh_interpreter
+def test_canary_cannot_be_switched_while_blocks_live():
+    block = prm.malloc(10)
+    with pytest.raises(ValueError, match="refused while blocks are live"):
+        prm.mallopt(prm.M_CANARY, 1)
+    block.free()
+    prm.mallopt(prm.M_CANARY, 1)
+    with pytest.raises(ValueError):
+        prm.mallopt(prm.M_CANARY, 2)
