@@ -10,7 +10,7 @@ PIP    := $(PY) -m pip --disable-pip-version-check -q
 STAMP  := $(VENV)/.installed
 SOURCES := $(wildcard csrc/*.c csrc/*.h pymalloc_real/*.c) pymalloc_real/_build.py setup.py pyproject.toml
 
-.PHONY: all build demo test bench bench-python clean distclean peers
+.PHONY: all build demo test bench bench-python clean distclean peers fuzz fuzz-deps
 
 all: build
 
@@ -27,7 +27,7 @@ build: $(STAMP)
 demo: build
 	$(VENV)/bin/pymalloc-real demo
 
-test: build peers
+test: build peers fuzz-deps
 	$(PY) -m pytest -q
 
 # Every workload on every allocator (`make bench BENCH_ARGS=--quick` for a short run;
@@ -56,9 +56,33 @@ peers:
 	  || { $$sudo apt-get update && \
 	       $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y $$missing; }
 
+# The libFuzzer target over the checked core (fuzz/fuzz_core.c) needs clang and its
+# libFuzzer runtime; tests/test_fuzz.py gives it a bounded run, `make fuzz` a long one
+# (FUZZ_SECONDS, default an hour; the corpus grows in fuzz/corpus, crashes land in fuzz/).
+FUZZ_SECONDS ?= 3600
+FUZZ_JOBS ?= 2
+fuzz-deps:
+	@pkgs="clang libclang-rt-14-dev"; missing=""; \
+	for p in $$pkgs; do \
+	  dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' \
+	    || missing="$$missing $$p"; \
+	done; \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	sudo=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	echo "fuzz-deps: installing$$missing"; \
+	$$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y $$missing \
+	  || { $$sudo apt-get update && \
+	       $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y $$missing; }
+
+fuzz: fuzz-deps
+	fuzz/build.sh
+	mkdir -p fuzz/corpus
+	fuzz/bin/fuzz_core -fork=$(FUZZ_JOBS) -max_total_time=$(FUZZ_SECONDS) -timeout=10 \
+	    -artifact_prefix=fuzz/ -print_final_stats=1 fuzz/corpus
+
 clean:
 	rm -rf build pymalloc_real/_core.c pymalloc_real/*.so pymalloc_real/*.o tests/c/bin \
-	       benchmarks/bin .pytest_cache .hypothesis *.egg-info $(STAMP)
+	       benchmarks/bin fuzz/bin .pytest_cache .hypothesis *.egg-info $(STAMP)
 	find . -name __pycache__ -prune -exec rm -rf {} +
 
 distclean: clean

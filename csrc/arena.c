@@ -249,6 +249,10 @@ static int trim_heap(prm_arena *av, size_t pad);
 
 int prmi_systrim(prm_arena *av, size_t pad)
 {
+    /* What is given back is measured from top's size: it must be top's real size. */
+    if (av->top != NULL && (uintptr_t)av->top + top_size(av) != av->segments->end)
+        prmi_fail_arena(av, "free(): corrupted top size",
+                        "the top chunk does not end where the arena's newest segment ends", av->top);
     if (av->top != NULL && av->segments->kind == PRM_SEG_HEAP)
         return trim_heap(av, pad);
     if (av->top == NULL || av->segments->kind != PRM_SEG_BRK)
@@ -283,8 +287,16 @@ int prmi_discard_free_pages(prm_arena *av, size_t pad)
     int released = 0;
     for (unsigned i = PRM_UNSORTED_BIN; i <= PRM_LAST_BIN; i++) {
         prm_chunk *bin = bin_at(av, i);
+        size_t steps = 0;
         for (prm_chunk *p = bin->bk; p != bin; p = p->bk) {
             CHECK_LINK(av, p, "a bin link points outside the heap");
+            if (prm_unlikely(++steps > list_step_limit(av)))
+                prmi_fail_arena(av, "malloc_trim(): corrupted bin", "a bin's list never returns to the bin", p);
+            /* The range discarded must be free memory of ours, whatever the header says. */
+            prm_segment *seg = prmi_segment_of(av, (uintptr_t)p);
+            if (prm_unlikely(seg == NULL || chunk_size(p) > seg->end - (uintptr_t)p))
+                prmi_fail_arena(av, "malloc_trim(): invalid chunk size",
+                                "a free chunk runs past the end of its segment", p);
             uintptr_t start = align_up((uintptr_t)p + sizeof(prm_chunk), page);
             uintptr_t end = align_down((uintptr_t)p + chunk_size(p), page);
             if (end > start && prm_os_discard((void *)start, end - start) == 0) {
@@ -293,6 +305,9 @@ int prmi_discard_free_pages(prm_arena *av, size_t pad)
             }
         }
     }
+    if (av->top != NULL && (uintptr_t)av->top + top_size(av) != av->segments->end)
+        prmi_fail_arena(av, "malloc_trim(): corrupted top size",
+                        "the top chunk does not end where the arena's newest segment ends", av->top);
     if (av->top != NULL && pad < top_size(av)) {
         uintptr_t start = align_up((uintptr_t)av->top + sizeof(prm_chunk) + pad, page);
         uintptr_t end = align_down((uintptr_t)av->top + top_size(av), page);
@@ -311,6 +326,41 @@ static size_t arena_header(void)
     return align_up(sizeof(prm_segment), PRM_ALIGN) + align_up(sizeof(prm_arena), PRM_ALIGN);
 }
 
+/* ---- The set of heaps, for telling a pointer's heap from a forged one --------------------
+ * A chunk with the A bit names its arena in the header of the heap its address rounds
+ * down to. A forged or damaged header may round to memory that is no heap at all, so
+ * free asks this set before reading there. Open addressing on the heap number, lock-free
+ * (heaps are only ever added); a full table answers "yes" (the old behaviour). */
+static size_t heap_slot(uintptr_t base)
+{
+    return (size_t)(((base / PRM_HEAP_MAX) * (uintptr_t)0x9e3779b97f4a7c15u) >> 32) & (PRM_HEAP_TABLE - 1);
+}
+
+static void remember_heap(uintptr_t base)
+{
+    size_t slot = heap_slot(base);
+    for (size_t probe = 0; probe < PRM_HEAP_TABLE; probe++, slot = (slot + 1) & (PRM_HEAP_TABLE - 1)) {
+        uintptr_t expected = 0;
+        if (__atomic_compare_exchange_n(&prmi_state.heaps[slot], &expected, base, 0,
+                                        __ATOMIC_RELEASE, __ATOMIC_RELAXED))
+            return;
+    }
+    __atomic_store_n(&prmi_state.heaps_overflowed, 1, __ATOMIC_RELEASE);
+}
+
+int prmi_is_heap(uintptr_t base)
+{
+    size_t slot = heap_slot(base);
+    for (size_t probe = 0; probe < PRM_HEAP_TABLE; probe++, slot = (slot + 1) & (PRM_HEAP_TABLE - 1)) {
+        uintptr_t entry = __atomic_load_n(&prmi_state.heaps[slot], __ATOMIC_ACQUIRE);
+        if (entry == base)
+            return 1;
+        if (entry == 0)
+            break;
+    }
+    return __atomic_load_n(&prmi_state.heaps_overflowed, __ATOMIC_ACQUIRE);
+}
+
 /* PRM_HEAP_MAX of address space at a PRM_HEAP_MAX boundary, `commit` bytes of it usable. */
 static void *reserve_heap(size_t commit)
 {
@@ -321,6 +371,7 @@ static void *reserve_heap(size_t commit)
         prm_os_munmap(base, PRM_HEAP_MAX);
         return NULL;
     }
+    remember_heap((uintptr_t)base);
     return base;
 }
 

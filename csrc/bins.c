@@ -32,6 +32,7 @@ void prmi_bins_init(prm_arena *av)
 void prmi_unlink_chunk(prm_arena *av, prm_chunk *p)
 {
     size_t size = chunk_size(p);
+    CHECK_CHUNK(av, next_chunk(p), "a free chunk's size leads outside its segment");
     if (prm_unlikely(next_chunk(p)->prev_size != size))
         prmi_fail_arena(av, "corrupted size vs. prev_size",
                         "the next chunk's prev_size disagrees with this free chunk's size", p);
@@ -124,9 +125,13 @@ void prmi_place_in_bin(prm_arena *av, prm_chunk *victim, size_t size)
                 largest->bk_nextsize = victim;
                 victim->bk_nextsize->fd_nextsize = victim;
             } else {
+                size_t steps = 0;
                 while (size < chunk_size(fwd)) {
                     fwd = fwd->fd_nextsize;
                     CHECK_LINK(av, fwd, "a large chunk's fd_nextsize points outside the heap");
+                    if (prm_unlikely(++steps > list_step_limit(av)))
+                        prmi_fail_arena(av, "malloc(): largebin double linked list corrupted (nextsize)",
+                                        "a large bin's size ring never reaches a smaller size", fwd);
                 }
                 if (chunk_size(fwd) == size) {
                     /* That size is present: go second, so the size ring need not change. */
@@ -185,10 +190,23 @@ void prmi_consolidate(prm_arena *av)
             prm_chunk *next_in_bin = fastbin_next(p);
             size_t size = chunk_size(p);
             prm_chunk *next = chunk_at(p, size);
+            /* Both neighbours' sizes are read to merge: bound them by p's segment. */
+            prm_segment *seg = prmi_segment_of(av, (uintptr_t)p);
+            if (prm_unlikely(seg == NULL || (uintptr_t)next + PRM_CHUNK_HDR > seg->end))
+                prmi_fail_arena(av, "malloc_consolidate(): invalid chunk size",
+                                "a fast-bin chunk runs past the end of its segment", p);
             size_t next_size = chunk_size(next);
+            if (prm_unlikely(next->size <= PRM_CHUNK_HDR ||
+                             (next != av->top && next_size > seg->end - (uintptr_t)next - PRM_CHUNK_HDR)))
+                prmi_fail_arena(av, "malloc_consolidate(): invalid next size",
+                                "the chunk after a fast-bin chunk has an impossible size", p);
 
             if (!prev_inuse(p)) {
                 size_t prev_size = p->prev_size;
+                if (prm_unlikely(!aligned_ok(prev_size) || prev_size < PRM_MINSIZE ||
+                         prev_size > (uintptr_t)p - (uintptr_t)segment_first_chunk(seg)))
+                    prmi_fail_arena(av, "corrupted size vs. prev_size in fastbins",
+                                    "prev_size is misaligned, too small, or reaches below the segment", p);
                 p = chunk_below(p, prev_size);
                 CHECK_LINK(av, p, "prev_size leads outside the heap");
                 if (prm_unlikely(chunk_size(p) != prev_size))

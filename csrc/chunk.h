@@ -69,8 +69,10 @@ static inline int    chunk_non_main(const prm_chunk *p) { return (int)((p->size 
 
 static inline void *chunk2mem(prm_chunk *p) { return (char *)p + PRM_CHUNK_HDR; }
 static inline prm_chunk *mem2chunk(void *mem) { return (prm_chunk *)((char *)mem - PRM_CHUNK_HDR); }
-static inline prm_chunk *chunk_at(prm_chunk *p, size_t offset) { return (prm_chunk *)((char *)p + offset); }
-static inline prm_chunk *chunk_below(prm_chunk *p, size_t offset) { return (prm_chunk *)((char *)p - offset); }
+/* Integer arithmetic, not pointer arithmetic: a damaged size or prev_size may lead
+ * anywhere, and the checks that catch it must run before, not after, undefined behaviour. */
+static inline prm_chunk *chunk_at(prm_chunk *p, size_t offset) { return (prm_chunk *)((uintptr_t)p + offset); }
+static inline prm_chunk *chunk_below(prm_chunk *p, size_t offset) { return (prm_chunk *)((uintptr_t)p - offset); }
 static inline prm_chunk *next_chunk(prm_chunk *p) { return chunk_at(p, chunk_size(p)); }
 
 /* In-use state lives in the P bit of the chunk that follows. */

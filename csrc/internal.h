@@ -113,6 +113,17 @@ static inline int  bin_marked(prm_arena *av, unsigned i) { return (int)((av->bin
             prmi_fail_arena((av), "corrupted link", what, (q));                          \
     } while (0)
 
+/* More steps along one of av's lists than it can have chunks: the list is a cycle. */
+static inline size_t list_step_limit(const prm_arena *av) { return av->system_bytes / 32 + 2; }
+
+/* A chunk header about to be read (found through a size or prev_size): fine, or the
+ * arena is reported corrupt. Checked builds only, like CHECK_LINK. */
+#define CHECK_CHUNK(av, q, what)                                                         \
+    do {                                                                                \
+        if (PRM_CHECK_LINKS && prm_unlikely(!prmi_plausible_chunk((av), (q))))           \
+            prmi_fail_arena((av), "corrupted size", what, (q));                          \
+    } while (0)
+
 /* ---- Chunks with their own mapping ---------------------------------------------------
  * Each mmapped chunk's mapping starts with this header, so the core can list, check and
  * account every mmapped chunk (glibc keeps no such list). The chunk follows at offset
@@ -190,6 +201,8 @@ typedef struct prm_params {
     int tcache_count;           /* chunks per thread-cache bin; 0 disables the caches */
 } prm_params;
 
+#define PRM_HEAP_TABLE 4096      /* heaps the set remembers: 256 GiB of them */
+
 typedef struct prm_state {
     prm_params params;
     prm_arena main_arena;       /* heads the arena list */
@@ -198,6 +211,8 @@ typedef struct prm_state {
     int arena_count;
     int arena_limit;            /* arena_max in force */
     prm_arena *next_to_reuse;   /* round robin once the limit is reached */
+    uintptr_t heaps[PRM_HEAP_TABLE];   /* the bases of every non-main heap (arena.c) */
+    int heaps_overflowed;
 } prm_state;
 
 PRM_INTERNAL extern prm_state prmi_state;
@@ -279,6 +294,7 @@ static inline prm_arena *thread_arena(void)
 PRM_INTERNAL prm_arena *prmi_main_arena(void);
 PRM_INTERNAL prm_arena *prmi_new_arena(int index);
 PRM_INTERNAL prm_arena *prmi_arena_of(prm_chunk *p);
+PRM_INTERNAL int prmi_is_heap(uintptr_t base);   /* is base a non-main heap of ours? */
 PRM_INTERNAL int prmi_fits_heap(size_t nb);
 PRM_INTERNAL extern prm_lock prmi_init_lock;
 PRM_INTERNAL void prmi_arena_init(prm_arena *av, int index);

@@ -56,6 +56,16 @@ static inline void free_perturb(void *mem, size_t n)
         memset(mem, byte, n);
 }
 
+/* Top must end exactly where the arena's newest segment ends: a size written over top's
+ * header (an overflow out of the last block) is caught before top is split or grown. */
+static inline void check_top(prm_arena *av, const char *check)
+{
+    size_t size = top_size(av);
+    if (prm_unlikely(size > av->system_bytes || (uintptr_t)av->top + size != av->segments->end))
+        prmi_fail_arena(av, check, "the top chunk does not end where the arena's newest segment ends",
+                        av->top);
+}
+
 /* ---- Accounting, done only at the public entry points ---------------------------------- */
 
 static inline void account_alloc(prm_arena *av, prm_chunk *p)
@@ -203,9 +213,13 @@ static void *take_from_large_bin(prm_arena *av, unsigned index, size_t nb)
     if (victim == bin || chunk_size(victim) < nb)
         return NULL;
     /* Walk the size ring up from the smallest size to the first that fits. */
+    size_t steps = 0;
     do {
         victim = victim->bk_nextsize;
         CHECK_LINK(av, victim, "a large chunk's bk_nextsize points outside the heap");
+        if (prm_unlikely(++steps > list_step_limit(av)))
+            prmi_fail_arena(av, "malloc(): largebin double linked list corrupted (nextsize)",
+                            "a large bin's size ring never reaches a size that fits", victim);
     } while (chunk_size(victim) < nb);
     /* Prefer the second chunk of that size: the size ring need not be rerouted. */
     CHECK_LINK(av, victim->fd, "a large chunk's fd points outside the heap");
@@ -361,9 +375,7 @@ void *prmi_int_malloc(prm_arena *av, size_t nb)
         /* 6. Top. */
         if (av->top != NULL) {
             size_t size = top_size(av);
-            if (prm_unlikely(size > av->system_bytes))
-                prmi_fail_arena(av, "malloc(): corrupted top size",
-                                "the top chunk is larger than the memory the arena holds", av->top);
+            check_top(av, "malloc(): corrupted top size");
             if (size >= nb + PRM_MINSIZE)
                 return split_top(av, nb);
         }
@@ -392,7 +404,8 @@ size_t prmi_free_merge(prm_arena *av, prm_chunk *p)
         prmi_fail_arena(av, "double free or corruption (!prev)",
                         "the chunk is not marked in use by the chunk after it", p);
     size_t next_size = chunk_size(next);
-    if (prm_unlikely(next->size <= PRM_CHUNK_HDR || next_size >= av->system_bytes))
+    if (prm_unlikely(next->size <= PRM_CHUNK_HDR || next_size >= av->system_bytes ||
+                     (next != av->top && next_size > seg->end - (uintptr_t)next - PRM_CHUNK_HDR)))
         prmi_fail_arena(av, "free(): invalid next size (normal)",
                         "the chunk after the one freed has an impossible size", p);
 
@@ -400,9 +413,10 @@ size_t prmi_free_merge(prm_arena *av, prm_chunk *p)
 
     if (!prev_inuse(p)) {
         size_t prev_size = p->prev_size;
-        if (prm_unlikely(prev_size > (uintptr_t)p - (uintptr_t)segment_first_chunk(seg)))
+        if (prm_unlikely(!aligned_ok(prev_size) || prev_size < PRM_MINSIZE ||
+                         prev_size > (uintptr_t)p - (uintptr_t)segment_first_chunk(seg)))
             prmi_fail_arena(av, "corrupted size vs. prev_size while consolidating",
-                            "prev_size reaches below the start of the segment", p);
+                            "prev_size is misaligned, too small, or reaches below the segment", p);
         p = chunk_below(p, prev_size);
         if (prm_unlikely(chunk_size(p) != prev_size))
             prmi_fail_arena(av, "corrupted size vs. prev_size while consolidating",
@@ -478,6 +492,8 @@ static void *int_realloc(prm_arena *av, prm_chunk *oldp, size_t oldsize, size_t 
     size_t newsize = oldsize;
 
     if (oldsize < nb) {
+        if (next == av->top)
+            check_top(av, "realloc(): corrupted top size");
         if (next == av->top && oldsize + next_size >= nb + PRM_MINSIZE) {
             /* Grow into top. */
             set_head_size(oldp, nb | arena_bit(av));
@@ -732,22 +748,39 @@ static prm_chunk *chunk_for_pointer(void *mem, const char *who)
 {
     if (prm_unlikely(!aligned_ok((uintptr_t)mem)))
         return reject_pointer(who, "the pointer is not 16-byte aligned, so malloc never returned it", mem);
-    if (prm_unlikely(may_start_mapping(mem))) {
-        /* Its header may lie in memory unmapped since: ask the registry first. */
-        enum prmi_mapped found = prmi_mmapped_lookup(mem);
+    enum prmi_mapped found = PRMI_MAPPED_UNKNOWN;
+    /* A header that may lie in memory unmapped since (a freed mmapped chunk) is looked up
+     * before it is read; in checked mode (the cffi build) every header is. */
+    if (prm_unlikely(PRM_CHECK_LINKS || may_start_mapping(mem))) {
+        void *header = (char *)mem - PRM_CHUNK_HDR;
+        int in_heap;
+        if (PRM_CHECK_LINKS) {
+            in_heap = in_some_heap(header);
+            if (!in_heap)
+                found = prmi_mmapped_lookup(mem);
+        } else {
+            found = prmi_mmapped_lookup(mem);
+            in_heap = found == PRMI_MAPPED_UNKNOWN && in_some_heap(header);
+        }
         if (found == PRMI_MAPPED_GONE)
             return reject_pointer(who[0] == 'f' ? "free(): double free detected (munmapped chunk)" : who,
                                   "the block's mapping was already given back to the kernel", mem);
-        if (found == PRMI_MAPPED_UNKNOWN && !in_some_heap(mem))
+        if (found == PRMI_MAPPED_UNKNOWN && !in_heap)
             return reject_pointer(who, "the pointer is neither a live mapped block nor inside a heap of ours", mem);
     }
     prm_chunk *p = mem2chunk(mem);
     size_t size = chunk_size(p);
     if (prm_unlikely((uintptr_t)p > (uintptr_t)0 - size || size < PRM_MINSIZE || !aligned_ok(size)))
         return reject_pointer(who, "the chunk header holds an impossible size", mem);
-    if (prm_unlikely(chunk_is_mmapped(p) && !prmi_mmapped_chunk_valid(p)))
+    /* An M bit sends free to a mapping header found through prev_size, which a damaged
+     * or forged header could point anywhere: the registry must know the chunk first. */
+    if (prm_unlikely(chunk_is_mmapped(p) &&
+                     ((found != PRMI_MAPPED_LIVE && prmi_mmapped_lookup(mem) != PRMI_MAPPED_LIVE) ||
+                      !prmi_mmapped_chunk_valid(p))))
         return reject_pointer(who, "the chunk claims its own mapping but no such mapping is ours", mem);
-    if (prm_unlikely(!chunk_is_mmapped(p) && chunk_non_main(p) && !known_arena(prmi_arena_of(p))))
+    if (prm_unlikely(!chunk_is_mmapped(p) && chunk_non_main(p) &&
+                     (!prmi_is_heap((uintptr_t)p & ~(uintptr_t)(PRM_HEAP_MAX - 1)) ||
+                      !known_arena(prmi_arena_of(p)))))
         return reject_pointer(who, "the chunk claims a non-main arena that does not exist", mem);
     return p;
 }
