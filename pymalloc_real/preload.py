@@ -55,7 +55,8 @@ OPTIONS_VARIABLE = "PYMALLOC_REAL_OPTIONS"
 # The keys csrc/preload.c understands (README.md, "Options"); checked here so that a
 # typo fails before the run rather than as a warning inside it.
 OPTION_KEYS = ("mmap_threshold", "trim_threshold", "top_pad", "mxfast", "mmap_max",
-               "arena_max", "arena_test", "perturb", "check_action", "tcache_count", "stats")
+               "arena_max", "arena_test", "perturb", "check_action", "tcache_count", "stats",
+               "trace", "profile", "presize")
 _PRELOAD_STEM = "_preload"
 _MiB = 1024 * 1024
 
