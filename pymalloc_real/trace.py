@@ -572,14 +572,16 @@ class Recording:
         return max(candidates, key=len)
 
 
-def record_run(cmd, options=None, env=None, timeout=None, input=None):
+def record_run(cmd, options=None, env=None, timeout=None, input=None, capture=True):
     """Run ``cmd`` under the preload library with ``trace=`` (one file per process) and
-    return a :class:`Recording`. ``options`` are more of the library's options."""
+    return a :class:`Recording`. ``options`` are more of the library's options; the
+    others are ``preload.run``'s."""
     from . import preload
     chosen = preload.parse_options(options)
     with tempfile.TemporaryDirectory(prefix="pymalloc-real-trace-") as scratch:
         chosen["trace"] = os.path.join(scratch, "trace.%p.raw")
-        report = preload.run(cmd, options=chosen, env=env, timeout=timeout, input=input)
+        report = preload.run(cmd, options=chosen, env=env, timeout=timeout, input=input,
+                             capture=capture)
         traces = {}
         for name in sorted(os.listdir(scratch)):
             if name.startswith("trace.") and name.endswith(".raw"):
