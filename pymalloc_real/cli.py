@@ -728,10 +728,6 @@ def _delta(n):
     return "unchanged" if n == 0 else f"{n:+d} B, {'+' if n > 0 else '-'}{size_text(abs(n))}"
 
 
-if __name__ == "__main__":
-    sys.exit(main())
-
-
 # ---- trace ----------------------------------------------------------------------------------
 
 def _add_trace_parser(commands):
@@ -784,3 +780,7 @@ def _trace(args):
         print(f"pymalloc-real trace: {summary.line()}; {args.output}: {size:,} bytes "
               f"({size / max(len(chosen), 1):.2f} bytes/op)", file=sys.stderr)
     return recording.report.shell_status
+
+
+if __name__ == "__main__":
+    sys.exit(main())
