@@ -81,6 +81,9 @@ static inline void count_live(void *mem, int sign)
             return expression;                                  \
         if (report.enabled)                                     \
             count_call(call, requested);                        \
+        /* On the stack, not in a callee-saved register: that   \
+         * would put a prologue on the fast path too. */        \
+        volatile size_t requested_ = (requested);               \
         void *result_ = expression;                             \
         if (report.enabled)                                     \
             count_live(result_, +1);                            \
@@ -88,7 +91,7 @@ static inline void count_live(void *mem, int sign)
             record;                                             \
         return result_;                                         \
     } while (0)
-#define RECORD(op, size, alignment) prmi_rec_alloc(op, result_, size, alignment)
+#define RECORD(op, alignment) prmi_rec_alloc(op, result_, requested_, alignment)
 
 /* ---- options ------------------------------------------------------------------------ */
 
@@ -237,17 +240,27 @@ static __attribute__((constructor)) void at_load(void)
 
 PRM_EXPORT void *malloc(size_t size)
 {
-    ALLOCATE(CALL_MALLOC, size, prm_malloc(size), RECORD(PRMI_REC_MALLOC, size, 0));
+    ALLOCATE(CALL_MALLOC, size, prm_malloc(size), RECORD(PRMI_REC_MALLOC, 0));
+}
+
+/* free counted or recorded, out of line: the plain path stays a test and a jump. */
+static PRM_NOINLINE void free_observed(void *mem)
+{
+    if (report.enabled && mem != NULL) {
+        __atomic_fetch_add(&report.calls[CALL_FREE], 1, __ATOMIC_RELAXED);
+        count_live(mem, -1);
+    }
+    if (prmi_rec.active)
+        prmi_rec_free(mem);     /* before the call: see trace.h */
+    prm_free(mem);
 }
 
 PRM_EXPORT void free(void *mem)
 {
-    if (prm_unlikely(report.enabled) && mem != NULL) {
-        __atomic_fetch_add(&report.calls[CALL_FREE], 1, __ATOMIC_RELAXED);
-        count_live(mem, -1);
+    if (prm_unlikely(report.enabled | prmi_rec.active)) {
+        free_observed(mem);
+        return;
     }
-    if (prm_unlikely(prmi_rec.active))
-        prmi_rec_free(mem);     /* before the call: see trace.h */
     prm_free(mem);
 }
 
@@ -255,16 +268,24 @@ PRM_EXPORT void *calloc(size_t count, size_t size)
 {
     size_t bytes = 0;
     (void)__builtin_mul_overflow(count, size, &bytes);
-    ALLOCATE(CALL_CALLOC, bytes, prm_calloc(count, size), RECORD(PRMI_REC_CALLOC, bytes, 0));
+    ALLOCATE(CALL_CALLOC, bytes, prm_calloc(count, size), RECORD(PRMI_REC_CALLOC, 0));
+}
+
+/* realloc counted or recorded, out of line: the plain path stays a test and a jump. */
+static PRM_NOINLINE void *realloc_observed(void *mem, size_t size)
+{
+    if (report.enabled)
+        count_live(mem, -1);
+    if (prmi_rec.active)
+        prmi_rec_realloc_begin(mem, size);
+    ALLOCATE(CALL_REALLOC, size, prm_realloc(mem, size), prmi_rec_realloc_end(result_, requested_));
 }
 
 PRM_EXPORT void *realloc(void *mem, size_t size)
 {
-    if (prm_unlikely(report.enabled))
-        count_live(mem, -1);
-    if (prm_unlikely(prmi_rec.active))
-        prmi_rec_realloc_begin(mem, size);
-    ALLOCATE(CALL_REALLOC, size, prm_realloc(mem, size), prmi_rec_realloc_end(mem, result_, size));
+    if (prm_unlikely(report.enabled | prmi_rec.active))
+        return realloc_observed(mem, size);
+    return prm_realloc(mem, size);
 }
 
 PRM_EXPORT void *reallocarray(void *mem, size_t count, size_t size)
@@ -276,13 +297,13 @@ PRM_EXPORT void *reallocarray(void *mem, size_t count, size_t size)
     if (prm_unlikely(prmi_rec.active))
         prmi_rec_realloc_begin(mem, overflow ? SIZE_MAX : bytes);
     ALLOCATE(CALL_REALLOCARRAY, bytes, prm_reallocarray(mem, count, size),
-             prmi_rec_realloc_end(mem, result_, overflow ? SIZE_MAX : bytes));
+             prmi_rec_realloc_end(result_, overflow ? SIZE_MAX : requested_));
 }
 
 PRM_EXPORT void *memalign(size_t alignment, size_t size)
 {
     ALLOCATE(CALL_MEMALIGN, size, prm_memalign(alignment, size),
-             RECORD(PRMI_REC_MEMALIGN, size, alignment));
+             RECORD(PRMI_REC_MEMALIGN, alignment));
 }
 
 PRM_EXPORT int posix_memalign(void **out, size_t alignment, size_t size)
@@ -300,21 +321,22 @@ PRM_EXPORT int posix_memalign(void **out, size_t alignment, size_t size)
 PRM_EXPORT void *aligned_alloc(size_t alignment, size_t size)
 {
     ALLOCATE(CALL_ALIGNED_ALLOC, size, prm_aligned_alloc(alignment, size),
-             RECORD(PRMI_REC_MEMALIGN, size, alignment));
+             RECORD(PRMI_REC_MEMALIGN, alignment));
 }
 
 PRM_EXPORT void *valloc(size_t size)
 {
     ALLOCATE(CALL_VALLOC, size, prm_valloc(size),
-             RECORD(PRMI_REC_MEMALIGN, size, prm_os_page_size()));
+             RECORD(PRMI_REC_MEMALIGN, prm_os_page_size()));
 }
 
 /* pvalloc allocates whole pages: recorded as the size it really serves. */
 PRM_EXPORT void *pvalloc(size_t size)
 {
     ALLOCATE(CALL_PVALLOC, size, prm_pvalloc(size),
-             RECORD(PRMI_REC_MEMALIGN, align_up(size ? size : 1, prm_os_page_size()),
-                    prm_os_page_size()));
+             prmi_rec_alloc(PRMI_REC_MEMALIGN, result_, align_up(requested_ ? requested_ : 1,
+                                                                  prm_os_page_size()),
+                            prm_os_page_size()));
 }
 
 PRM_EXPORT size_t malloc_usable_size(void *mem) { return prm_usable_size(mem); }

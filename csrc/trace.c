@@ -27,6 +27,8 @@ prmi_recorder prmi_rec = { .fd = -1 };
 
 /* This thread's number in the trace plus one (0: none yet). */
 static __thread uint32_t rec_thread;
+/* The block of this thread's realloc in progress, from its begin to its end record. */
+static __thread void *rec_realloc_old;
 
 static void say(const char *a, const char *b)
 {
@@ -254,14 +256,17 @@ void prmi_rec_free(void *mem)
  * nonzero size) leaves the old block live, so it is counted back in. */
 void prmi_rec_realloc_begin(void *mem, size_t size)
 {
+    rec_realloc_old = mem;
     if (prmi_rec.profiling && mem != NULL)
         profile_live(mem, -1);
     if (prmi_rec.tracing)
         append(PRMI_REC_REALLOC, 0, (uintptr_t)mem, size);
 }
 
-void prmi_rec_realloc_end(void *old, void *result, size_t size)
+void prmi_rec_realloc_end(void *result, size_t size)
 {
+    void *old = rec_realloc_old;
+    rec_realloc_old = NULL;
     if (prmi_rec.profiling) {
         if (result != NULL)
             profile_live(result, +1);

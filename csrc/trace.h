@@ -79,7 +79,7 @@ PRM_INTERNAL extern prmi_recorder prmi_rec;
 PRM_INTERNAL void prmi_rec_alloc(int op, void *result, size_t size, size_t alignment);
 PRM_INTERNAL void prmi_rec_free(void *mem);
 PRM_INTERNAL void prmi_rec_realloc_begin(void *mem, size_t size);
-PRM_INTERNAL void prmi_rec_realloc_end(void *old, void *result, size_t size);
+PRM_INTERNAL void prmi_rec_realloc_end(void *result, size_t size);
 
 /* An option of PYMALLOC_REAL_OPTIONS: trace, profile or presize. Returns -1 when the key
  * is not one of them, 0 for a bad value, 1 when taken. Runs while the allocator
