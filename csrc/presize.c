@@ -102,7 +102,12 @@ void prmi_presize_apply(void)
         if (end > start && prm_os_populate((void *)start, end - start) != 0)
             prm_touch((void *)start, end - start);   /* kernels before 5.14 */
     }
-    params()->heap_floor = av->system_bytes;
+    /* Trims give back only what lies above the profile's footprint plus the trim
+     * threshold: a program whose top oscillates near its peak (cc1 does: a big buffer
+     * allocated and freed at the top of the heap, 110 trims in a run) would otherwise
+     * still trim and regrow above a floor at exactly the old peak, since the presized
+     * heap's layout is not the recorded run's. */
+    params()->heap_floor = av->system_bytes + params()->trim_threshold;
     presize.presized = av->system_bytes;
     prm_lock_release(&av->lock);
 }
