@@ -79,6 +79,10 @@ static void flush_locked(void)
 
 static void append(int op, unsigned align_log2, uintptr_t address, size_t size)
 {
+    /* A signal handler that allocates while this thread holds the lock would wait for
+     * itself forever: its record is lost instead (the loader then reports the address). */
+    if (prm_unlikely(prm_lock_held_by_me(&prmi_rec.lock)))
+        return;
     prm_lock_acquire(&prmi_rec.lock);
     if (prm_likely(prmi_rec.tracing)) {
         /* Numbered under the lock, so numbers follow the order of first records. */
@@ -151,6 +155,8 @@ static uint64_t class_limit(unsigned index)
 
 static PRM_NOINLINE void take_snapshot(uint64_t now)
 {
+    if (prm_lock_held_by_me(&prmi_rec.lock))    /* a signal handler's allocation: later */
+        return;
     prm_lock_acquire(&prmi_rec.lock);
     if (now > prmi_rec.snapshot_bytes) {
         for (unsigned i = 0; i < PRMI_PROFILE_CLASSES; i++)
