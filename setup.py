@@ -22,7 +22,8 @@ setup(
         # shared library, never imported (pymalloc_real.preload.library_path finds it).
         Extension("pymalloc_real._preload",
                   sources=[os.path.join("csrc", name) for name in CORE_SOURCES
-                           if name not in ("layout.c", "pagesim.c")] + ["csrc/preload.c"],
+                           if name not in ("layout.c", "pagesim.c")]
+                          + ["csrc/preload.c", "csrc/trace.c", "csrc/presize.c"],
                   include_dirs=["csrc"],
                   define_macros=[("_GNU_SOURCE", None)],
                   extra_compile_args=["-std=gnu11", "-O2", "-g", *WARNINGS,

@@ -259,6 +259,13 @@ int prmi_systrim(prm_arena *av, size_t pad)
         return 0;
     size_t size = top_size(av);
     size_t extra = trimmable(av, pad);
+    /* A presized heap (presize.c) keeps the profile's footprint. */
+    size_t floor = params()->heap_floor;
+    if (floor > 0) {
+        size_t above = av->system_bytes > floor ? av->system_bytes - floor : 0;
+        above = align_down(above, prm_os_page_size());
+        extra = extra < above ? extra : above;
+    }
     if (extra == 0)
         return 0;
 

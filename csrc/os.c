@@ -243,6 +243,72 @@ int prm_os_write_file(const char *path, const char *data, size_t length)
     return rc;
 }
 
+int prm_os_open_output(const char *path, int exclusive)
+{
+    int flags = O_WRONLY | O_CREAT | O_CLOEXEC | (exclusive ? O_EXCL : O_TRUNC);
+    int fd;
+    do
+        fd = open(path, flags, 0644);
+    while (fd < 0 && errno == EINTR);
+    return fd;
+}
+
+int prm_os_write_all(int fd, const void *data, size_t length)
+{
+    const char *p = data;
+    while (length > 0) {
+        ssize_t n = write(fd, p, length);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return -1;
+        p += n;
+        length -= (size_t)n;
+    }
+    return 0;
+}
+
+int prm_os_close(int fd)
+{
+    return close(fd);
+}
+
+long prm_os_read_file(const char *path, char *buffer, size_t capacity)
+{
+    int fd;
+    do
+        fd = open(path, O_RDONLY | O_CLOEXEC);
+    while (fd < 0 && errno == EINTR);
+    if (fd < 0)
+        return -1;
+    size_t total = 0;
+    while (total < capacity) {
+        ssize_t n = read(fd, buffer + total, capacity - total);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            int saved = errno;
+            close(fd);
+            errno = saved;
+            return -1;
+        }
+        if (n == 0)
+            break;
+        total += (size_t)n;
+    }
+    close(fd);
+    return (long)total;
+}
+
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23   /* Linux 5.14; older headers lack the name */
+#endif
+
+int prm_os_populate(void *addr, size_t length)
+{
+    return madvise(addr, length, MADV_POPULATE_WRITE);
+}
+
 int prm_os_pid(void)
 {
     return (int)getpid();

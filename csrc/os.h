@@ -61,6 +61,22 @@ __attribute__((noreturn)) void prm_os_abort(void);
  * 0, or -1 with errno. */
 int prm_os_write_file(const char *path, const char *data, size_t length);
 
+/* Files for the preload library's recorder (trace.c) and presizing (presize.c).
+ * prm_os_open_output creates `path` for writing (close-on-exec, so a program the traced
+ * process execs never inherits it); with `exclusive` an existing file is an error
+ * (EEXIST) and is left alone. Returns a descriptor, or -1 with errno. */
+int  prm_os_open_output(const char *path, int exclusive);
+/* Write all `length` bytes (retrying short writes and EINTR). 0, or -1 with errno. */
+int  prm_os_write_all(int fd, const void *data, size_t length);
+int  prm_os_close(int fd);
+/* Read at most `capacity` bytes of the file at `path` into `buffer`: the number of bytes
+ * read, or -1 with errno. */
+long prm_os_read_file(const char *path, char *buffer, size_t capacity);
+/* Back [addr, addr + length) with physical pages now, in one call
+ * (MADV_POPULATE_WRITE, Linux 5.14); the pages are counted as minor faults all the
+ * same. -1 with errno (EINVAL on older kernels) when the kernel cannot. */
+int  prm_os_populate(void *addr, size_t length);
+
 int prm_os_pid(void);
 int prm_os_gettid(void);
 /* Online CPUs, at least 1. */

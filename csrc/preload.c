@@ -16,6 +16,7 @@
 
 #include "internal.h"
 #include "prm.h"
+#include "trace.h"
 
 #define PRM_EXPORT __attribute__((visibility("default")))
 
@@ -71,16 +72,26 @@ static inline void count_live(void *mem, int sign)
         ;
 }
 
-/* Every allocating entry point: count the call (when reporting) around the core call. */
-#define ALLOCATE(call, requested, expression)                   \
+/* Every allocating entry point: count the call (when reporting) and record it (when
+ * tracing or profiling: `record`, an expression of result_, see trace.h) around the core
+ * call. With neither, one test and the core call. */
+#define ALLOCATE(call, requested, expression, record)           \
     do {                                                        \
-        if (prm_likely(!report.enabled))                        \
+        if (prm_likely(!(report.enabled | prmi_rec.active)))    \
             return expression;                                  \
-        count_call(call, requested);                            \
+        if (report.enabled)                                     \
+            count_call(call, requested);                        \
+        /* On the stack, not in a callee-saved register: that   \
+         * would put a prologue on the fast path too. */        \
+        volatile size_t requested_ = (requested);               \
         void *result_ = expression;                             \
-        count_live(result_, +1);                                \
+        if (report.enabled)                                     \
+            count_live(result_, +1);                            \
+        if (prmi_rec.active)                                    \
+            record;                                             \
         return result_;                                         \
     } while (0)
+#define RECORD(op, alignment) prmi_rec_alloc(op, result_, requested_, alignment)
 
 /* ---- options ------------------------------------------------------------------------ */
 
@@ -166,6 +177,12 @@ static void apply_option(const char *item, size_t length)
     const char *value = equals + 1;
     size_t value_length = length - key_length - 1;
 
+    int recorder = prmi_rec_option(item, key_length, value, value_length);   /* trace.h */
+    if (recorder >= 0) {
+        if (recorder == 0)
+            complain("a bad value:", item, length);
+        return;
+    }
     if (key_length == 5 && memcmp(item, "stats", 5) == 0) {
         if (value_length == 0 || value_length >= sizeof report.path) {
             complain("a bad stats path:", item, length);
@@ -185,7 +202,8 @@ static void apply_option(const char *item, size_t length)
         }
     }
     complain("an unknown key (known: mxfast, trim_threshold, top_pad, mmap_threshold, mmap_max, "
-             "check_action, perturb, canary, arena_test, arena_max, tcache_count, stats):", item, key_length);
+             "check_action, perturb, canary, arena_test, arena_max, tcache_count, stats, trace, "
+             "profile, presize):", item, key_length);
 }
 
 /* Called by the core while it initialises, before it serves the first allocation. */
@@ -205,8 +223,9 @@ void prmi_configure(void)
                 apply_option(item, length);
             item += length + (comma ? 1 : 0);
         }
-        return;
+        break;
     }
+    prmi_presize_apply();   /* once every option is in: presize.c */
 }
 
 /* At load: initialise (so the options, and the exit report, apply even to a program
@@ -220,13 +239,28 @@ static __attribute__((constructor)) void at_load(void)
 
 /* ---- the exported allocation functions ------------------------------------------------ */
 
-PRM_EXPORT void *malloc(size_t size) { ALLOCATE(CALL_MALLOC, size, prm_malloc(size)); }
+PRM_EXPORT void *malloc(size_t size)
+{
+    ALLOCATE(CALL_MALLOC, size, prm_malloc(size), RECORD(PRMI_REC_MALLOC, 0));
+}
+
+/* free counted or recorded, out of line: the plain path stays a test and a jump. */
+static PRM_NOINLINE void free_observed(void *mem)
+{
+    if (report.enabled && mem != NULL) {
+        __atomic_fetch_add(&report.calls[CALL_FREE], 1, __ATOMIC_RELAXED);
+        count_live(mem, -1);
+    }
+    if (prmi_rec.active)
+        prmi_rec_free(mem);     /* before the call: see trace.h */
+    prm_free(mem);
+}
 
 PRM_EXPORT void free(void *mem)
 {
-    if (prm_unlikely(report.enabled) && mem != NULL) {
-        __atomic_fetch_add(&report.calls[CALL_FREE], 1, __ATOMIC_RELAXED);
-        count_live(mem, -1);
+    if (prm_unlikely(report.enabled | prmi_rec.active)) {
+        free_observed(mem);
+        return;
     }
     prm_free(mem);
 }
@@ -235,28 +269,42 @@ PRM_EXPORT void *calloc(size_t count, size_t size)
 {
     size_t bytes = 0;
     (void)__builtin_mul_overflow(count, size, &bytes);
-    ALLOCATE(CALL_CALLOC, bytes, prm_calloc(count, size));
+    ALLOCATE(CALL_CALLOC, bytes, prm_calloc(count, size), RECORD(PRMI_REC_CALLOC, 0));
+}
+
+/* realloc counted or recorded, out of line: the plain path stays a test and a jump. */
+static PRM_NOINLINE void *realloc_observed(void *mem, size_t size)
+{
+    if (report.enabled)
+        count_live(mem, -1);
+    if (prmi_rec.active)
+        prmi_rec_realloc_begin(mem, size);
+    ALLOCATE(CALL_REALLOC, size, prm_realloc(mem, size), prmi_rec_realloc_end(result_, requested_));
 }
 
 PRM_EXPORT void *realloc(void *mem, size_t size)
 {
-    if (prm_unlikely(report.enabled))
-        count_live(mem, -1);
-    ALLOCATE(CALL_REALLOC, size, prm_realloc(mem, size));
+    if (prm_unlikely(report.enabled | prmi_rec.active))
+        return realloc_observed(mem, size);
+    return prm_realloc(mem, size);
 }
 
 PRM_EXPORT void *reallocarray(void *mem, size_t count, size_t size)
 {
     size_t bytes = 0;
-    (void)__builtin_mul_overflow(count, size, &bytes);
+    int overflow = __builtin_mul_overflow(count, size, &bytes);
     if (prm_unlikely(report.enabled))
         count_live(mem, -1);
-    ALLOCATE(CALL_REALLOCARRAY, bytes, prm_reallocarray(mem, count, size));
+    if (prm_unlikely(prmi_rec.active))
+        prmi_rec_realloc_begin(mem, overflow ? SIZE_MAX : bytes);
+    ALLOCATE(CALL_REALLOCARRAY, bytes, prm_reallocarray(mem, count, size),
+             prmi_rec_realloc_end(result_, overflow ? SIZE_MAX : requested_));
 }
 
 PRM_EXPORT void *memalign(size_t alignment, size_t size)
 {
-    ALLOCATE(CALL_MEMALIGN, size, prm_memalign(alignment, size));
+    ALLOCATE(CALL_MEMALIGN, size, prm_memalign(alignment, size),
+             RECORD(PRMI_REC_MEMALIGN, alignment));
 }
 
 PRM_EXPORT int posix_memalign(void **out, size_t alignment, size_t size)
@@ -266,17 +314,31 @@ PRM_EXPORT int posix_memalign(void **out, size_t alignment, size_t size)
     int rc = prm_posix_memalign(out, alignment, size);
     if (prm_unlikely(report.enabled) && rc == 0)
         count_live(*out, +1);
+    if (prm_unlikely(prmi_rec.active) && rc == 0)
+        prmi_rec_alloc(PRMI_REC_MEMALIGN, *out, size, alignment);
     return rc;
 }
 
 PRM_EXPORT void *aligned_alloc(size_t alignment, size_t size)
 {
-    ALLOCATE(CALL_ALIGNED_ALLOC, size, prm_aligned_alloc(alignment, size));
+    ALLOCATE(CALL_ALIGNED_ALLOC, size, prm_aligned_alloc(alignment, size),
+             RECORD(PRMI_REC_MEMALIGN, alignment));
 }
 
-PRM_EXPORT void *valloc(size_t size) { ALLOCATE(CALL_VALLOC, size, prm_valloc(size)); }
+PRM_EXPORT void *valloc(size_t size)
+{
+    ALLOCATE(CALL_VALLOC, size, prm_valloc(size),
+             RECORD(PRMI_REC_MEMALIGN, prm_os_page_size()));
+}
 
-PRM_EXPORT void *pvalloc(size_t size) { ALLOCATE(CALL_PVALLOC, size, prm_pvalloc(size)); }
+/* pvalloc allocates whole pages: recorded as the size it really serves. */
+PRM_EXPORT void *pvalloc(size_t size)
+{
+    ALLOCATE(CALL_PVALLOC, size, prm_pvalloc(size),
+             prmi_rec_alloc(PRMI_REC_MEMALIGN, result_, align_up(requested_ ? requested_ : 1,
+                                                                  prm_os_page_size()),
+                            prm_os_page_size()));
+}
 
 PRM_EXPORT size_t malloc_usable_size(void *mem) { return prm_usable_size(mem); }
 
@@ -368,6 +430,7 @@ static void json_number(prmi_text *t, const char *key, uint64_t value, int last)
  * neither allocates nor touches stdio while the program is exiting. */
 static __attribute__((destructor)) void write_exit_report(void)
 {
+    prmi_rec_finish();   /* the trace's last records and the profile (trace.c) */
     if (!report.enabled)
         return;
     static char buffer[8192];

@@ -201,6 +201,8 @@ static void fork_child(void)
 {
     prmi_tls_tid = 0;   /* the child is a new thread id */
     prm_lock_reset(&prmi_init_lock);
+    if (prmi_rec_fork_child != NULL)
+        prmi_rec_fork_child();
     if (!__atomic_load_n(&prmi_state.main_arena.initialized, __ATOMIC_ACQUIRE))
         return;
     prm_thread *self = &prmi_self;

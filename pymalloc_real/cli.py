@@ -5,7 +5,8 @@ Subcommands: ``demo`` (the default), the seed articles replayed on real memory i
 seven steps; ``maps [PID]``, a process's address space grouped by kind; ``run``, a
 command on one allocator (LD_PRELOAD) with what it cost; ``compare``, a command on
 several allocators side by side; ``bench``, every benchmark workload on every allocator;
-``pagesim``, the page-replacement algorithms over a trace (or a command run under lackey).
+``pagesim``, the page-replacement algorithms over a trace (or a command run under lackey);
+``trace``, a command's allocation calls recorded into a trace file.
 """
 import argparse
 import dataclasses
@@ -18,6 +19,7 @@ import sys
 import textwrap
 
 from . import __version__, bench, demo, pagesim, preload, procfs
+from . import trace as tracing
 from .demo import AGREES, DISAGREES, NOT_APPLICABLE
 from .errors import PymallocError
 from .space import size_text
@@ -88,6 +90,7 @@ def _parser():
     _add_compare_parser(commands)
     _add_bench_parser(commands)
     _add_pagesim_parser(commands)
+    _add_trace_parser(commands)
     return parser
 
 
@@ -723,6 +726,60 @@ def _wrap(text, first, rest=None):
 
 def _delta(n):
     return "unchanged" if n == 0 else f"{n:+d} B, {'+' if n > 0 else '-'}{size_text(abs(n))}"
+
+
+# ---- trace ----------------------------------------------------------------------------------
+
+def _add_trace_parser(commands):
+    parser = commands.add_parser(
+        "trace", help="record a command's allocation calls into a trace file",
+        description="Run CMD under pymalloc_real's preload library with trace= and save "
+                    "the command's allocation calls (malloc, free, realloc, calloc, "
+                    "memalign & co, with object ids, sizes, alignments and threads) to FILE "
+                    "in the compact binary form (or text with --text). The command's "
+                    "output passes through; a one-line summary goes to stderr (--json: a "
+                    "JSON summary on stdout). Exit status: the command's, 2 on an error.")
+    parser.add_argument("-o", "--output", required=True, metavar="FILE",
+                        help="where to write the trace")
+    parser.add_argument("--text", action="store_true", help="write the text form")
+    parser.add_argument("--largest", action="store_true",
+                        help="save the trace of the process with the most operations among "
+                             "all the command started (gcc: cc1), not the command's own")
+    parser.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                        help=_OPTION_HELP)
+    parser.add_argument("--timeout", type=float, metavar="SECONDS",
+                        help="kill the command (SIGKILL) when it runs longer")
+    parser.add_argument("--json", action="store_true", help="print the summary as JSON")
+    parser.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- CMD ...",
+                        help="the command and its arguments, after --")
+    parser.set_defaults(run=_trace)
+
+
+def _trace(args):
+    argv = _command_argv(args)
+    recording = tracing.record_run(argv, options=",".join(args.option) or None,
+                                   timeout=args.timeout, capture=args.json)
+    chosen = recording.largest() if args.largest else recording.trace
+    if chosen is None:
+        raise tracing.TraceError(f"the command's process (pid {recording.report.pid}) wrote "
+                                 "no trace (exit status "
+                                 f"{recording.report.exit_status}); --largest takes another "
+                                 "process's")
+    chosen.save(args.output, text=args.text)
+    size = os.path.getsize(args.output)
+    summary = chosen.summary()
+    if args.json:
+        json.dump(dict(dataclasses.asdict(summary), file=args.output, file_bytes=size,
+                       bytes_per_op=size / max(len(chosen), 1),
+                       description=chosen.description,
+                       exit_status=recording.report.exit_status,
+                       other_processes={pid: len(t) for pid, t in recording.others.items()}),
+                  sys.stdout, indent=2)
+        print()
+    else:
+        print(f"pymalloc-real trace: {summary.line()}; {args.output}: {size:,} bytes "
+              f"({size / max(len(chosen), 1):.2f} bytes/op)", file=sys.stderr)
+    return recording.report.shell_status
 
 
 if __name__ == "__main__":

@@ -54,7 +54,7 @@ OPTIONS_VARIABLE = "PYMALLOC_REAL_OPTIONS"
 # typo fails before the run rather than as a warning inside it.
 OPTION_KEYS = ("mmap_threshold", "trim_threshold", "top_pad", "mxfast", "mmap_max",
                "arena_max", "arena_test", "perturb", "canary", "check_action", "tcache_count",
-               "stats")
+               "stats", "trace", "profile", "presize")
 _PRELOAD_STEM = "_preload"
 _MiB = 1024 * 1024
 

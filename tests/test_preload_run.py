@@ -510,4 +510,6 @@ def test_option_keys_match_the_library():
     from helpers import ROOT
     with open(os.path.join(ROOT, "csrc", "preload.c"), encoding="utf-8") as f:
         shim = set(re.findall(r'\{ "(\w+)", PRM_', f.read())) | {"stats"}
+    with open(os.path.join(ROOT, "csrc", "trace.c"), encoding="utf-8") as f:
+        shim |= set(re.findall(r'memcmp\(key, "(\w+)"', f.read()))    # trace, profile, presize
     assert set(preload.OPTION_KEYS) == shim
