@@ -155,9 +155,16 @@ static inline unsigned fastbin_index(size_t size) { return (unsigned)(size >> 4)
  * chunk (a use-after-free, an overflow) then decodes to garbage instead of to the
  * written value, and garbage is misaligned 15 times in 16: every pop checks alignment.
  * NULL is stored as the shifted slot address, so a zeroed link is caught too. */
+/* PRM_HARDENING=0 builds the core without the checks this project added to glibc's
+ * (safe-linking, sealed links, the lookups before a header is trusted, top sanity), for
+ * one purpose: measuring what they cost (benchmarks/README.md). Never ship it. */
+#ifndef PRM_HARDENING
+#define PRM_HARDENING 1
+#endif
+
 static inline void *protect_link(const void *slot, const void *next)
 {
-    return (void *)(((uintptr_t)slot >> 12) ^ (uintptr_t)next);
+    return PRM_HARDENING ? (void *)(((uintptr_t)slot >> 12) ^ (uintptr_t)next) : (void *)next;
 }
 #define reveal_link(slot, stored) protect_link((slot), (stored))
 
@@ -168,9 +175,10 @@ static inline prm_chunk *fastbin_next(prm_chunk *p) { return reveal_link(&p->fd,
 static inline void fastbin_link(prm_chunk *p, prm_chunk *next)
 {
     p->fd = protect_link(&p->fd, next);
-    p->bk = (prm_chunk *)~(uintptr_t)p->fd;
+    if (PRM_HARDENING)
+        p->bk = (prm_chunk *)~(uintptr_t)p->fd;
 }
-static inline int fastbin_sealed(const prm_chunk *p) { return (uintptr_t)p->bk == ~(uintptr_t)p->fd; }
+static inline int fastbin_sealed(const prm_chunk *p) { return !PRM_HARDENING || (uintptr_t)p->bk == ~(uintptr_t)p->fd; }
 
 /* The chunk size limit that mallopt(M_MXFAST, bytes) sets, as glibc computes it. */
 static inline size_t max_fast_for_request(size_t bytes)

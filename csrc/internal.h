@@ -147,19 +147,12 @@ typedef struct prm_mmap_registry {
     size_t count, max_count;
     size_t mapped_bytes, max_mapped_bytes;   /* lengths of the mappings */
     size_t chunk_bytes;         /* sizes of the chunks in them (in-use accounting) */
-    /* The last chunks unmapped (by free or a moving mremap): a second free of one is
-     * named a double free instead of reading unmapped memory. */
+    /* The last chunks unmapped (by free or a moving mremap), and the pages their
+     * headers were on when free left a tombstone there (mmapped.c), oldest first. */
     uintptr_t unmapped[PRM_UNMAPPED_REMEMBERED];
+    uintptr_t tombstones[PRM_UNMAPPED_REMEMBERED];
     unsigned unmapped_next;
 } prm_mmap_registry;
-
-/* Can mem be the memory of a chunk at the start of its own mapping? Its offset in the
- * page is then 48 (the mapping header and the chunk header), or 0, 16 or 32 after
- * memalign. free looks such pointers up in the registry before reading their header. */
-static inline int may_start_mapping(const void *mem)
-{
-    return ((uintptr_t)mem & (uintptr_t)0xfc0) == 0;
-}
 
 enum prmi_mapped { PRMI_MAPPED_LIVE, PRMI_MAPPED_GONE, PRMI_MAPPED_UNKNOWN };
 
@@ -235,7 +228,7 @@ static inline prm_params *params(void) { return &prmi_state.params; }
 
 typedef struct prm_tcache_entry {
     struct prm_tcache_entry *next;
-    uintptr_t key;              /* while cached: the cache ^ the stored link (tcache_link) */
+    uintptr_t key;              /* while cached: the owning cache (a double-free check) */
 } prm_tcache_entry;
 
 typedef struct prm_tcache {
@@ -256,19 +249,23 @@ PRM_INTERNAL extern __thread prm_thread prmi_self;
 
 static inline unsigned tcache_index(size_t nb) { return (unsigned)((nb - PRM_MINSIZE) >> 4); }
 
-/* The cache lists are safe-linked like the fast bins (chunk.h), and each entry is
- * sealed: its key is the owning cache XORed with the stored link. The key says "cached
- * here" (free's double-free test), and a write over the link alone, or over link and
- * key with anything but a matching pair, breaks the seal; the pop checks it before the
- * link is followed, so a use-after-free write is caught for certain, not 15 times in 16. */
+/* The cache lists are safe-linked like the fast bins (chunk.h). A cached entry's key is
+ * its cache: free's double-free test. Popping an entry checks the link it leaves as the
+ * new head (tcache_link_sane): a write over a cached chunk's link with anything but a
+ * pointer decodes to a non-canonical address and is caught for certain, and a pointer
+ * written there decodes misaligned 15 times in 16. */
 static inline prm_tcache_entry *tcache_next(prm_tcache_entry *e) { return reveal_link(&e->next, e->next); }
-static inline uintptr_t tcache_seal(prm_tcache *tc, prm_tcache_entry *e) { return (uintptr_t)tc ^ (uintptr_t)e->next; }
 static inline void tcache_link(prm_tcache *tc, prm_tcache_entry *e, prm_tcache_entry *next)
 {
     e->next = protect_link(&e->next, next);
-    e->key = tcache_seal(tc, e);
+    e->key = (uintptr_t)tc;
 }
-static inline int tcache_sealed(prm_tcache *tc, prm_tcache_entry *e) { return e->key == tcache_seal(tc, e); }
+static inline int tcache_sealed(prm_tcache *tc, prm_tcache_entry *e) { return e->key == (uintptr_t)tc; }
+/* A decoded link may become a cache bin's head: NULL, or 16-aligned in user space. */
+static inline int tcache_link_sane(const prm_tcache_entry *next)
+{
+    return !PRM_HARDENING || ((uintptr_t)next & (~(uintptr_t)0 << 47 | PRM_ALIGN_MASK)) == 0;
+}
 
 PRM_INTERNAL void prmi_threads_init(void);
 PRM_INTERNAL prm_arena *prmi_attach_arena(void);

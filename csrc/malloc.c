@@ -61,6 +61,11 @@ static inline void free_perturb(void *mem, size_t n)
 static inline void check_top(prm_arena *av, const char *check)
 {
     size_t size = top_size(av);
+    if (!PRM_HARDENING) {   /* glibc's check alone */
+        if (prm_unlikely(size > av->system_bytes))
+            prmi_fail_arena(av, check, "the top chunk is larger than the arena's memory", av->top);
+        return;
+    }
     if (prm_unlikely(size > av->system_bytes || (uintptr_t)av->top + size != av->segments->end))
         prmi_fail_arena(av, check, "the top chunk does not end where the arena's newest segment ends",
                         av->top);
@@ -618,29 +623,30 @@ static PRM_NOINLINE void *malloc_slow(size_t bytes)
 /* The largest request a cache bin serves: request2size gives PRM_TCACHE_MAX_SIZE. */
 #define PRM_TCACHE_MAX_REQUEST (PRM_TCACHE_MAX_SIZE - PRM_SIZE_SZ)
 
-/* Is e, the head of cache bin `index`, a chunk that bin may hold? Its link decoded to an
- * aligned address and its header's size belongs to the bin; anything else means the
- * list was written through a stale pointer (or the header by an overflow). */
-static inline int cache_head_sane(prm_tcache *tc, prm_tcache_entry *e, unsigned index)
+/* Is e, a cache bin's entry, one the slow paths may trust? Aligned, keyed to this cache,
+ * its link sane and its header's size that of bin `index` (an overflow into a cached
+ * chunk's header). The fast path checks only the link it follows (tcache_link_sane). */
+static inline int cache_entry_sane(prm_tcache *tc, prm_tcache_entry *e, unsigned index)
 {
-    return aligned_ok((uintptr_t)e) && tcache_sealed(tc, e) &&
-           tcache_index(chunk_size(mem2chunk(e))) == index;
+    return aligned_ok((uintptr_t)e) &&
+           (!PRM_HARDENING || (tcache_sealed(tc, e) && tcache_link_sane(tcache_next(e)) &&
+                               tcache_index(chunk_size(mem2chunk(e))) == index));
 }
 
-/* A cache bin whose head failed cache_head_sane: report it, and if the check action
- * lets the program go on, drop the bin's contents (they cannot be trusted). Slow path. */
+/* A cache bin whose entry failed its checks: report it, and if the check action lets
+ * the program go on, drop the bin's contents (they cannot be trusted). Slow path. */
 static PRM_NOINLINE void drop_poisoned_bin(prm_tcache *tc, unsigned index)
 {
     prm_tcache_entry *e = tc->entries[index];
     if (!aligned_ok((uintptr_t)e))
         prmi_fail_block("malloc(): unaligned tcache chunk detected",
                         "a thread-cache link decodes to a misaligned address", e);
-    else if (!tcache_sealed(tc, e))
+    else if (!tcache_link_sane(tcache_next(e)))
         prmi_fail_block("malloc(): tcache link corrupted",
                         "a cached chunk's link was overwritten (a write after free?)", e);
     else
         prmi_fail_block("malloc(): memory corruption (tcache)",
-                        "a cached chunk's size does not belong to its cache bin", e);
+                        "a cached chunk's key or size is not its cache bin's", e);
     tc->entries[index] = NULL;
     tc->counts[index] = 0;
 }
@@ -661,7 +667,7 @@ static inline void *cache_pop(size_t bytes)
     prm_tcache_entry *e = tc->entries[index];
     if (e == NULL)
         return NULL;
-    if (prm_unlikely(!cache_head_sane(tc, e, index))) {
+    if (prm_unlikely(!cache_entry_sane(tc, e, index))) {
         drop_poisoned_bin(tc, index);
         return NULL;
     }
@@ -702,9 +708,10 @@ void *prm_malloc(size_t bytes)
             unsigned index = tcache_index(request2size(bytes));
             prm_tcache_entry *e = tc->entries[index];
             if (prm_likely(e != NULL)) {
-                if (prm_unlikely(!cache_head_sane(tc, e, index)))
+                prm_tcache_entry *next = tcache_next(e);
+                if (prm_unlikely(!tcache_link_sane(next)))
                     return cache_poisoned(tc, index, bytes);
-                tc->entries[index] = tcache_next(e);
+                tc->entries[index] = next;
                 tc->counts[index]--;
                 e->key = 0;
                 return e;
@@ -742,6 +749,12 @@ static prm_chunk *reject_pointer(const char *who, const char *why, void *mem)
     return NULL;
 }
 
+static prm_chunk *reject_unmapped(const char *who, void *mem)
+{
+    return reject_pointer(who[0] == 'f' ? "free(): double free detected (munmapped chunk)" : who,
+                          "the block's mapping was already given back to the kernel", mem);
+}
+
 /* Checks every pointer handed back to us must pass before its chunk is touched further.
  * Returns the chunk, or NULL after reporting. */
 static prm_chunk *chunk_for_pointer(void *mem, const char *who)
@@ -751,35 +764,30 @@ static prm_chunk *chunk_for_pointer(void *mem, const char *who)
     enum prmi_mapped found = PRMI_MAPPED_UNKNOWN;
     /* A header that may lie in memory unmapped since (a freed mmapped chunk) is looked up
      * before it is read; in checked mode (the cffi build) every header is. */
-    if (prm_unlikely(PRM_CHECK_LINKS || may_start_mapping(mem))) {
-        void *header = (char *)mem - PRM_CHUNK_HDR;
-        int in_heap;
-        if (PRM_CHECK_LINKS) {
-            in_heap = in_some_heap(header);
-            if (!in_heap)
-                found = prmi_mmapped_lookup(mem);
-        } else {
+    if (PRM_CHECK_LINKS) {
+        int in_heap = in_some_heap((char *)mem - PRM_CHUNK_HDR);
+        if (!in_heap)
             found = prmi_mmapped_lookup(mem);
-            in_heap = found == PRMI_MAPPED_UNKNOWN && in_some_heap(header);
-        }
         if (found == PRMI_MAPPED_GONE)
-            return reject_pointer(who[0] == 'f' ? "free(): double free detected (munmapped chunk)" : who,
-                                  "the block's mapping was already given back to the kernel", mem);
+            return reject_unmapped(who, mem);
         if (found == PRMI_MAPPED_UNKNOWN && !in_heap)
             return reject_pointer(who, "the pointer is neither a live mapped block nor inside a heap of ours", mem);
     }
     prm_chunk *p = mem2chunk(mem);
     size_t size = chunk_size(p);
+    /* A header of zeros may be a tombstone: the page a freed mmapped chunk left. */
+    if (prm_unlikely(p->size == 0 && prmi_mmapped_lookup(mem) == PRMI_MAPPED_GONE))
+        return reject_unmapped(who, mem);
     if (prm_unlikely((uintptr_t)p > (uintptr_t)0 - size || size < PRM_MINSIZE || !aligned_ok(size)))
         return reject_pointer(who, "the chunk header holds an impossible size", mem);
     /* An M bit sends free to a mapping header found through prev_size, which a damaged
      * or forged header could point anywhere: the registry must know the chunk first. */
     if (prm_unlikely(chunk_is_mmapped(p) &&
-                     ((found != PRMI_MAPPED_LIVE && prmi_mmapped_lookup(mem) != PRMI_MAPPED_LIVE) ||
+                     ((PRM_HARDENING && found != PRMI_MAPPED_LIVE && prmi_mmapped_lookup(mem) != PRMI_MAPPED_LIVE) ||
                       !prmi_mmapped_chunk_valid(p))))
         return reject_pointer(who, "the chunk claims its own mapping but no such mapping is ours", mem);
     if (prm_unlikely(!chunk_is_mmapped(p) && chunk_non_main(p) &&
-                     (!prmi_is_heap((uintptr_t)p & ~(uintptr_t)(PRM_HEAP_MAX - 1)) ||
+                     ((PRM_HARDENING && !prmi_is_heap((uintptr_t)p & ~(uintptr_t)(PRM_HEAP_MAX - 1))) ||
                       !known_arena(prmi_arena_of(p)))))
         return reject_pointer(who, "the chunk claims a non-main arena that does not exist", mem);
     return p;
@@ -826,11 +834,18 @@ static int free_heap_chunk(prm_chunk *p, void *mem)
     return PRM_OK;
 }
 
-/* free without the thread cache: to the chunk's arena, or back to the kernel. */
+static int canary_release(void *mem, const char *who);
+
+/* free without the thread cache: to the chunk's arena, or back to the kernel. With the
+ * canary on there are no thread caches, so every free comes here to be checked. */
 static int free_to_arena(void *mem)
 {
     int saved_errno = errno;
     int status;
+    if (prm_unlikely(params()->canary) && (status = canary_release(mem, "free()")) != PRM_OK) {
+        errno = saved_errno;
+        return status;
+    }
     prm_chunk *p = chunk_for_pointer(mem, "free(): invalid pointer");
     if (p == NULL) {
         status = PRM_ERR_INVALID_POINTER;
@@ -901,7 +916,7 @@ static PRM_NOINLINE int in_this_cache(void *mem)
 static int realloc_of_cached(void *mem)
 {
     prm_tcache *tc = prmi_self.tcache;
-    return tc > PRM_TCACHE_DISABLED && aligned_ok((uintptr_t)mem) && !may_start_mapping(mem) &&
+    return tc > PRM_TCACHE_DISABLED && aligned_ok((uintptr_t)mem) &&
            chunk_size(mem2chunk(mem)) <= PRM_TCACHE_MAX_SIZE && tcache_sealed(tc, mem) &&
            in_this_cache(mem);
 }
@@ -920,12 +935,11 @@ static PRM_NOINLINE int free_keyed(void *mem)
 
 /* The fast path pushes on this thread's cache: no lock, errno untouched, only tail
  * calls. A heap chunk of a cached size qualifies; an mmapped one fails the size test
- * because its M bit stays in `size`, and a pointer that may start a mapping goes the
- * slow way, which looks it up before reading its header. */
+ * because its M bit stays in `size`, and so does a freed one's tombstone (size 0). */
 static inline int free_plain(void *mem)
 {
     prm_tcache *tc = prmi_self.tcache;
-    if (prm_likely(tc > PRM_TCACHE_DISABLED && aligned_ok((uintptr_t)mem) && !may_start_mapping(mem))) {
+    if (prm_likely(tc > PRM_TCACHE_DISABLED && aligned_ok((uintptr_t)mem) && mem != NULL)) {
         size_t size = mem2chunk(mem)->size & ~(size_t)(PRM_PREV_INUSE | PRM_NON_MAIN);
         if (prm_likely(size - PRM_MINSIZE <= PRM_TCACHE_MAX_SIZE - PRM_MINSIZE && aligned_ok(size))) {
             unsigned index = tcache_index(size);
@@ -945,27 +959,22 @@ static inline int free_plain(void *mem)
 
 int prm_free(void *mem)
 {
-    if (prm_unlikely(params()->canary)) {
-        int status = canary_release(mem, "free()");
-        if (status != PRM_OK)
-            return status;
-    }
     return free_plain(mem);
 }
 
 /* ---- thread caches ----------------------------------------------------------------------- */
 
+/* A thread's cache, or PRM_TCACHE_DISABLED. With the canary on there is none: every
+ * free must reach the canary's check, which the cache's fast path has no room for (and
+ * the canary can only be switched while nothing, a cache included, is allocated). */
 prm_tcache *prmi_tcache_create(void)
 {
-    if (params()->tcache_count <= 0)
+    if (params()->tcache_count <= 0 || params()->canary)
         return PRM_TCACHE_DISABLED;
-    size_t extra = params()->canary ? PRM_CANARY_EXTRA : 0;
-    prm_tcache *tc = malloc_in_some_arena(request2size(sizeof(prm_tcache) + extra));
+    prm_tcache *tc = malloc_in_some_arena(request2size(sizeof(prm_tcache)));
     if (tc == NULL)
         return PRM_TCACHE_DISABLED;
     memset(tc, 0, sizeof *tc);
-    if (extra != 0)
-        prmi_canary_stamp(tc, sizeof *tc);   /* prm_check finds no block without one */
     return tc;
 }
 
@@ -975,7 +984,7 @@ void prmi_tcache_destroy(prm_tcache *tc)
         prm_tcache_entry *e = tc->entries[i];
         unsigned left = tc->counts[i];
         /* A bad link ends the walk: what follows it is lost, not followed. */
-        while (e != NULL && left-- > 0 && cache_head_sane(tc, e, i)) {
+        while (e != NULL && left-- > 0 && cache_entry_sane(tc, e, i)) {
             prm_tcache_entry *next = tcache_next(e);
             e->key = 0;
             free_to_arena(e);

@@ -87,11 +87,38 @@ int prmi_mmapped_chunk_linked(prm_chunk *p, const char *check)
     return ok ? PRM_OK : report_unlinked(p, check);
 }
 
-/* Under the registry lock: remember that the chunk whose memory was at mem is gone. */
-static void remember_unmapped(prm_mmap_registry *reg, const void *mem)
+/* Under the registry lock: remember that the chunk whose memory was at mem is gone, and
+ * the tombstone page it left (0 if none). Returns the oldest tombstone, which the caller
+ * unmaps, as the ring forgets it (0 if none). */
+static uintptr_t remember_unmapped(prm_mmap_registry *reg, const void *mem, uintptr_t tombstone)
 {
-    reg->unmapped[reg->unmapped_next] = (uintptr_t)mem;
-    reg->unmapped_next = (reg->unmapped_next + 1) % PRM_UNMAPPED_REMEMBERED;
+    unsigned slot = reg->unmapped_next;
+    uintptr_t evicted = reg->tombstones[slot];
+    reg->unmapped[slot] = (uintptr_t)mem;
+    reg->tombstones[slot] = tombstone;
+    reg->unmapped_next = (slot + 1) % PRM_UNMAPPED_REMEMBERED;
+    return evicted;
+}
+
+/* Give a freed chunk's mapping back, except the page holding its header, which becomes
+ * a tombstone: a read-only page of zeros (no memory used). A second free of the chunk
+ * then reads a header of zeros, not unmapped memory, and the registry names it a double
+ * free. Returns the tombstone page, or 0 if the whole mapping went (the hardening is
+ * compiled out, or the kernel refused). */
+static uintptr_t unmap_leaving_tombstone(prm_mmap_header *h, size_t length, prm_chunk *p)
+{
+    size_t page = prm_os_page_size();
+    uintptr_t start = (uintptr_t)h, end = start + length;
+    uintptr_t tomb = align_down((uintptr_t)p, page);
+    if (!PRM_HARDENING || prm_os_tombstone((void *)tomb, page) != 0) {
+        prm_os_munmap(h, length);
+        return 0;
+    }
+    if (tomb > start)
+        prm_os_munmap(h, tomb - start);
+    if (tomb + page < end)
+        prm_os_munmap((void *)(tomb + page), end - (tomb + page));
+    return tomb;
 }
 
 /* Is mem the memory of a live mmapped chunk, of one unmapped lately, or neither (as far
@@ -142,11 +169,15 @@ int prmi_munmap_chunk(prm_chunk *p)
     reg->count--;
     reg->mapped_bytes -= length;
     reg->chunk_bytes -= chunk_size(p);
-    remember_unmapped(reg, chunk2mem(p));
     prm_lock_release(&reg->lock);
 
     int saved = errno;
-    prm_os_munmap(h, length);
+    uintptr_t tomb = unmap_leaving_tombstone(h, length, p);
+    prm_lock_acquire(&reg->lock);
+    uintptr_t evicted = remember_unmapped(reg, chunk2mem(p), tomb);
+    prm_lock_release(&reg->lock);
+    if (evicted != 0)
+        prm_os_forget_tombstone((void *)evicted, prm_os_page_size());
     errno = saved;
     return PRM_OK;
 }
@@ -180,8 +211,7 @@ prm_chunk *prmi_mremap_chunk(prm_chunk *p, size_t nb)
     }
     moved->length = new_length;
     prm_chunk *q = (prm_chunk *)((char *)moved + offset);
-    if (q != p)
-        remember_unmapped(reg, chunk2mem(p));
+    uintptr_t evicted = q != p ? remember_unmapped(reg, chunk2mem(p), 0) : 0;
     moved->chunk = q;
     set_head(q, (new_length - offset) | PRM_IS_MMAPPED);
     reg->mapped_bytes += new_length - old_length;
@@ -189,6 +219,8 @@ prm_chunk *prmi_mremap_chunk(prm_chunk *p, size_t nb)
         reg->max_mapped_bytes = reg->mapped_bytes;
     reg->chunk_bytes += chunk_size(q) - old_size;
     prm_lock_release(&reg->lock);
+    if (evicted != 0)
+        prm_os_forget_tombstone((void *)evicted, prm_os_page_size());
     return q;
 }
 

@@ -97,6 +97,22 @@ int prm_os_munmap(void *addr, size_t length)
     return rc;
 }
 
+int prm_os_tombstone(void *addr, size_t page)
+{
+    void *p = mmap(addr, page, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
+    COUNT(tombstone_calls, 1);
+    if (p != addr)
+        return -1;
+    COUNT(munmap_bytes, page);   /* its memory is given back; only the address stays */
+    return 0;
+}
+
+int prm_os_forget_tombstone(void *addr, size_t page)
+{
+    COUNT(munmap_calls, 1);      /* its bytes were counted when it became a tombstone */
+    return munmap(addr, page);
+}
+
 void *prm_os_mremap(void *addr, size_t old_length, size_t new_length)
 {
     if (injected_failure(PRM_OS_OP_MREMAP)) {

@@ -28,6 +28,10 @@ uintptr_t prm_os_brk_move(uintptr_t current, uintptr_t target);
 /* Private anonymous read/write memory, zero filled by the kernel. NULL on failure. */
 void *prm_os_mmap(size_t length);
 int   prm_os_munmap(void *addr, size_t length);
+/* Replace the page at addr (page aligned, ours) by a read-only page of zeros, which
+ * costs no memory until written, and it cannot be. 0, or -1 with errno. */
+int   prm_os_tombstone(void *addr, size_t page);
+int   prm_os_forget_tombstone(void *addr, size_t page);
 /* Resize a mapping, allowing the kernel to move it. NULL on failure (the old mapping
  * is then untouched). */
 void *prm_os_mremap(void *addr, size_t old_length, size_t new_length);
@@ -97,6 +101,7 @@ typedef struct prm_os_counters {
     uint64_t mremap_failures;
     uint64_t discard_calls;     /* madvise(MADV_DONTNEED) */
     uint64_t mincore_calls;
+    uint64_t tombstone_calls;   /* pages left behind by freed mmapped chunks (mmapped.c) */
     uint64_t brk_bytes_grown;   /* total upward break movement */
     uint64_t brk_bytes_shrunk;  /* total downward break movement */
     uint64_t mmap_bytes;        /* total length mapped */

@@ -107,7 +107,7 @@ typedef struct prm_stats {
     /* the kernel layer's counters */
     uint64_t brk_reads, brk_moves, brk_failures;
     uint64_t mmap_calls, mmap_failures, munmap_calls, mremap_calls, mremap_failures;
-    uint64_t discard_calls, mincore_calls;
+    uint64_t discard_calls, mincore_calls, tombstone_calls;
     uint64_t brk_bytes_grown, brk_bytes_shrunk, mmap_bytes, munmap_bytes, discard_bytes;
 } prm_stats;
 

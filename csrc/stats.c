@@ -334,6 +334,7 @@ void prm_get_stats(prm_stats *out)
     out->mremap_failures = os.mremap_failures;
     out->discard_calls = os.discard_calls;
     out->mincore_calls = os.mincore_calls;
+    out->tombstone_calls = os.tombstone_calls;
     out->brk_bytes_grown = os.brk_bytes_grown;
     out->brk_bytes_shrunk = os.brk_bytes_shrunk;
     out->mmap_bytes = os.mmap_bytes;

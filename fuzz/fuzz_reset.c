@@ -34,6 +34,9 @@ static void forget_mmapped_chunks(void)
         munmap(h, h->length);
         h = next;
     }
+    for (unsigned i = 0; i < PRM_UNMAPPED_REMEMBERED; i++)
+        if (reg->tombstones[i] != 0)
+            munmap((void *)reg->tombstones[i], (size_t)sysconf(_SC_PAGESIZE));
     memset(reg, 0, sizeof *reg);
     reg->list.next = reg->list.prev = &reg->list;
 }

@@ -35,6 +35,18 @@ CORE_SOURCES = [
     "pagesim.c",
 ]
 
+# The LD_PRELOAD library: the core without the demo's probe and the simulator, plus the
+# shim, the trace recorder and the presizer. setup.py builds it; benchmarks/bench_checks.py
+# builds a variant with the hardening checks compiled out, from the same lists.
+PRELOAD_SOURCES = [name for name in CORE_SOURCES if name not in ("layout.c", "pagesim.c")] + [
+    "preload.c", "trace.c", "presize.c"]
+PRELOAD_WARNINGS = ["-Wall", "-Wextra", "-Werror", "-Wno-missing-field-initializers",
+                    "-Wno-unused-parameter"]
+PRELOAD_COMPILE_ARGS = ["-std=gnu11", "-O2", "-g", *PRELOAD_WARNINGS, "-fvisibility=hidden",
+                        "-ftls-model=initial-exec", "-fno-builtin", "-flto"]
+# Link-time optimisation lets the exported malloc/free inline the core's fast paths.
+PRELOAD_LINK_ARGS = ["-flto", "-O2"]
+
 # The headers that state the C API: cffi reads them, the generated wrapper includes them.
 HEADERS = ["prm.h", "pagesim.h"]
 

@@ -293,10 +293,15 @@ def test_an_mmapped_chunk_is_in_maps_while_live_and_gone_after_free():
     assert mapping_start % PAGE == 0 and region.start <= mapping_start
 
     block.free()
-    assert not prm.is_mapped(mapping_start, chunk.size + 32), "free unmapped it"
+    assert not prm.is_mapped(mapping_start + PAGE, chunk.size + 32 - PAGE), "free unmapped it"
     regions = prm.maps()
     assert not any(part[2] == "mmapped chunk" for r in regions for part in r.ours)
-    assert prm.region_of(block.address, regions) is None
+    # All but the header's page: that became a tombstone, a read-only page of zeros, so
+    # that a second free reads zeros (and is named a double free) instead of faulting.
+    tombstone = prm.region_of(block.address, regions)
+    assert tombstone is not None and tombstone.perms.startswith("r--"), tombstone
+    assert tombstone.start <= mapping_start and mapping_start + PAGE <= tombstone.end
+    assert prm.stats().tombstone_calls >= 1
 
 
 @fresh_interpreter
