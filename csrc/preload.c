@@ -210,8 +210,17 @@ static void apply_option(const char *item, size_t length)
 void prmi_configure(void)
 {
     static const char name[] = "PYMALLOC_REAL_OPTIONS=";
+    static const char glibc_check[] = "MALLOC_CHECK_=";
     if (environ == NULL)
         return;
+    /* glibc's variable first, a single digit with M_CHECK_ACTION's bits; check_action=
+     * in our options overrides it. */
+    for (char **entry = environ; *entry != NULL; entry++) {
+        const char *value = *entry + sizeof glibc_check - 1;
+        if (strncmp(*entry, glibc_check, sizeof glibc_check - 1) == 0 &&
+            value[0] >= '0' && value[0] <= '7' && value[1] == '\0')
+            prmi_set_param(PRM_M_CHECK_ACTION, value[0] - '0');
+    }
     for (char **entry = environ; *entry != NULL; entry++) {
         if (strncmp(*entry, name, sizeof name - 1) != 0)
             continue;

@@ -70,10 +70,11 @@ def library():
     return library_path()
 
 
-def _run(binary, library, options=""):
+def _run(binary, library, options="", extra_env=None):
     env = {key: value for key, value in os.environ.items()
            if key not in ("LD_PRELOAD", "PYMALLOC_REAL_OPTIONS", "MALLOC_CHECK_")}
     env["LD_PRELOAD"] = library
+    env.update(extra_env or {})
     if options:
         env["PYMALLOC_REAL_OPTIONS"] = options
     return subprocess.run([binary], env=env, capture_output=True, text=True, timeout=30)
@@ -130,6 +131,14 @@ def test_check_action_selects_print_abort_and_brief(corpus, library, name, actio
         assert lines == [f"pymalloc_real: {check}"], proc.stderr
     else:
         assert len(lines) == 1 and _is_report(lines[0], check), proc.stderr
+
+
+def test_glibc_malloc_check_variable_sets_the_action_and_our_option_wins(corpus, library):
+    env = {"MALLOC_CHECK_": "1"}
+    proc = _run(corpus["double_free_tcache"], library, extra_env=env)
+    assert proc.returncode == 3 and "double free detected in tcache 2" in proc.stderr
+    proc = _run(corpus["double_free_tcache"], library, "check_action=3", extra_env=env)
+    assert proc.returncode == -signal.SIGABRT, proc.stderr
 
 
 def test_continue_mode_leaves_a_working_allocator_after_refused_frees(corpus, library):
