@@ -92,8 +92,12 @@ int lab_policy_new(const struct lab_config *config, struct lab_policy **out)
         c.region_size = (uint64_t)256 << 20;
     if (!c.min_block)
         c.min_block = 16;
-    if (!c.pool_size)
+    if (!c.pool_size) {
+        /* 64 KiB, or the whole (power-of-two) region when that is smaller. */
         c.pool_size = 64 << 10;
+        while (c.pool_size > c.region_size && c.pool_size > c.min_block)
+            c.pool_size /= 2;
+    }
     if (!c.block_size)
         c.block_size = 256;
     if (!c.slab_size)

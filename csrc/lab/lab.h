@@ -66,7 +66,8 @@ struct lab_config {
     uint64_t region_size;       /* bytes of address space (default 256 MiB); the buddy
                                    uses the largest power of two that fits */
     uint64_t min_block;         /* buddy: smallest block, a power of two >= 16 (16) */
-    uint64_t pool_size;         /* buddy_pool: a pool, a power of two (64 KiB) */
+    uint64_t pool_size;         /* buddy_pool: a pool, a power of two (64 KiB, or less
+                                   when the region is smaller) */
     uint64_t block_size;        /* bitmap: the one block size, a multiple of 16 (256) */
     uint64_t slab_size;         /* slab: bytes per slab for objects up to 512 bytes, a
                                    power-of-two number of pages (4096); bigger objects get
