@@ -736,6 +736,9 @@ def _add_replay_parser(commands):
                         help="bitmap: the one block size (default 256)")
     parser.add_argument("--no-verify", action="store_true",
                         help="skip the pattern checks in every block (faster, for timing)")
+    parser.add_argument("--time-limit", type=float, default=30.0, metavar="SECONDS",
+                        help="stop a policy after this long (the fits and the minimal "
+                             "allocator are O(free blocks) per op; default 30)")
     parser.add_argument("--plot", metavar="FILE",
                         help="also draw the footprint over time per policy into this PNG")
     parser.add_argument("--picture", metavar="POLICY[@OP]",
@@ -761,7 +764,7 @@ def _replay(args):
     region = _byte_size(args.region) if args.region else None
     trace = lab.pack(lab.load(args.trace))
     table = lab.compare(trace, policies, region_size=region, verify=not args.no_verify,
-                        block_size=args.block_size,
+                        block_size=args.block_size, time_limit=args.time_limit,
                         description=os.path.basename(args.trace))
     plot = table.plot(args.plot) if args.plot else None
     picture = None

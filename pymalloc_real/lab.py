@@ -349,9 +349,11 @@ class Policy:
     # ---- replay ----
 
     def replay(self, trace, verify=True, sample_every=None, stop_after=None,
-               free_remaining=True):
+               free_remaining=True, time_limit=None):
         """Run the trace on this policy (see :func:`replay`); with ``free_remaining``
-        false the objects still live stay, so :meth:`walk` shows the region then."""
+        false the objects still live stay, so :meth:`walk` shows the region then.
+        ``time_limit`` (seconds) stops the loop once it has run that long (the result's
+        ``timed_out`` and ``ops`` say where)."""
         packed = pack(trace)
         if stop_after is not None and (not isinstance(stop_after, int) or stop_after < 0):
             raise LabError(f"stop_after must be an op count, not {stop_after!r}")
@@ -367,6 +369,11 @@ class Policy:
         options.free_remaining = bool(free_remaining)
         options.sample_every = sample_every
         options.stop_after = stop_after or 0
+        if time_limit is not None:
+            if not time_limit > 0:
+                raise LabError(f"time_limit must be a positive number of seconds, "
+                               f"not {time_limit!r}")
+            options.time_limit_ns = int(time_limit * 1e9)
         capacity = n // sample_every + 3
         samples = ffi.new("struct lab_sample[]", capacity)
         result = ffi.new("struct lab_replay_result *")
@@ -390,7 +397,8 @@ class Policy:
             final_footprint=result.final_footprint, peak_live=result.peak_live,
             internal_at_peak=result.internal_at_peak, peak_internal=result.peak_internal,
             elapsed_ns=result.elapsed_ns, minor_faults=result.minor_faults,
-            major_faults=result.major_faults, verified=bool(verify), series=series)
+            major_faults=result.major_faults, verified=bool(verify), series=series,
+            timed_out=bool(result.timed_out), trace_ops=n)
 
     def __repr__(self):
         return f"<lab.Policy {self.name}>"
@@ -431,7 +439,8 @@ class ReplayResult:
     block size); ``skipped_frees``: frees and reallocs of objects whose malloc failed.
     ``elapsed_ns``: the loop (with the pattern checks when ``verified``), sampling taken
     out; ``loop_ns_per_op``: the loop alone (the null policy), filled by :func:`replay`
-    with ``baseline=True``.
+    with ``baseline=True``. ``timed_out``: a time limit stopped the run after ``ops`` of
+    ``trace_ops`` ops (every figure then covers only those).
     """
     policy: str
     ops: int
@@ -451,6 +460,8 @@ class ReplayResult:
     verified: bool
     series: list = dataclasses.field(repr=False, default_factory=list)
     loop_ns_per_op: object = None
+    timed_out: bool = False
+    trace_ops: int = 0
 
     @property
     def ns_per_op(self):
@@ -497,15 +508,17 @@ def _baseline(packed):
 
 
 def replay(trace, policy, region_size=None, verify=True, sample_every=None, baseline=True,
-           **params):
+           time_limit=None, **params):
     """Replay ``trace`` on a fresh ``policy`` (a name of :data:`POLICIES`) and return a
     :class:`ReplayResult`. ``verify`` writes and checks a pattern in every block (off for
     timing); ``sample_every`` ops between points of the series (default: 400 points);
-    ``baseline`` also times the null policy to give the loop's own cost per op. Other
+    ``baseline`` also times the null policy to give the loop's own cost per op;
+    ``time_limit`` (seconds) stops a slow policy part way (``timed_out``). Other
     keywords (min_block, pool_size, block_size, slab_size) go to :class:`Policy`."""
     packed = pack(trace)
     with Policy(policy, region_size=region_size, **params) as p:
-        result = p.replay(packed, verify=verify, sample_every=sample_every)
+        result = p.replay(packed, verify=verify, sample_every=sample_every,
+                          time_limit=time_limit)
     if baseline:
         result.loop_ns_per_op = _baseline(packed)
     return result
@@ -541,7 +554,9 @@ class Comparison:
             ext = ("n/a" if r.external_fragmentation is None else
                    f"{r.external_fragmentation:.2f} / {r.external_fragmentation_max:.2f}")
             over = f"{r.overhead:.2f}x" if r.overhead else "-"
-            rows.append(f"| {r.policy} | {_size(r.peak_footprint)} | {over} | "
+            name = (f"{r.policy} (stopped by the time limit after {r.ops:,} of "
+                    f"{r.trace_ops:,} ops)" if r.timed_out else r.policy)
+            rows.append(f"| {name} | {_size(r.peak_footprint)} | {over} | "
                         f"{_size(r.internal_at_peak)} | {ext} | {r.failed:,} | "
                         f"{r.ns_per_op:.0f} | {r.minor_faults:,} |")
         return "\n".join(rows)
@@ -574,9 +589,10 @@ class Comparison:
 
 
 def compare(trace, policies=None, region_size=None, verify=True, sample_every=None,
-            description="", **params):
+            description="", time_limit=None, **params):
     """Replay ``trace`` under each of ``policies`` (default: all) and return a
-    :class:`Comparison`."""
+    :class:`Comparison`. ``time_limit`` (seconds per policy) stops the slow ones (the
+    fits and the minimal allocator are O(free blocks) per op) part way."""
     packed = pack(trace)
     names = list(POLICIES if policies is None else policies)
     for name in names:
@@ -587,7 +603,8 @@ def compare(trace, policies=None, region_size=None, verify=True, sample_every=No
     for name in names:
         mine = {k: v for k, v in params.items() if v is not None}
         with Policy(name, region_size=region_size, **mine) as p:
-            result = p.replay(packed, verify=verify, sample_every=sample_every)
+            result = p.replay(packed, verify=verify, sample_every=sample_every,
+                              time_limit=time_limit)
         result.loop_ns_per_op = loop
         results.append(result)
     return Comparison(results, packed.n_ops, loop, description)

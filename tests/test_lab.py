@@ -430,3 +430,27 @@ def test_replay_command(tmp_path, capsys):
     assert data["trace"]["ops"] == 67 and data["results"][0]["policy"] == "bitmap"
     assert main(["replay", str(path), "--policies", "nope"]) == 2
     assert "unknown policy" in capsys.readouterr().err
+
+
+# ---- a trace recorded from a real program ------------------------------------------------
+
+def test_a_recorded_program_replays_under_every_policy(tmp_path, capsys):
+    # The recorder (pymalloc_real.trace, LD_PRELOAD) is its own module; without it there
+    # is nothing recorded to replay.
+    trace_module = pytest.importorskip("pymalloc_real.trace")
+    data = tmp_path / "words.txt"
+    data.write_text("".join(f"{(i * 7919) % 10007} line {i}\n" for i in range(20000)))
+    path = tmp_path / "sort.trace"
+    recorded = trace_module.record(["sort", str(data)], path=str(path))
+    assert len(recorded) > 100
+    comparison = lab.compare(recorded)
+    for r in comparison.results:
+        assert r.ops == len(recorded), r.policy
+        assert r.mallocs > 0
+        if r.policy not in ("bitmap", "slab"):
+            assert r.failed == 0, r.policy
+    plot = tmp_path / "sort.png"
+    assert main(["replay", str(path), "--plot", str(plot)]) == 0
+    out = capsys.readouterr().out
+    assert all(f"| {name} |" in out for name in lab.POLICIES)
+    assert os.path.getsize(plot) > 5000

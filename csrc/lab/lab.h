@@ -190,6 +190,8 @@ struct lab_replay_options {
     int free_remaining;         /* after the run (untimed), free what is still live */
     uint64_t sample_every;      /* ops between two samples (0: no samples) */
     uint64_t stop_after;        /* run only this many ops (0: all); the picture's moment */
+    uint64_t time_limit_ns;     /* stop (timed_out) once the loop has run this long,
+                                   checked every 4096 ops (0: no limit) */
 };
 
 /* One point of the time series. */
@@ -220,7 +222,7 @@ struct lab_replay_result {
     uint64_t samples;           /* samples written (at most the capacity) */
     uint64_t error_op;          /* LAB_ERR_VERIFY / LAB_ERR_TRACE: the op's index */
     int error_detail;           /* which check: enum lab_verify_check */
-    int pad_;
+    int timed_out;              /* 1: stopped by time_limit_ns after `ops` ops */
 };
 
 enum lab_verify_check {

@@ -258,6 +258,14 @@ int lab_replay(struct lab_policy *policy, const struct lab_op *ops, size_t n_ops
             sample(&r, i + 1);
             next_sample += every;
         }
+        /* The O(n) policies can take hours on a long trace: a limit keeps a comparison
+         * finite, and the result says where it stopped. */
+        if (LAB_UNLIKELY((i & 4095) == 4095) && options->time_limit_ns
+            && prm_os_monotonic_ns() - start - r.sample_ns > options->time_limit_ns) {
+            result->timed_out = 1;
+            i++;
+            break;
+        }
     }
 out:;
     uint64_t end = prm_os_monotonic_ns();
