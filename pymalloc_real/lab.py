@@ -569,14 +569,22 @@ class Comparison:
         """Footprint over time per policy (and the live bytes) into a PNG; returns the
         path. Needs matplotlib."""
         from matplotlib.figure import Figure     # optional dependency: only when plotting
+        import matplotlib
+        palette = matplotlib.colormaps["tab20"].colors
         figure = Figure(figsize=(10, 5.5))
         ax = figure.add_subplot()
-        for r in self.results:
+        for n, r in enumerate(self.results):
+            label = r.policy + (f" (stopped at {r.ops:,})" if r.timed_out else "")
+            real = r.policy in ("ptmalloc", "glibc")
             ax.plot([s.op for s in r.series], [s.footprint / 2 ** 20 for s in r.series],
-                    label=r.policy, linewidth=1.3)
-        if self.results and self.results[0].series:
-            first = self.results[0].series
-            ax.plot([s.op for s in first], [s.live_bytes / 2 ** 20 for s in first],
+                    label=label, color=palette[(2 * n) % 20 + (n >= 10)],
+                    linewidth=2.2 if real else 1.3, linestyle=":" if real else "-")
+        # The live bytes are the trace's, the same under every policy that took every
+        # request: drawn from the longest run.
+        longest = max(self.results, key=lambda r: (r.ops, -r.failed), default=None)
+        if longest and longest.series:
+            ax.plot([s.op for s in longest.series],
+                    [s.live_bytes / 2 ** 20 for s in longest.series],
                     color="black", linestyle="--", linewidth=1.5, label="live (requested)")
         ax.set_xlabel("operations")
         ax.set_ylabel("footprint (MiB)")
