@@ -13,6 +13,7 @@
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 static prm_os_counters os_counters;
@@ -352,6 +353,13 @@ int prm_os_cpu_count(void)
 void prm_os_abort(void)
 {
     abort();
+}
+
+uint64_t prm_os_monotonic_ns(void)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (uint64_t)now.tv_sec * 1000000000u + (uint64_t)now.tv_nsec;
 }
 
 int prm_os_page_faults(long *minor, long *major)

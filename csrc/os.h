@@ -86,6 +86,9 @@ int prm_os_gettid(void);
 /* Online CPUs, at least 1. */
 int prm_os_cpu_count(void);
 
+/* CLOCK_MONOTONIC in nanoseconds (the lab's replay loop times itself with it). */
+uint64_t prm_os_monotonic_ns(void);
+
 /* Minor and major page faults of the calling process so far (getrusage). */
 int prm_os_page_faults(long *minor, long *major);
 

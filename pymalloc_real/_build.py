@@ -1,8 +1,9 @@
 """cffi builder for ``pymalloc_real._core`` (out-of-line API mode).
 
 The C core in ``csrc/`` is compiled into the extension together with a few lines of
-glue, and so is the page-replacement simulator (``csrc/pagesim.c``), which stands beside
-the core. The interface cffi sees is ``csrc/prm.h`` and ``csrc/pagesim.h`` themselves,
+glue, and so are the page-replacement simulator (``csrc/pagesim.c``) and the
+placement-policy lab (``csrc/lab/``), which stand beside the core. The interface cffi
+sees is ``csrc/prm.h``, ``csrc/pagesim.h`` and ``csrc/lab/lab.h`` themselves,
 with their preprocessor housekeeping removed, so the headers stay the single statement
 of the C API.
 
@@ -46,9 +47,21 @@ PRELOAD_COMPILE_ARGS = ["-std=gnu11", "-O2", "-g", *PRELOAD_WARNINGS, "-fvisibil
                         "-ftls-model=initial-exec", "-fno-builtin", "-flto"]
 # Link-time optimisation lets the exported malloc/free inline the core's fast paths.
 PRELOAD_LINK_ARGS = ["-flto", "-O2"]
+# The placement-policy lab (csrc/lab/), which also stands beside the core: the policies,
+# the two real allocators as policies, and the replay loop. Not in the LD_PRELOAD build.
+LAB_SOURCES = [
+    "lab/lab.c",
+    "lab/lab_minimal.c",
+    "lab/lab_freelist.c",
+    "lab/lab_buddy.c",
+    "lab/lab_bitmap.c",
+    "lab/lab_slab.c",
+    "lab/lab_real.c",
+    "lab/lab_replay.c",
+]
 
 # The headers that state the C API: cffi reads them, the generated wrapper includes them.
-HEADERS = ["prm.h", "pagesim.h"]
+HEADERS = ["prm.h", "pagesim.h", "lab/lab.h"]
 
 # -Werror keeps the core honest; cffi's generated wrapper is compiled with the same flags.
 COMPILE_ARGS = ["-std=gnu11", "-O2", "-g", "-Wall", "-Wextra", "-Werror",
@@ -79,7 +92,7 @@ ffibuilder.set_source(
     "pymalloc_real._core",
     "#include <stdlib.h>\n" + "".join(f'#include "{name}"\n' for name in HEADERS),
     # setuptools insists on paths relative to setup.py's directory, where it runs.
-    sources=[os.path.join("csrc", name) for name in CORE_SOURCES],
+    sources=[os.path.join("csrc", name) for name in CORE_SOURCES + LAB_SOURCES],
     include_dirs=["csrc"],
     define_macros=[("PRM_RECOVERABLE", "1"), ("_GNU_SOURCE", None)],
     extra_compile_args=COMPILE_ARGS,
