@@ -486,7 +486,9 @@ static void *int_realloc(prm_arena *av, prm_chunk *oldp, size_t oldsize, size_t 
 {
     prm_chunk *next = chunk_at(oldp, oldsize);
     size_t next_size = chunk_size(next);
-    if (prm_unlikely(next->size <= PRM_CHUNK_HDR || next_size >= av->system_bytes))
+    prm_segment *seg = prmi_segment_of(av, (uintptr_t)oldp);   /* in_our_heap found it */
+    if (prm_unlikely(next->size <= PRM_CHUNK_HDR || next_size >= av->system_bytes ||
+                     (next != av->top && next_size > seg->end - (uintptr_t)next - PRM_CHUNK_HDR)))
         prmi_fail_arena(av, "realloc(): invalid next size",
                         "the chunk after the one reallocated has an impossible size", oldp);
     if (prm_unlikely(!prev_inuse(next)))

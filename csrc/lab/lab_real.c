@@ -85,6 +85,13 @@ int lab_real_create(const struct lab_config *c, const struct lab_ops **ops, void
     if (!r)
         return LAB_ERR_NOMEM;
     r->glibc = c->kind == LAB_GLIBC;
+    /* Give back what the allocator holds free (the top, empty pages) before the
+     * baseline: what it holds then, it reuses first, which would hide footprint.
+     * lab.replay runs these two in a fresh process for the same reason. */
+    if (r->glibc)
+        malloc_trim(0);
+    else
+        prm_malloc_trim(0);
     r->baseline = held(r);
     *ops = &real_ops;
     *self = r;

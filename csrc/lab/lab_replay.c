@@ -88,6 +88,19 @@ static void sample(struct run *r, uint64_t op)
     r->sample_ns += prm_os_monotonic_ns() - start;
 }
 
+/* The footprint at a new high of the live bytes, without a point in the series: the
+ * real allocators' footprint is only known by asking, and a big block that lives
+ * between two samples would otherwise never be seen. */
+static void probe_peak(struct run *r)
+{
+    uint64_t start = prm_os_monotonic_ns();
+    struct lab_stats s;
+    lab_stats(r->policy, &s);
+    if (s.footprint > r->result->peak_footprint)
+        r->result->peak_footprint = s.footprint;
+    r->sample_ns += prm_os_monotonic_ns() - start;
+}
+
 static int fail(struct lab_replay_result *res, uint64_t op, int check, int status)
 {
     res->error_op = op;
@@ -115,7 +128,7 @@ int lab_replay(struct lab_policy *policy, const struct lab_op *ops, size_t n_ops
     const struct lab_ops *pops = policy->ops;
     void *self = policy->self;
     uint64_t next_sample = every ? every : UINT64_MAX;
-    uint64_t peak_live = 0;
+    uint64_t peak_live = 0, next_probe = 0;
     int status = LAB_OK;
     long minor0 = 0, major0 = 0, minor1 = 0, major1 = 0;
 
@@ -251,6 +264,10 @@ int lab_replay(struct lab_policy *policy, const struct lab_op *ops, size_t n_ops
         if (r.live > peak_live) {
             peak_live = r.live;
             result->internal_at_peak = r.usable_live - r.live;
+            if (peak_live >= next_probe) {    /* at most ~64 probes per doubling */
+                probe_peak(&r);
+                next_probe = peak_live + peak_live / 64 + 1;
+            }
         }
         if (r.usable_live - r.live > result->peak_internal)
             result->peak_internal = r.usable_live - r.live;
