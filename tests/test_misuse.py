@@ -338,24 +338,23 @@ def test_corpus_double_free_cache_and_fast_sizes():
     assert prm.page_size() > 0                   # ... and the interpreter goes on
 
 
-@fresh_interpreter
-def test_corpus_double_free_small_block():
-    p = lib.prm_malloc(600)
-    guard = lib.prm_malloc(600)
+def _double_free_in_the_bins(size):
+    p = lib.prm_malloc(size)
+    guard = lib.prm_malloc(size)                 # keeps p from merging into top
     lib.prm_free(p)
     assert lib.prm_free(p) == lib.PRM_ERR_CORRUPTION
     _expect(_raw_error(), prm.HeapCorruption, "double free or corruption (!prev)")
     del guard
+
+
+@fresh_interpreter                               # each corrupts its arena: one per process
+def test_corpus_double_free_small_block():
+    _double_free_in_the_bins(600)
 
 
 @fresh_interpreter
 def test_corpus_double_free_large_block():
-    p = lib.prm_malloc(5000)
-    guard = lib.prm_malloc(5000)
-    lib.prm_free(p)
-    assert lib.prm_free(p) == lib.PRM_ERR_CORRUPTION
-    _expect(_raw_error(), prm.HeapCorruption, "double free or corruption (!prev)")
-    del guard
+    _double_free_in_the_bins(5000)
 
 
 @fresh_interpreter
