@@ -11,7 +11,8 @@
  * (caught with its offset) or the last word (the size then decodes to nonsense). A
  * freed block's last word holds the retired marker instead, which is how a second free
  * is recognised and how prm_check tells cached chunks (which look in use) apart.
- * Every pattern byte is nonzero, so zeroing past the end is caught too. */
+ * The pattern bytes are never text, 0 or 0xff (canary_byte), so an overflow of those is
+ * caught whatever the block's address. */
 #include "prm.h"
 #include "internal.h"
 
@@ -24,9 +25,12 @@ static inline size_t canary_key(const void *mem)
     return ((uintptr_t)mem * (uintptr_t)0x9e3779b97f4a7c15u) ^ (uintptr_t)0x5a17c0de0ddba11u;
 }
 
-static inline unsigned char canary_byte(const void *mem)
+/* The pattern byte at offset i: it varies along the block, and always has its top bit
+ * set and its low bit clear, so it is never text, never 0 and never 0xff, the bytes an
+ * overflow most often writes (a fixed byte from the key matched 'A' once in 128 runs). */
+static inline unsigned char canary_byte(const void *mem, size_t i)
 {
-    return (unsigned char)((canary_key(mem) >> 56) | 1);
+    return (unsigned char)(0x80 | ((canary_key(mem) >> ((i & 7) * 8)) & 0x7e));
 }
 
 /* The bytes the block really has: the allocator's view, not the program's. */
@@ -45,7 +49,9 @@ void prmi_canary_stamp(void *mem, size_t requested)
 {
     size_t usable = raw_usable(mem);
     /* invariant: the block was allocated PRM_CANARY_EXTRA larger than the request */
-    memset((char *)mem + requested, canary_byte(mem), usable - sizeof(size_t) - requested);
+    unsigned char *bytes = mem;
+    for (size_t i = requested; i < usable - sizeof(size_t); i++)
+        bytes[i] = canary_byte(mem, i);
     *tail_word(mem, usable) = requested ^ canary_key(mem);
 }
 
@@ -66,9 +72,8 @@ enum prmi_canary_state prmi_canary_inspect(void *mem, size_t *requested, size_t 
         return PRMI_CANARY_DAMAGED;
     }
     const unsigned char *bytes = mem;
-    unsigned char expected = canary_byte(mem);
     for (size_t i = n; i < usable - sizeof(size_t); i++) {
-        if (bytes[i] != expected) {
+        if (bytes[i] != canary_byte(mem, i)) {
             *bad_offset = i;
             return PRMI_CANARY_DAMAGED;
         }
