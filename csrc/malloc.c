@@ -313,8 +313,6 @@ static prm_tcache *stash_target(size_t nb, unsigned *index)
 static void stash(prm_arena *av, prm_tcache *tc, unsigned index, prm_chunk *p)
 {
     account_alloc(av, p);
-    if (prm_unlikely(params()->canary))
-        prmi_canary_retire(chunk2mem(p));   /* cached, not in use: prm_check skips it */
     prm_tcache_entry *e = chunk2mem(p);
     tcache_link(tc, e, tc->entries[index]);
     tc->entries[index] = e;
@@ -836,7 +834,7 @@ static int free_heap_chunk(prm_chunk *p, void *mem)
     return PRM_OK;
 }
 
-static int canary_release(void *mem, const char *who);
+static int canary_release(void *mem);
 
 /* free without the thread cache: to the chunk's arena, or back to the kernel. With the
  * canary on there are no thread caches, so every free comes here to be checked. */
@@ -844,7 +842,7 @@ static int free_to_arena(void *mem)
 {
     int saved_errno = errno;
     int status;
-    if (prm_unlikely(params()->canary) && (status = canary_release(mem, "free()")) != PRM_OK) {
+    if (prm_unlikely(params()->canary) && (status = canary_release(mem)) != PRM_OK) {
         errno = saved_errno;
         return status;
     }
@@ -880,17 +878,14 @@ static int readable_block(void *mem, const char *who)
     return ours;
 }
 
-/* Before a block with a canary is freed or resized: it must be ours, live and intact.
- * Its tail is then stamped as freed, which is how a second free is recognised. */
-static PRM_NOINLINE int canary_release(void *mem, const char *who)
+/* Before a block with a canary is freed: it must be ours, live and intact. Its tail is
+ * then stamped as freed, which is how a second free is recognised. */
+static PRM_NOINLINE int canary_release(void *mem)
 {
-    if (mem == NULL)
-        return PRM_OK;
-    int is_free = who[0] == 'f';
-    if (!readable_block(mem, is_free ? "free(): invalid pointer" : "realloc(): invalid pointer"))
+    if (!readable_block(mem, "free(): invalid pointer"))
         return PRM_ERR_INVALID_POINTER;
-    int status = prmi_canary_verify(mem, is_free ? "free(): canary overwritten" : "realloc(): canary overwritten",
-                                    is_free ? "free(): double free detected (canary)" : "realloc(): invalid pointer");
+    int status = prmi_canary_verify(mem, "free(): canary overwritten",
+                                    "free(): double free detected (canary)");
     if (status == PRM_OK)
         prmi_canary_retire(mem);
     return status;
