@@ -110,7 +110,7 @@ static uintptr_t unmap_leaving_tombstone(prm_mmap_header *h, size_t length, prm_
     size_t page = prm_os_page_size();
     uintptr_t start = (uintptr_t)h, end = start + length;
     uintptr_t tomb = align_down((uintptr_t)p, page);
-    if (!PRM_HARDENING || prm_os_tombstone((void *)tomb, page) != 0) {
+    if (!PRM_HARDENING || prm_os_tombstone((void *)tomb, page, 1) != 0) {
         prm_os_munmap(h, length);
         return 0;
     }
@@ -211,7 +211,15 @@ prm_chunk *prmi_mremap_chunk(prm_chunk *p, size_t nb)
     }
     moved->length = new_length;
     prm_chunk *q = (prm_chunk *)((char *)moved + offset);
-    uintptr_t evicted = q != p ? remember_unmapped(reg, chunk2mem(p), 0) : 0;
+    /* Moved: the old header's page is unmapped; a tombstone there, if the address is
+     * still free, makes a free through the stale pointer a report, not a fault. */
+    uintptr_t evicted = 0;
+    if (q != p) {
+        uintptr_t tomb = align_down((uintptr_t)p, page);
+        if (!PRM_HARDENING || prm_os_tombstone((void *)tomb, page, 0) != 0)
+            tomb = 0;
+        evicted = remember_unmapped(reg, chunk2mem(p), tomb);
+    }
     moved->chunk = q;
     set_head(q, (new_length - offset) | PRM_IS_MMAPPED);
     reg->mapped_bytes += new_length - old_length;

@@ -98,12 +98,18 @@ int prm_os_munmap(void *addr, size_t length)
     return rc;
 }
 
-int prm_os_tombstone(void *addr, size_t page)
+int prm_os_tombstone(void *addr, size_t page, int replace)
 {
-    void *p = mmap(addr, page, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
+    int fixed = replace ? MAP_FIXED : MAP_FIXED_NOREPLACE;
+    void *p = mmap(addr, page, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS | fixed, -1, 0);
     COUNT(tombstone_calls, 1);
-    if (p != addr)
+    if (p != addr) {
+        if (p != MAP_FAILED)   /* a kernel older than 4.17 took the address as a hint */
+            munmap(p, page);
         return -1;
+    }
+    if (!replace)
+        return 0;   /* the page was already given back */
     COUNT(munmap_bytes, page);   /* its memory is given back; only the address stays */
     return 0;
 }

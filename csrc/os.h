@@ -28,9 +28,9 @@ uintptr_t prm_os_brk_move(uintptr_t current, uintptr_t target);
 /* Private anonymous read/write memory, zero filled by the kernel. NULL on failure. */
 void *prm_os_mmap(size_t length);
 int   prm_os_munmap(void *addr, size_t length);
-/* Replace the page at addr (page aligned, ours) by a read-only page of zeros, which
- * costs no memory until written, and it cannot be. 0, or -1 with errno. */
-int   prm_os_tombstone(void *addr, size_t page);
+/* Put a read-only page of zeros at addr (page aligned), which costs no memory: over our
+ * own mapping there (`replace`), or only where nothing is mapped now. 0, or -1. */
+int   prm_os_tombstone(void *addr, size_t page, int replace);
 int   prm_os_forget_tombstone(void *addr, size_t page);
 /* Resize a mapping, allowing the kernel to move it. NULL on failure (the old mapping
  * is then untouched). */

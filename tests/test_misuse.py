@@ -513,3 +513,21 @@ def test_canary_cannot_be_switched_while_blocks_live():
     prm.mallopt(prm.M_CANARY, 1)
     with pytest.raises(ValueError):
         prm.mallopt(prm.M_CANARY, 2)
+
+
+@fresh_interpreter
+def test_free_through_a_pointer_that_a_moving_realloc_left_behind():
+    """mremap moved the block: its old header page is unmapped, and a tombstone there
+    turns a free through the stale pointer into a report instead of a fault."""
+    p = lib.prm_malloc(1 << 20)
+    old = p
+    for size in (64 << 20, 256 << 20, 1 << 30):      # until the kernel has to move it
+        p = lib.prm_realloc(p, size)
+        assert p != ffi.NULL
+        if p != old:
+            break
+    assert p != old, "no realloc moved the mapping"
+    assert lib.prm_free(old) == lib.PRM_ERR_INVALID_POINTER
+    _expect(_raw_error(), prm.InvalidFree, "free(): double free detected (munmapped chunk)")
+    assert lib.prm_free(p) == 0
+    prm.check()
