@@ -291,6 +291,10 @@ static prm_chunk *smallbin_take(prm_arena *av, unsigned index, size_t nb)
     if (prm_unlikely(bck->fd != victim))
         prmi_fail_arena(av, "malloc(): smallbin double linked list corrupted",
                         "a small bin's last chunk is not linked back", victim);
+    /* calloc clears, and the caller trusts, the chunk's own size: it must be the bin's. */
+    if (prm_unlikely(chunk_size(victim) != nb))
+        prmi_fail_arena(av, "malloc(): memory corruption (small)",
+                        "a small-bin chunk's size does not belong to its bin", victim);
     set_inuse_at(victim, nb);
     victim->size |= arena_bit(av);
     bin->bk = bck;
