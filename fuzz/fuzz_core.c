@@ -124,6 +124,16 @@ static void check_heap(int misused)
  * core's reports of them look like false positives and trap. Proves the checks bite. */
 static int selftest;
 
+/* free a live block, its pattern checked first while nothing was damaged. */
+static void release(block *b, int misused)
+{
+    if (!misused)
+        verify(b);
+    prm_free(b->mem);
+    expect_no_error(misused);
+    b->freed = 1;
+}
+
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
     (void)argc, (void)argv;
@@ -187,13 +197,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             break;
         }
         case 4: case 5:                                /* free */
-            if (!live)
-                break;
-            if (!misused)
-                verify(b);
-            prm_free(b->mem);
-            expect_no_error(misused);
-            b->freed = 1;
+            if (live)
+                release(b, misused);
             break;
         case 6: {                                      /* realloc */
             if (!live)
@@ -258,11 +263,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             /* Into a freed block's links, if its memory is still the allocator's. */
             if (!live || b->size < 16)
                 break;
-            if (!misused)
-                verify(b);
-            prm_free(b->mem);
-            expect_no_error(misused);
-            b->freed = 1;
+            release(b, misused);
             uint64_t value = take64(&in);
             unsigned char *link = b->mem + 8 * (take8(&in) % 2);
             if (!still_mapped(link, 8))

@@ -42,3 +42,24 @@ def fresh_interpreter(test):
                 f"{proc.stderr[-6000:]}{proc.stdout[-2000:]}")
 
     return run_in_child
+
+
+def compile_programs(sources, names, bin_dir, prefix, cflags, what):
+    """Compile sources/NAME.c for each name into bin_dir/PREFIXNAME with gcc, in
+    parallel; a compile error fails the test with gcc's output. {name: binary}."""
+    import pytest
+    os.makedirs(bin_dir, exist_ok=True)
+    jobs = {}
+    for name in names:
+        binary = os.path.join(bin_dir, f"{prefix}{name}")
+        argv = ["gcc", *cflags, os.path.join(sources, f"{name}.c"), "-o", binary]
+        jobs[name] = (binary, argv, subprocess.Popen(argv, stdout=subprocess.PIPE,
+                                                     stderr=subprocess.STDOUT, text=True))
+    errors = []
+    for name, (binary, argv, proc) in jobs.items():
+        output, _ = proc.communicate()
+        if proc.returncode != 0:
+            errors.append(f"$ {' '.join(argv)}\n{output}")
+    if errors:
+        pytest.fail(f"{what} did not compile:\n" + "\n".join(errors), pytrace=False)
+    return {name: binary for name, (binary, _, _) in jobs.items()}

@@ -13,7 +13,7 @@ import subprocess
 
 import pytest
 
-from helpers import ROOT
+from helpers import ROOT, compile_programs
 
 SOURCES = os.path.join(ROOT, "tests", "c", "misuse")
 BIN = os.path.join(ROOT, "tests", "c", "bin")
@@ -51,17 +51,7 @@ EXPECTED = _expectations()
 
 @pytest.fixture(scope="module")
 def corpus():
-    os.makedirs(BIN, exist_ok=True)
-    jobs = {}
-    for name in EXPECTED:
-        binary = os.path.join(BIN, f"misuse_{name}")
-        argv = ["gcc", *CFLAGS, os.path.join(SOURCES, f"{name}.c"), "-o", binary]
-        jobs[name] = (binary, subprocess.Popen(argv, stdout=subprocess.PIPE,
-                                               stderr=subprocess.STDOUT, text=True))
-    errors = [out for _, proc in jobs.values()
-              for out, _ in [proc.communicate()] if proc.returncode != 0]
-    assert not errors, "the misuse corpus did not compile:\n" + "\n".join(errors)
-    return {name: binary for name, (binary, _) in jobs.items()}
+    return compile_programs(SOURCES, EXPECTED, BIN, "misuse_", CFLAGS, "the misuse corpus")
 
 
 @pytest.fixture(scope="module")

@@ -26,7 +26,7 @@ import subprocess
 
 import pytest
 
-from helpers import ROOT
+from helpers import ROOT, compile_programs
 
 SOURCES = os.path.join(ROOT, "tests", "c", "preload")
 BIN = os.path.join(ROOT, "tests", "c", "bin")
@@ -62,22 +62,8 @@ def _check_names():
 @pytest.fixture(scope="session")
 def programs():
     """Compile every program (in parallel); a compile error fails with gcc's output."""
-    os.makedirs(BIN, exist_ok=True)
-    jobs = {}
-    for name in PROGRAMS:
-        binary = os.path.join(BIN, f"preload_{name}")
-        argv = ["gcc", *CFLAGS, os.path.join(SOURCES, f"{name}.c"), "-o", binary]
-        jobs[name] = (binary, argv, subprocess.Popen(argv, stdout=subprocess.PIPE,
-                                                     stderr=subprocess.STDOUT, text=True))
-    errors = []
-    for name, (binary, argv, proc) in jobs.items():
-        output, _ = proc.communicate()
-        if proc.returncode != 0:
-            errors.append(f"$ {' '.join(argv)}\n{output}")
-    if errors:
-        pytest.fail("the preload test programs did not compile:\n" + "\n".join(errors),
-                    pytrace=False)
-    return {name: binary for name, (binary, _, _) in jobs.items()}
+    return compile_programs(SOURCES, PROGRAMS, BIN, "preload_", CFLAGS,
+                            "the preload test programs")
 
 
 @pytest.fixture(scope="session")

@@ -101,6 +101,18 @@ static void probe_peak(struct run *r)
     r->sample_ns += prm_os_monotonic_ns() - start;
 }
 
+/* Before a free or realloc of object o: -1 if it is not live (its malloc failed: the op
+ * is skipped and counted), else 0, or the failed pattern check when verifying. */
+static int releasable(const struct object *o, const struct lab_op *op, int verify,
+                      struct lab_replay_result *res)
+{
+    if (LAB_UNLIKELY(!o->ptr)) {
+        res->skipped_frees++;
+        return -1;
+    }
+    return verify ? check_pattern(o->ptr, o->size, op->id, 8, 1) : 0;
+}
+
 static int fail(struct lab_replay_result *res, uint64_t op, int check, int status)
 {
     res->error_op = op;
@@ -197,17 +209,13 @@ int lab_replay(struct lab_policy *policy, const struct lab_op *ops, size_t n_ops
             result->mallocs++;
             break;
         }
-        case LAB_OP_FREE:
-            if (LAB_UNLIKELY(!o->ptr)) {
-                result->skipped_frees++;
+        case LAB_OP_FREE: {
+            int bad = releasable(o, op, verify, result);
+            if (bad < 0)
                 break;
-            }
-            if (verify) {
-                int bad = check_pattern(o->ptr, o->size, op->id, 8, 1);
-                if (bad) {
-                    status = fail(result, i, bad, LAB_ERR_VERIFY);
-                    goto out;
-                }
+            if (bad) {
+                status = fail(result, i, bad, LAB_ERR_VERIFY);
+                goto out;
             }
             pops->free(self, o->ptr);
             r.live -= o->size;
@@ -215,17 +223,14 @@ int lab_replay(struct lab_policy *policy, const struct lab_op *ops, size_t n_ops
             o->ptr = NULL;
             result->frees++;
             break;
+        }
         case LAB_OP_REALLOC: {
-            if (LAB_UNLIKELY(!o->ptr)) {
-                result->skipped_frees++;
+            int bad = releasable(o, op, verify, result);
+            if (bad < 0)
                 break;
-            }
-            if (verify) {
-                int bad = check_pattern(o->ptr, o->size, op->id, 8, 1);
-                if (bad) {
-                    status = fail(result, i, bad, LAB_ERR_VERIFY);
-                    goto out;
-                }
+            if (bad) {
+                status = fail(result, i, bad, LAB_ERR_VERIFY);
+                goto out;
             }
             char *p = lab_realloc(policy, o->ptr, op->size);
             if (LAB_UNLIKELY(!p)) {
