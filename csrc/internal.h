@@ -71,7 +71,7 @@ typedef struct prm_arena {
     int have_fastchunks;
     int abandoned;              /* a fork child found it mid-update: never used again */
     int attached_threads;       /* threads using it (under the arena list lock) */
-    int fork_state;             /* threads.c: how fork's prepare handler left the lock */
+    int fork_level;             /* threads.c: depth of the fork whose prepare took the lock */
     struct prm_arena *next;     /* the list of all arenas, main first; never shrinks */
     prm_chunk *fastbins[PRM_NFASTBINS];
     prm_chunk *top;
@@ -337,6 +337,8 @@ PRM_INTERNAL void prmi_rec_fork_child(void) __attribute__((weak));
 PRM_INTERNAL void *prmi_int_malloc(prm_arena *av, size_t nb);
 PRM_INTERNAL void prmi_int_free(prm_arena *av, prm_chunk *p);
 PRM_INTERNAL size_t prmi_free_merge(prm_arena *av, prm_chunk *p);
+/* malloc_usable_size without the look-up, for a block known to be ours and live. */
+PRM_INTERNAL size_t prmi_usable_size_trusted(void *mem);
 
 /* canary.c (M_CANARY): stamp a block of `requested` bytes; verify one (PRM_OK, or the
  * report's status), giving the requested size; mark one freed; read one for prm_check. */

@@ -1210,16 +1210,17 @@ static void *memalign_plain(size_t alignment, size_t bytes)
     return av != NULL ? memalign_in_arena(av, alignment, nb) : NULL;
 }
 
+/* glibc's contract: EINVAL for a bad alignment (errno untouched); ENOMEM when memory
+ * runs out, and then errno says ENOMEM too, as glibc's memalign leaves it. */
 int prm_posix_memalign(void **out, size_t alignment, size_t bytes)
 {
     if (alignment % sizeof(void *) != 0 || (alignment & (alignment - 1)) != 0 || alignment == 0)
         return EINVAL;
-    int saved_errno = errno;
     void *mem = prm_memalign(alignment, bytes);
-    int result = mem == NULL ? errno : 0;
-    errno = saved_errno;
-    if (mem == NULL)
-        return result;
+    if (mem == NULL) {
+        errno = ENOMEM;
+        return ENOMEM;
+    }
     *out = mem;
     return 0;
 }
@@ -1244,22 +1245,44 @@ void *prm_pvalloc(size_t bytes)
     return prm_memalign(page, align_up(bytes == 0 ? 1 : bytes, page));
 }
 
-size_t prm_usable_size(void *mem)
+/* malloc_usable_size is no hot path, and a program may hand it anything: in every
+ * build the pointer is looked up (heaps, then the mapping registry) before its header
+ * is read, so a pointer we never returned is reported by name, as free reports it,
+ * never a fault on memory that is not there. */
+static int known_block(void *mem, const char *who)
 {
-    if (mem == NULL)
-        return 0;
-    if (prm_unlikely(params()->canary)) {
-        /* The program may use what it asked for: beyond that lies the canary. */
-        if (!readable_block(mem, "malloc_usable_size(): invalid pointer"))
-            return 0;
-        prmi_canary_verify(mem, "malloc_usable_size(): canary overwritten",
-                           "malloc_usable_size(): invalid pointer");
-        return prmi_canary_requested(mem);
+    if (!PRM_CHECK_LINKS && aligned_ok((uintptr_t)mem) && !in_some_heap((char *)mem - PRM_CHUNK_HDR)) {
+        enum prmi_mapped found = prmi_mmapped_lookup(mem);
+        if (found == PRMI_MAPPED_GONE)
+            return reject_unmapped(who, mem) != NULL;
+        if (found == PRMI_MAPPED_UNKNOWN)
+            return reject_pointer(who, "the pointer is neither a live mapped block nor inside a heap of ours",
+                                  mem) != NULL;
     }
+    return readable_block(mem, who);
+}
+
+/* The usable size of a block the caller knows is ours and live (the preload shim's
+ * accounting and the recorder, around the calls that return and free it). */
+size_t prmi_usable_size_trusted(void *mem)
+{
+    if (prm_unlikely(params()->canary))
+        return prmi_canary_requested(mem);   /* beyond what was asked lies the canary */
     prm_chunk *p = mem2chunk(mem);
     if (chunk_is_mmapped(p))
         return chunk_size(p) - PRM_CHUNK_HDR;
     if (inuse_at(p, chunk_size(p)))
         return chunk_size(p) - PRM_SIZE_SZ;
     return 0;
+}
+
+size_t prm_usable_size(void *mem)
+{
+    static const char who[] = "malloc_usable_size(): invalid pointer";
+    if (mem == NULL || !known_block(mem, who))
+        return 0;
+    if (prm_unlikely(params()->canary) &&
+        prmi_canary_verify(mem, "malloc_usable_size(): canary overwritten", who) != PRM_OK)
+        return 0;
+    return prmi_usable_size_trusted(mem);
 }

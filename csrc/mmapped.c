@@ -100,17 +100,23 @@ static uintptr_t remember_unmapped(prm_mmap_registry *reg, const void *mem, uint
     return evicted;
 }
 
-/* Give a freed chunk's mapping back, except the page holding its header, which becomes
- * a tombstone: a read-only page of zeros (no memory used). A second free of the chunk
- * then reads a header of zeros, not unmapped memory, and the registry names it a double
- * free. Returns the tombstone page, or 0 if the whole mapping went (the hardening is
- * compiled out, or the kernel refused). */
+/* Tombstones serve the LD_PRELOAD build, whose free reads a header before it looks the
+ * pointer up. The checked build (Python's) looks every pointer up first, so there a
+ * tombstone would add nothing, and the seeds' contract holds to the letter: free of an
+ * mmapped block gives the whole mapping back. */
+#define PRM_TOMBSTONES (PRM_HARDENING && !PRM_CHECK_LINKS)
+
+/* Give a freed chunk's mapping back, except (PRM_TOMBSTONES) the page holding its
+ * header, which becomes a tombstone: a read-only page of zeros (no memory used). A
+ * second free of the chunk then reads a header of zeros, not unmapped memory, and the
+ * registry names it a double free. Returns the tombstone page, or 0 if the whole
+ * mapping went (no tombstones in this build, or the kernel refused). */
 static uintptr_t unmap_leaving_tombstone(prm_mmap_header *h, size_t length, prm_chunk *p)
 {
     size_t page = prm_os_page_size();
     uintptr_t start = (uintptr_t)h, end = start + length;
     uintptr_t tomb = align_down((uintptr_t)p, page);
-    if (!PRM_HARDENING || prm_os_tombstone((void *)tomb, page, 1) != 0) {
+    if (!PRM_TOMBSTONES || prm_os_tombstone((void *)tomb, page, 1) != 0) {
         prm_os_munmap(h, length);
         return 0;
     }
@@ -216,7 +222,7 @@ prm_chunk *prmi_mremap_chunk(prm_chunk *p, size_t nb)
     uintptr_t evicted = 0;
     if (q != p) {
         uintptr_t tomb = align_down((uintptr_t)p, page);
-        if (!PRM_HARDENING || prm_os_tombstone((void *)tomb, page, 0) != 0)
+        if (!PRM_TOMBSTONES || prm_os_tombstone((void *)tomb, page, 0) != 0)
             tomb = 0;
         evicted = remember_unmapped(reg, chunk2mem(p), tomb);
     }

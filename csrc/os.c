@@ -226,11 +226,13 @@ void prm_os_futex_wake(int *word, int count)
     errno = saved;
 }
 
+/* The raw system call, not write(): write() is a cancellation point, and a report (or
+ * malloc_stats in a thread with a cancellation pending) must not stop half-way. */
 void prm_os_write_stderr(const char *text, size_t length)
 {
     int saved = errno;
     while (length > 0) {
-        ssize_t n = write(2, text, length);
+        ssize_t n = (ssize_t)syscall(SYS_write, 2, text, length);
         if (n < 0 && errno == EINTR)
             continue;
         if (n <= 0)

@@ -57,7 +57,8 @@ size_t prm_os_page_size(void);
 void prm_os_futex_wait(int *word, int expected);
 void prm_os_futex_wake(int *word, int count);
 
-/* Error output and termination, used only by the one error-reporting routine. */
+/* Error output and termination, used only by the one error-reporting routine (and
+ * malloc_stats). The write is never a cancellation point. */
 void prm_os_write_stderr(const char *text, size_t length);
 __attribute__((noreturn)) void prm_os_abort(void);
 

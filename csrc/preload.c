@@ -60,7 +60,7 @@ static inline void count_live(void *mem, int sign)
 {
     if (mem == NULL)
         return;
-    uint64_t usable = prm_usable_size(mem);
+    uint64_t usable = prmi_usable_size_trusted(mem);
     if (sign < 0) {
         __atomic_fetch_sub(&report.live_bytes, usable, __ATOMIC_RELAXED);
         return;
@@ -310,8 +310,23 @@ PRM_EXPORT void *reallocarray(void *mem, size_t count, size_t size)
              prmi_rec_realloc_end(result_, overflow ? SIZE_MAX : requested_));
 }
 
+/* glibc's memalign takes any alignment: up to 16 it is plain malloc, and one that is
+ * not a power of two is rounded up to the next power of two; only one beyond
+ * SIZE_MAX / 2 + 1 is EINVAL (the core's check, as it is no power of two). The core and
+ * the Python API insist on a power of two; aligned_alloc and posix_memalign keep their
+ * stricter contracts (C17, glibc >= 2.38). */
+static inline size_t memalign_alignment(size_t alignment)
+{
+    if (alignment <= PRM_ALIGN)
+        return PRM_ALIGN;
+    if ((alignment & (alignment - 1)) == 0 || alignment > SIZE_MAX / 2 + 1)
+        return alignment;
+    return (size_t)1 << (64 - __builtin_clzll(alignment));
+}
+
 PRM_EXPORT void *memalign(size_t alignment, size_t size)
 {
+    alignment = memalign_alignment(alignment);
     ALLOCATE(CALL_MEMALIGN, size, prm_memalign(alignment, size),
              RECORD(PRMI_REC_MEMALIGN, alignment));
 }
@@ -376,6 +391,24 @@ PRM_EXPORT struct mallinfo2 mallinfo2(void)
     return info;
 }
 
+/* The legacy interface: glibc's struct mallinfo has int fields, and glibc fills them
+ * from mallinfo2 by plain conversion, which truncates to the low 32 bits (GCC's
+ * conversion to int); so does this, so that a program sees the same numbers on both. */
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+PRM_EXPORT struct mallinfo mallinfo(void)
+{
+    struct mallinfo2 wide = mallinfo2();
+    struct mallinfo info = {
+        .arena = (int)wide.arena, .ordblks = (int)wide.ordblks, .smblks = (int)wide.smblks,
+        .hblks = (int)wide.hblks, .hblkhd = (int)wide.hblkhd, .usmblks = (int)wide.usmblks,
+        .fsmblks = (int)wide.fsmblks, .uordblks = (int)wide.uordblks,
+        .fordblks = (int)wide.fordblks, .keepcost = (int)wide.keepcost,
+    };
+    return info;
+}
+#pragma GCC diagnostic pop
+
 static void text_line(prmi_text *t, const char *label, uint64_t value)
 {
     prmi_text_str(t, label);
@@ -383,7 +416,9 @@ static void text_line(prmi_text *t, const char *label, uint64_t value)
     prmi_text_str(t, "\n");
 }
 
-/* glibc's format, to stderr, with write(2): no stdio, which could call malloc. */
+/* glibc's format, to stderr, with one raw write (os.c): no stdio, which could call
+ * malloc, and no cancellation point, so a thread with a cancellation pending prints the
+ * whole report, as glibc's does. No lock is held while it writes. */
 PRM_EXPORT void malloc_stats(void)
 {
     prm_stats s;

@@ -8,13 +8,8 @@
  *
  * Fork: the prepare handler takes every allocator lock so that the child inherits a
  * consistent heap, then the child resets them all (their owners do not exist there).
- * fork() may also be called from a signal handler that interrupted this very thread
- * inside malloc or free, holding an arena's lock: waiting for that lock would deadlock
- * (as jemalloc and tcmalloc do). The lock word holds its owner's thread id, so prepare
- * sees the lock is its own and skips it; in the child that arena, which the interrupted
- * code left mid-update, is abandoned and the child's allocations go to another arena.
- * The per-thread cache stays usable: its updates are single stores that leave it
- * consistent at any instruction. */
+ * The order it takes them in (after stdio's), fork from a signal handler that
+ * interrupted malloc, and fork inside fork are explained above the handlers. */
 #include <pthread.h>
 
 #include "internal.h"
@@ -159,47 +154,122 @@ static void thread_exit(void *state)
 
 /* ---- fork ------------------------------------------------------------------------------------ */
 
-enum { FORK_NOT_TAKEN = 0, FORK_TAKEN = 1, FORK_MINE = 2 };
+/* The lock order, which fork cannot close into a cycle:
+ *
+ *     stdio's list lock  ->  the arena list lock  ->  each arena's lock, in list order
+ *                        ->  the mapping registry's lock
+ *
+ * glibc's fork() runs the prepare handlers (ours takes every allocator lock) and then
+ * takes stdio's list lock itself. Were that the whole story, this could deadlock: the
+ * forking thread holds the arena locks and waits for the list lock; fflush(NULL) in
+ * another thread holds the list lock and waits for some FILE's lock; that FILE's holder
+ * is inside malloc (stdio allocating a buffer) waiting for an arena lock. glibc's own
+ * malloc avoids the cycle by locking after the list lock, and so does this prepare
+ * handler: it takes the list lock first (_IO_list_lock, exported by glibc; the lock is
+ * recursive, so glibc taking it again in fork() is only a count), and nothing in the
+ * allocator ever calls stdio while it holds a lock of its own. The parent handler gives
+ * it back after ours; in the child glibc has already reset it. Like glibc, a process
+ * that has only ever had one thread takes no list lock: nobody else can hold it.
+ *
+ * fork() may also run from a signal handler that interrupted this very thread:
+ *   - inside malloc or free, holding an arena's lock. Waiting for that lock would
+ *     deadlock (as jemalloc and tcmalloc do). The lock word holds its owner's thread id,
+ *     so prepare sees the lock is its own and skips it; in the child that arena, which
+ *     the interrupted code left mid-update, is abandoned and the child's allocations go
+ *     to another arena. The per-thread cache stays usable: its updates are single stores
+ *     that leave it consistent at any instruction.
+ *   - inside fork() itself, between an outer prepare and its parent or child handler:
+ *     fork inside fork, to any depth. So the handlers keep no global "what prepare took":
+ *     each lock remembers the depth of the fork that took it (fork_level, 0: no fork
+ *     handler holds it) and this thread counts its forks in progress (fork_depth). At
+ *     depth d, prepare takes what no level holds and marks it d; a lock an outer level
+ *     took is consistent and left as it is; a lock this thread holds with no level is
+ *     the interrupted code's (the mid-update case above). The parent handler releases
+ *     exactly the locks marked d; the child handler, the only thread of a new process,
+ *     resets them all (an outer level's handler then finds nothing marked to release).
+ *     A signal between taking a lock and marking it makes the lock look mid-update: the
+ *     child abandons an arena it could have used, never the reverse. */
 
-static int list_state, registry_state;
+static __thread int fork_depth;             /* forks in progress in this thread */
+static __thread uint64_t fork_stdio_levels; /* bit d: the fork at depth d took stdio's lock */
+static int list_fork_level, registry_fork_level;
 
-/* Take a lock for fork, unless the interrupted code of this very thread holds it. */
-static int take_for_fork(prm_lock *lock)
+/* glibc's stdio list lock (libio), exported for exactly this; weak, so that a C library
+ * without them (musl) simply leaves the order to stdio. */
+extern void _IO_list_lock(void) __attribute__((weak));
+extern void _IO_list_unlock(void) __attribute__((weak));
+extern void _IO_list_resetlock(void) __attribute__((weak));
+
+/* Take a lock for the fork at `depth`, unless this thread holds it already (an outer
+ * fork's prepare, or the code a signal interrupted). */
+static void take_for_fork(prm_lock *lock, int *level, int depth)
 {
     if (prm_lock_held_by_me(lock))
-        return FORK_MINE;
+        return;
     prm_lock_acquire(lock);
-    return FORK_TAKEN;
+    __atomic_store_n(level, depth, __ATOMIC_RELAXED);
+}
+
+/* Release a lock if the fork at `depth` took it: unmark first, so that a signal in
+ * between sees a lock that is not a fork's (see above). */
+static void release_for_fork(prm_lock *lock, int *level, int depth)
+{
+    if (__atomic_load_n(level, __ATOMIC_RELAXED) != depth)
+        return;
+    __atomic_store_n(level, 0, __ATOMIC_RELAXED);
+    prm_lock_release(lock);
+}
+
+/* In the child: did the forking thread (its id `parent_tid`) hold this lock from the
+ * code a signal interrupted, i.e. with no fork level? Then what it guards may be
+ * mid-update. */
+static bool held_mid_update(const prm_lock *lock, int level, int parent_tid)
+{
+    int owner = __atomic_load_n(&lock->word, __ATOMIC_RELAXED) & ~PRM_LOCK_WAITERS;
+    return parent_tid != 0 && owner == parent_tid && level == 0;
 }
 
 static void fork_prepare(void)
 {
+    int depth = ++fork_depth;
+    if (depth < 64 && !prm_single_threaded() && _IO_list_lock != NULL) {
+        _IO_list_lock();
+        fork_stdio_levels |= (uint64_t)1 << depth;
+    }
     if (!__atomic_load_n(&prmi_state.main_arena.initialized, __ATOMIC_ACQUIRE))
         return;
-    list_state = take_for_fork(&prmi_state.list_lock);
+    take_for_fork(&prmi_state.list_lock, &list_fork_level, depth);
     for (prm_arena *av = &prmi_state.main_arena; av != NULL; av = av->next)
-        av->fork_state = take_for_fork(&av->lock);
-    registry_state = take_for_fork(&prmi_state.mmapped.lock);
+        take_for_fork(&av->lock, &av->fork_level, depth);
+    take_for_fork(&prmi_state.mmapped.lock, &registry_fork_level, depth);
 }
 
 static void fork_parent(void)
 {
-    if (!__atomic_load_n(&prmi_state.main_arena.initialized, __ATOMIC_ACQUIRE))
-        return;
-    if (registry_state == FORK_TAKEN)
-        prm_lock_release(&prmi_state.mmapped.lock);
-    for (prm_arena *av = &prmi_state.main_arena; av != NULL; av = av->next) {
-        if (av->fork_state == FORK_TAKEN)
-            prm_lock_release(&av->lock);
-        av->fork_state = FORK_NOT_TAKEN;
+    int depth = fork_depth;
+    if (__atomic_load_n(&prmi_state.main_arena.initialized, __ATOMIC_ACQUIRE)) {
+        release_for_fork(&prmi_state.mmapped.lock, &registry_fork_level, depth);
+        for (prm_arena *av = &prmi_state.main_arena; av != NULL; av = av->next)
+            release_for_fork(&av->lock, &av->fork_level, depth);
+        release_for_fork(&prmi_state.list_lock, &list_fork_level, depth);
     }
-    if (list_state == FORK_TAKEN)
-        prm_lock_release(&prmi_state.list_lock);
+    if (depth < 64 && (fork_stdio_levels & ((uint64_t)1 << depth))) {
+        fork_stdio_levels &= ~((uint64_t)1 << depth);
+        _IO_list_unlock();
+    }
+    fork_depth = depth - 1;
 }
 
 static void fork_child(void)
 {
+    int parent_tid = prmi_tls_tid;
     prmi_tls_tid = 0;   /* the child is a new thread id */
+    fork_depth--;
+    /* glibc has reset stdio's list lock if it took it; if only we did, reset it too. No
+     * outer level holds it any more either. */
+    if (fork_stdio_levels != 0 && _IO_list_resetlock != NULL)
+        _IO_list_resetlock();
+    fork_stdio_levels = 0;
     prm_lock_reset(&prmi_init_lock);
     if (prmi_rec_fork_child != NULL)
         prmi_rec_fork_child();
@@ -207,17 +277,19 @@ static void fork_child(void)
         return;
     prm_thread *self = &prmi_self;
     for (prm_arena *av = &prmi_state.main_arena; av != NULL; av = av->next) {
-        if (av->fork_state == FORK_MINE)
+        if (held_mid_update(&av->lock, av->fork_level, parent_tid))
             av->abandoned = 1;
-        av->fork_state = FORK_NOT_TAKEN;
+        av->fork_level = 0;
         av->attached_threads = 0;   /* the other threads do not exist here */
         prm_lock_reset(&av->lock);
     }
     if (self->arena != NULL && !self->arena->abandoned)
         self->arena->attached_threads = 1;
-    if (registry_state == FORK_MINE)
+    if (held_mid_update(&prmi_state.mmapped.lock, registry_fork_level, parent_tid))
         prmi_state.mmapped.broken = 1;
+    registry_fork_level = 0;
     prm_lock_reset(&prmi_state.mmapped.lock);
+    list_fork_level = 0;
     prm_lock_reset(&prmi_state.list_lock);
 }
 

@@ -170,7 +170,7 @@ static PRM_NOINLINE void take_snapshot(uint64_t now)
 
 static void profile_live(void *mem, int sign)
 {
-    size_t usable = prm_usable_size(mem);
+    size_t usable = prmi_usable_size_trusted(mem);
     unsigned index = size_class(usable);
     if (sign < 0) {
         __atomic_fetch_sub(&prmi_rec.live[index], 1, __ATOMIC_RELAXED);

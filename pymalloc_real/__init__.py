@@ -16,11 +16,12 @@ from .errors import (DoubleFree, HeapCorruption, InvalidFree, OutOfBounds,
                      PymallocError, UseAfterFree)
 from .heap import (M_ARENA_MAX, M_ARENA_TEST, M_CANARY, M_CHECK_ACTION, M_MMAP_MAX,
                    M_MMAP_THRESHOLD, M_MXFAST, M_PERTURB, M_TOP_PAD, M_TRIM_THRESHOLD,
-                   Block, calloc, free, malloc, malloc_trim, mallopt, memalign, realloc)
+                   Block, calloc, free, malloc, malloc_trim, malloc_usable_size, mallopt,
+                   memalign, realloc)
 from .introspect import (Arena, BinEntry, Bins, Chunk, HeapStats, Ledger, Segment, arenas,
                          bins, check, chunk_of, chunks, ledger, segments, stats)
 from .procfs import (Layout, MapRegion, PageFrames, PhysicalPage, Tracking, brk, faults,
-                     faults_from_stat, is_mapped, maps, no_huge_pages, page_size,
+                     faults_from_stat, is_mapped, mapped_pages, maps, no_huge_pages, page_size,
                      physical_pages, process_layout, region_of, residency, thp_setting,
                      totals_by_kind, track)
 
@@ -30,13 +31,13 @@ __version__ = "0.1.0"
 
 __all__ = [
     "malloc", "calloc", "realloc", "memalign", "free", "Block",
-    "mallopt", "malloc_trim", "M_MXFAST", "M_TRIM_THRESHOLD", "M_TOP_PAD",
+    "mallopt", "malloc_trim", "malloc_usable_size", "M_MXFAST", "M_TRIM_THRESHOLD", "M_TOP_PAD",
     "M_MMAP_THRESHOLD", "M_MMAP_MAX", "M_CHECK_ACTION", "M_PERTURB", "M_ARENA_TEST",
     "M_ARENA_MAX", "M_CANARY",
     "stats", "chunks", "chunk_of", "bins", "arenas", "segments", "check", "ledger",
     "HeapStats", "Chunk", "BinEntry", "Bins", "Arena", "Segment", "Ledger",
     "brk", "maps", "region_of", "totals_by_kind", "faults", "faults_from_stat", "page_size",
-    "residency", "is_mapped", "physical_pages", "no_huge_pages", "thp_setting",
+    "residency", "is_mapped", "mapped_pages", "physical_pages", "no_huge_pages", "thp_setting",
     "process_layout", "track", "MapRegion", "PhysicalPage", "PageFrames", "Layout", "Tracking",
     "PymallocError", "HeapCorruption", "InvalidFree", "DoubleFree", "UseAfterFree",
     "OutOfBounds",

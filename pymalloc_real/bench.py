@@ -669,12 +669,14 @@ def measure_callgrind(executable, allocators, ops=CALLGRIND_OPS, seed=1, timeout
     result = Callgrind(tuple(ops))
     counter = counter or _Counter(None, 0)
     with tempfile.TemporaryDirectory(prefix="pymalloc-real-callgrind-") as scratch:
-        for name in allocators:
+        for index, name in enumerate(allocators):
             counts = []
             for n in ops:
                 counter.step(f"callgrind: pairs -n {n} on {name}")
+                # By position, not name: an allocator given as a path would otherwise
+                # put the profile beside the library.
                 count, problem = _callgrind_once(executable, name, n, seed, timeout,
-                                                 os.path.join(scratch, f"{name}.{n}"))
+                                                 os.path.join(scratch, f"{index}.{n}"))
                 if problem:
                     result.failures.append(f"{name}, -n {n}: {problem}")
                     break

@@ -15,8 +15,9 @@ from .errors import DoubleFree, HeapCorruption, InvalidFree, OutOfBounds, UseAft
 
 __all__ = [
     "Block", "malloc", "calloc", "realloc", "memalign", "free", "mallopt",
-    "malloc_trim", "M_MXFAST", "M_TRIM_THRESHOLD", "M_TOP_PAD", "M_MMAP_THRESHOLD",
-    "M_MMAP_MAX", "M_CHECK_ACTION", "M_PERTURB", "M_ARENA_TEST", "M_ARENA_MAX", "M_CANARY",
+    "malloc_trim", "malloc_usable_size", "M_MXFAST", "M_TRIM_THRESHOLD", "M_TOP_PAD",
+    "M_MMAP_THRESHOLD", "M_MMAP_MAX", "M_CHECK_ACTION", "M_PERTURB", "M_ARENA_TEST",
+    "M_ARENA_MAX", "M_CANARY",
 ]
 
 # mallopt parameters: glibc's numbers and meanings.
@@ -287,6 +288,26 @@ def memalign(alignment, size):
     if ptr == _NULL:
         raise _allocation_failed(f"memalign({alignment})", size)
     return _wrap(ptr, size)
+
+
+def malloc_usable_size(block_or_address):
+    """What the chunk behind a pointer really holds, as C's malloc_usable_size says:
+    for a Block (``UseAfterFree`` once freed) or a raw address (an int, 0 for NULL).
+    The core looks a raw address up before it reads any header, so an address it never
+    returned raises ``InvalidFree`` naming the check, as ``free`` of it would, and a
+    free chunk's address gives 0."""
+    if type(block_or_address) is Block:
+        return block_or_address.usable_size
+    if isinstance(block_or_address, bool) or not isinstance(block_or_address, int):
+        raise TypeError(f"malloc_usable_size: expected a Block or an int address, not "
+                        f"{type(block_or_address).__name__}")
+    if not 0 <= block_or_address <= _SIZE_MAX:
+        raise ValueError(f"malloc_usable_size: {block_or_address:#x} is not an address")
+    usable = lib.prm_usable_size(ffi.cast("void *", block_or_address))
+    error = _core_error()
+    if error is not None:
+        raise error
+    return usable
 
 
 def _require_block(obj, what):

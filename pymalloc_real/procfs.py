@@ -13,7 +13,7 @@ from typing import Dict, List, Optional, Tuple
 from ._core import ffi, lib
 
 __all__ = ["brk", "page_size", "MapRegion", "maps", "region_of", "totals_by_kind",
-           "faults", "faults_from_stat", "residency", "is_mapped", "PhysicalPage",
+           "faults", "faults_from_stat", "residency", "is_mapped", "mapped_pages", "PhysicalPage",
            "PageFrames", "physical_pages", "no_huge_pages", "thp_setting", "Layout",
            "process_layout", "Tracking", "track"]
 
@@ -193,6 +193,15 @@ def is_mapped(address, length=1):
     asked of the kernel directly (mincore), without reading /proc."""
     vec = ffi.new("unsigned char[]", max(_pages_covering(address, length), 1))
     return lib.prm_residency(address, length, vec) == 0
+
+
+def mapped_pages(address, length=1):
+    """One bool per page of [address, address + length): is that page mapped? Each
+    page is asked of the kernel on its own (mincore), so a range that is partly mapped
+    says which part; ``is_mapped`` only says whether all of it is."""
+    page = page_size()
+    first = address - address % page
+    return [is_mapped(first + i * page, 1) for i in range(_pages_covering(address, length))]
 
 
 @dataclass(frozen=True)

@@ -177,8 +177,15 @@ class _Walk:
         chunks = introspect.chunks()
         chunk = _chunk_at(chunks, address)
         regions = procfs.maps()
-        region = procfs.region_of(address, regions) \
-            if procfs.is_mapped(address, size) else None
+        # After a free, the block counts as mapped if any one of its pages still is;
+        # after an allocation, only if all of them are.
+        mapped = procfs.mapped_pages(address, size)
+        still = [address - address % self.page + i * self.page
+                 for i, is_mapped in enumerate(mapped) if is_mapped]
+        if freeing:
+            region = procfs.region_of(still[0], regions) if still else None
+        else:
+            region = procfs.region_of(address, regions) if all(mapped) else None
         counters = {key: getattr(stats_after, key) - getattr(stats_before, key)
                     for key in _COUNTERS}
         facts = _Facts(name, address, size, chunk_before, chunk, chunks_before, chunks,
@@ -255,12 +262,15 @@ def _unmapped(walk, f):
     if f.chunk_before is None or not f.chunk_before.mmapped:
         return False, f"{f.name} was a heap chunk (no M bit), so there was no mapping to undo"
     if f.region is not None:
-        return False, f"{f.name}'s memory is still mapped: {f.region}"
+        pages = procfs.mapped_pages(f.address, f.size)
+        return False, (f"{pages.count(True)} of the {len(pages)} pages of {f.name}'s memory "
+                       f"are still mapped: {f.region}")
     if f.break_after != f.break_before:
         return False, _break_moved(f)
-    return True, (f"{f.name}'s {size_text(f.chunk_before.size)} mapping is gone (mincore and "
-                  f"/proc/self/maps agree) after {f.counters['munmap_calls']} munmap; "
-                  "break unchanged")
+    pages = len(procfs.mapped_pages(f.address, f.size))
+    return True, (f"{f.name}'s {size_text(f.chunk_before.size)} mapping is gone: none of its "
+                  f"{pages} pages is mapped (mincore, page by page) "
+                  f"after {f.counters['munmap_calls']} munmap; break unchanged")
 
 
 def _left_hole(walk, f):

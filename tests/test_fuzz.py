@@ -57,9 +57,15 @@ def test_the_target_can_fail(fuzz_target, tmp_path):
     sample = tmp_path / "input"
     sample.write_bytes(data)
     env = dict(os.environ, ASAN_OPTIONS="detect_leaks=0")
-    clean = subprocess.run([fuzz_target, str(sample)], capture_output=True, text=True,
-                           timeout=60, env=env)
+    # libFuzzer writes a crash (or slow-unit) artifact where -artifact_prefix says, by
+    # default into the current directory: the repository, under pytest.
+    artifacts = tmp_path / "artifacts"
+    artifacts.mkdir()
+    argv = [fuzz_target, f"-artifact_prefix={artifacts}/", str(sample)]
+    before = set(os.listdir(ROOT))
+    clean = subprocess.run(argv, capture_output=True, text=True, timeout=60, env=env)
     assert clean.returncode == 0, clean.stderr[-3000:]
-    tricked = subprocess.run([fuzz_target, str(sample)], capture_output=True, text=True,
-                             timeout=60, env=dict(env, PRM_FUZZ_SELFTEST="1"))
+    tricked = subprocess.run(argv, capture_output=True, text=True, timeout=60,
+                             env=dict(env, PRM_FUZZ_SELFTEST="1"))
     assert tricked.returncode != 0 and "deadly signal" in tricked.stderr, tricked.stderr[-3000:]
+    assert set(os.listdir(ROOT)) - before == set(), "the fuzzer left files in the repository"

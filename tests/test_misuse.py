@@ -1,6 +1,8 @@
 """Misuse from Python raises a clear exception and never crashes the interpreter:
 double free, use after free, out-of-bounds access, bad sizes and types, exported
 buffers, refusal by the OS, and heap corruption found by the core's checks."""
+import contextlib
+
 import pytest
 
 import pymalloc_real as prm
@@ -387,6 +389,75 @@ def test_corpus_free_of_memory_we_never_returned(foreign):
     prm.check()
 
 
+# ---- malloc_usable_size of what malloc never returned (corpus: usable_size_*) ---------
+
+class _UnmappedHeader:
+    """A page of the test's own at an address whose preceding page is unmapped: where a
+    chunk header would sit, nothing is mapped (reading it would fault). Made and
+    unmapped through libc directly, so that no other mapping can be lost."""
+
+    def __enter__(self):
+        import ctypes
+        import mmap
+        self.libc = ctypes.CDLL(None, use_errno=True)
+        self.libc.mmap.restype = ctypes.c_void_p
+        self.libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int,
+                                   ctypes.c_int, ctypes.c_int, ctypes.c_long]
+        self.libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+        start = self.libc.mmap(None, 2 * mmap.PAGESIZE, mmap.PROT_READ | mmap.PROT_WRITE,
+                               mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS, -1, 0)
+        assert start not in (None, ctypes.c_void_p(-1).value)
+        self.page = mmap.PAGESIZE
+        self.address = start + self.page
+        assert self.libc.munmap(start, self.page) == 0
+        return self.address
+
+    def __exit__(self, *exc):
+        self.libc.munmap(self.address, self.page)
+
+
+@pytest.mark.parametrize("foreign", ["global", "unmapped header", "interior"])
+def test_corpus_usable_size_of_memory_we_never_returned(foreign):
+    with contextlib.ExitStack() as stack:
+        if foreign == "global":                  # None is a static object of CPython
+            address = (id(None) + 64) & ~15
+        elif foreign == "unmapped header":
+            address = stack.enter_context(_UnmappedHeader())
+        else:
+            block = prm.malloc(256)
+            stack.callback(block.free)
+            address = block.address + 64
+        with pytest.raises(prm.InvalidFree, match=r"malloc_usable_size\(\): invalid pointer"):
+            prm.malloc_usable_size(address)
+        assert lib.prm_usable_size(ffi.cast("void *", address)) == 0
+        _expect(_raw_error(), prm.InvalidFree, "malloc_usable_size(): invalid pointer")
+    prm.check()
+
+
+@fresh_interpreter
+def test_corpus_usable_size_of_a_freed_mmapped_block():
+    block = prm.malloc(1 << 20)
+    address = block.address
+    assert prm.malloc_usable_size(address) == block.usable_size >= 1 << 20
+    block.free()
+    with pytest.raises(prm.InvalidFree, match="mapping was already given back"):
+        prm.malloc_usable_size(address)
+    with pytest.raises(prm.UseAfterFree):
+        prm.malloc_usable_size(block)
+
+
+def test_malloc_usable_size_of_live_blocks_null_and_bad_arguments():
+    block = prm.malloc(100)
+    assert prm.malloc_usable_size(block) == prm.malloc_usable_size(block.address) >= 100
+    assert prm.malloc_usable_size(0) == 0            # NULL, as in C
+    for bad in ("x", 1.5, None, True):
+        with pytest.raises(TypeError):
+            prm.malloc_usable_size(bad)
+    with pytest.raises(ValueError):
+        prm.malloc_usable_size(-16)
+    block.free()
+
+
 def test_corpus_free_of_an_interior_pointer():
     block = prm.malloc(256)
     block.fill(ord("A"))
@@ -517,8 +588,9 @@ def test_canary_cannot_be_switched_while_blocks_live():
 
 @fresh_interpreter
 def test_free_through_a_pointer_that_a_moving_realloc_left_behind():
-    """mremap moved the block: its old header page is unmapped, and a tombstone there
-    turns a free through the stale pointer into a report instead of a fault."""
+    """mremap moved the block: its old header page is unmapped, and the registry, which
+    remembers the old address, turns a free through the stale pointer into a report
+    instead of a fault."""
     p = lib.prm_malloc(1 << 20)
     old = p
     for size in (64 << 20, 256 << 20, 1 << 30):      # until the kernel has to move it

@@ -1,19 +1,18 @@
 /* edge_contract.c - named checks of the glibc malloc contract, for every function the
  * preload library exports: malloc, free, calloc, realloc, reallocarray, memalign,
  * posix_memalign, aligned_alloc, valloc, pvalloc, malloc_usable_size, mallopt,
- * malloc_trim, mallinfo2, malloc_stats, malloc_info and __libc_malloc, __libc_free,
+ * malloc_trim, mallinfo2, mallinfo, malloc_stats, malloc_info and __libc_malloc, __libc_free,
  * __libc_calloc, __libc_realloc, __libc_memalign: zero sizes, alignment, ENOMEM near
  * SIZE_MAX and on overflow, EINVAL for bad alignments, errno kept by free, usable
  * sizes, page rounding, mallopt/malloc_trim/mallinfo2/malloc_stats/malloc_info results,
  * and that all of them come from one allocator and interoperate.
  *
- * The checks follow the contract of issue 4, which is glibc's documented one; glibc
- * 2.36 itself deviates from it in a few places (tests/test_preload_programs.py lists
- * them in GLIBC_DEVIATIONS and skips them when it runs this program on plain glibc):
- *   memalign_rejects_bad_alignment       glibc rounds a non-power-of-two alignment up
- *                                        to the next power of two instead of EINVAL
- *   aligned_alloc_rejects_bad_alignment  the same (glibc < 2.38: aligned_alloc is
- *                                        memalign)
+ * The checks follow glibc's contract (issues 4 and 12); where glibc 2.36 itself differs
+ * from today's glibc and C17 (tests/test_preload_programs.py lists these in
+ * GLIBC_DEVIATIONS and expects them to fail when it runs this program on plain glibc):
+ *   aligned_alloc_rejects_bad_alignment  EINVAL for an alignment that is not a power of
+ *                                        two, as C17 and glibc >= 2.38 say (glibc 2.36's
+ *                                        aligned_alloc is its memalign, which rounds up)
  *
  * Every allocator call goes through a volatile function pointer (`lib.malloc(...)`):
  * the compiler knows malloc's contract (results 16-byte aligned, memalign's aligned to
@@ -25,9 +24,13 @@
  * flushed per check); exits 0 if all passed, 1 otherwise. */
 #define _GNU_SOURCE
 #include <fcntl.h>
+#include <limits.h>
 #include <malloc.h>
+#include <pthread.h>
 #include <stdbool.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 
 #include "common.h"
 
@@ -38,6 +41,9 @@ extern void *__libc_calloc(size_t nmemb, size_t size);
 extern void *__libc_realloc(void *ptr, size_t size);
 extern void *__libc_memalign(size_t alignment, size_t size);
 
+/* mallinfo is deprecated in glibc's header, and still called by programs. */
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
 static struct {
     void *(*volatile malloc)(size_t);
     void (*volatile free)(void *);
@@ -60,11 +66,14 @@ static struct {
     void *(*volatile libc_calloc)(size_t, size_t);
     void *(*volatile libc_realloc)(void *, size_t);
     void *(*volatile libc_memalign)(size_t, size_t);
+    struct mallinfo (*volatile mallinfo)(void);
 } lib = {
     malloc, free, calloc, realloc, reallocarray, memalign, posix_memalign, aligned_alloc,
     valloc, pvalloc, malloc_usable_size, mallopt, malloc_trim, mallinfo2, malloc_stats,
     malloc_info, __libc_malloc, __libc_free, __libc_calloc, __libc_realloc, __libc_memalign,
+    mallinfo,
 };
+#pragma GCC diagnostic pop
 
 #define KiB ((size_t)1024)
 #define MiB (1024 * KiB)
@@ -438,15 +447,28 @@ static void check_aligned_results(void)
 
 static const size_t bad_alignments[] = { 24, 48, 96, 3 * 4096, 12, 6 };
 
-static void check_memalign_rejects_bad_alignment(void)
+/* glibc's memalign takes an alignment that is not a power of two and rounds it up to
+ * the next one; only one beyond SIZE_MAX / 2 + 1 is EINVAL. */
+static void check_memalign_rounds_bad_alignment_up(void)
 {
     for (size_t i = 0; i < sizeof bad_alignments / sizeof bad_alignments[0]; i++) {
-        errno = 0;
-        void *p = lib.memalign(bad_alignments[i], 100);
-        int e = errno;
-        CHECK(p == NULL && e == EINVAL, "memalign(%zu, 100) = %p, errno %d (%s)",
-              bad_alignments[i], p, e, strerror(e));
+        size_t a = bad_alignments[i], rounded = 1;
+        while (rounded < a)
+            rounded <<= 1;
+        unsigned char *p = lib.memalign(a, 100);
+        CHECK(p != NULL && addr_of(p) % rounded == 0 && addr_of(p) % 16 == 0,
+              "memalign(%zu, 100) = %p, not aligned to %zu", a, (void *)p, rounded);
+        pattern_fill(p, 0, 100, a);
+        CHECK(lib.malloc_usable_size(p) >= 100);
+        CHECK_PATTERN(p, 100, a);
+        lib.free(p);
     }
+    void *p = lib.memalign(0, 100);             /* up to 16: plain malloc */
+    CHECK(p != NULL && addr_of(p) % 16 == 0, "memalign(0, 100) = %p", p);
+    lib.free(p);
+    errno = 0;
+    p = lib.memalign(SIZE_MAX / 2 + 2, 100);
+    CHECK(p == NULL && errno == EINVAL, "memalign(SIZE_MAX / 2 + 2, 100) = %p, errno %d", p, errno);
 }
 
 static void check_aligned_alloc_rejects_bad_alignment(void)
@@ -684,20 +706,38 @@ static void check_mallinfo2_sane(void)
           unmapped.hblkhd, mapped.hblkhd);
 }
 
-static void check_malloc_stats_writes(void)
+/* Send stderr to an unlinked temporary file: its descriptor (the old stderr's in
+ * *saved), or -1. restore_stderr undoes it. */
+static int capture_stderr(int *saved)
 {
-    char path[] = "/tmp/edge_contract_stats_XXXXXX";
+    char path[] = "/tmp/edge_contract_stderr_XXXXXX";
     int fd = mkstemp(path);
-    CHECK(fd >= 0, "mkstemp: %s", strerror(errno));
+    if (fd < 0)
+        return -1;
     unlink(path);
     fflush(stderr);
-    int saved = dup(2);
-    CHECK(saved >= 0 && dup2(fd, 2) == 2);
-    void *p = lib.malloc(1000);
-    lib.malloc_stats();
+    *saved = dup(2);
+    if (*saved < 0 || dup2(fd, 2) != 2) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+static void restore_stderr(int saved)
+{
     fflush(stderr);
     dup2(saved, 2);
     close(saved);
+}
+
+static void check_malloc_stats_writes(void)
+{
+    int saved, fd = capture_stderr(&saved);
+    CHECK(fd >= 0, "stderr to a temporary file: %s", strerror(errno));
+    void *p = lib.malloc(1000);
+    lib.malloc_stats();
+    restore_stderr(saved);
     lib.free(p);
     struct stat st;
     CHECK(fstat(fd, &st) == 0);
@@ -721,6 +761,186 @@ static void check_malloc_info_xml(void)
     CHECK(strncmp(text, "<malloc", 7) == 0, "malloc_info output starts with \"%.40s\"", text);
     CHECK(n < sizeof text - 1 ? strstr(text, "</malloc>") != NULL : true,
           "malloc_info output (%zu bytes) has no </malloc>", n);
+}
+
+/* Limit this (child) process's address space to what it maps now plus `margin`. */
+static bool limit_address_space(size_t margin)
+{
+    char statm[128] = "";
+    int fd = open("/proc/self/statm", O_RDONLY);
+    ssize_t n = fd >= 0 ? read(fd, statm, sizeof statm - 1) : -1;
+    if (fd >= 0)
+        close(fd);
+    if (n <= 0)
+        return false;
+    statm[n] = '\0';
+    rlim_t limit = (rlim_t)strtoull(statm, NULL, 10) * (rlim_t)page + margin;
+    struct rlimit rl = { limit, limit };
+    return setrlimit(RLIMIT_AS, &rl) == 0;
+}
+
+enum { EXHAUST_OK, EXHAUST_NO_LIMIT, EXHAUST_NEVER_FAILED, EXHAUST_BAD_ERRNO, EXHAUST_BAD_RESULT };
+
+/* In a child limited to 64 MiB more address space: allocate with `call` (0 malloc,
+ * 1 calloc, 2 realloc, 3 memalign, 4 aligned_alloc, 5 valloc, 6 posix_memalign) first
+ * 512 MiB at once, then 100 KiB and 4 KiB blocks until the space runs out; every failure
+ * must say ENOMEM in errno (and in the result, for posix_memalign). */
+static int exhaust(int call)
+{
+    if (!limit_address_space(64 * MiB))
+        return EXHAUST_NO_LIMIT;
+    static const size_t sizes[] = { 512 * MiB, 100 * KiB, 4 * KiB };
+    void *held = NULL;
+    for (size_t s = 0; s < 3; s++)
+        for (long k = 0; k < (s == 0 ? 1 : 1L << 20); k++) {
+            errno = SENTINEL_ERRNO;
+            void *p = NULL;
+            int rc = 0;
+            switch (call) {
+            case 0: p = lib.malloc(sizes[s]); break;
+            case 1: p = lib.calloc(1, sizes[s]); break;
+            case 2: p = lib.realloc(held, sizes[s] + (held ? lib.malloc_usable_size(held) : 0)); break;
+            case 3: p = lib.memalign(64, sizes[s]); break;
+            case 4: p = lib.aligned_alloc(64, sizes[s]); break;
+            case 5: p = lib.valloc(sizes[s]); break;
+            default: rc = lib.posix_memalign(&p, 64, sizes[s]); if (rc != 0) p = NULL; break;
+            }
+            if (p != NULL) {
+                if (s == 0)
+                    return EXHAUST_NEVER_FAILED;    /* 512 MiB under a 64 MiB margin */
+                if (call == 2)
+                    held = p;
+                continue;
+            }
+            if (errno != ENOMEM)
+                return EXHAUST_BAD_ERRNO;
+            if (call == 6 && rc != ENOMEM)
+                return EXHAUST_BAD_RESULT;
+            if (s > 0)
+                return EXHAUST_OK;
+            break;
+        }
+    return EXHAUST_NEVER_FAILED;
+}
+
+static void check_enomem_when_address_space_runs_out(void)
+{
+    static const char *const names[] = { "malloc", "calloc", "realloc", "memalign",
+                                         "aligned_alloc", "valloc", "posix_memalign" };
+    static const char *const why[] = { "ok", "setrlimit failed", "allocation never failed",
+                                       "errno was not ENOMEM", "result was not ENOMEM" };
+    for (int call = 0; call < 7; call++) {
+        pid_t pid = fork();
+        CHECK(pid >= 0, "fork: %s", strerror(errno));
+        if (pid == 0)
+            _exit(exhaust(call));
+        int status;
+        while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+            ;
+        CHECK(WIFEXITED(status) && WEXITSTATUS(status) == EXHAUST_OK,
+              "%s under RLIMIT_AS: %s (status %#x)", names[call],
+              WIFEXITED(status) && WEXITSTATUS(status) < 5 ? why[WEXITSTATUS(status)] : "crashed",
+              status);
+    }
+}
+
+/* posix_memalign reports ENOMEM by its result and, as glibc's does, in errno too. */
+static void check_posix_memalign_enomem_sets_errno(void)
+{
+    for (size_t i = 0; i < NHUGE; i++) {
+        void *out = NULL;
+        errno = SENTINEL_ERRNO;
+        int rc = lib.posix_memalign(&out, 64, huge_sizes[i]);
+        CHECK(rc == ENOMEM && errno == ENOMEM, "posix_memalign(64, %#zx): returned %d, errno %d",
+              huge_sizes[i], rc, errno);
+    }
+}
+
+/* The legacy mallinfo(): glibc's struct of ints, filled from mallinfo2 by conversion to
+ * int (the low 32 bits), describing the heap malloc really uses. */
+static void check_mallinfo_legacy(void)
+{
+    enum { N = 200 };
+    static void *blocks[N];
+    for (int i = 0; i < N; i++) {
+        blocks[i] = lib.malloc(1000);
+        CHECK(blocks[i] != NULL);
+    }
+    /* 3 GiB in one mapping, never touched: hblkhd passes INT_MAX. */
+    void *big = lib.malloc(3072 * MiB);
+    struct mallinfo old = lib.mallinfo();
+    struct mallinfo2 wide = lib.mallinfo2();
+    for (int i = 0; i < N; i++)
+        lib.free(blocks[i]);
+    lib.free(big);
+    CHECK(old.uordblks >= N * 1000 * 3 / 4,
+          "mallinfo().uordblks %d after %d x 1000 bytes: not the heap malloc uses", old.uordblks, N);
+    CHECK(old.arena == (int)wide.arena && old.ordblks == (int)wide.ordblks &&
+          old.smblks == (int)wide.smblks && old.hblks == (int)wide.hblks &&
+          old.hblkhd == (int)wide.hblkhd && old.usmblks == (int)wide.usmblks &&
+          old.fsmblks == (int)wide.fsmblks && old.uordblks == (int)wide.uordblks &&
+          old.fordblks == (int)wide.fordblks && old.keepcost == (int)wide.keepcost,
+          "mallinfo {arena %d hblkhd %d uordblks %d fordblks %d} vs mallinfo2 {%zu %zu %zu %zu}",
+          old.arena, old.hblkhd, old.uordblks, old.fordblks, wide.arena, wide.hblkhd,
+          wide.uordblks, wide.fordblks);
+    if (big != NULL)
+        CHECK(wide.hblkhd > (size_t)INT_MAX && old.hblkhd == (int)wide.hblkhd,
+              "a 3 GiB block: mallinfo2 hblkhd %zu, mallinfo hblkhd %d", wide.hblkhd, old.hblkhd);
+}
+
+/* malloc_stats in a thread with a cancellation pending prints its whole report (its
+ * writes are no cancellation points) and leaves no lock held. */
+static atomic_int stats_go, stats_returned;
+
+static void *stats_with_cancel_pending(void *arg)
+{
+    (void)arg;
+    while (!atomic_load(&stats_go))
+        ;                                       /* no cancellation point in here */
+    lib.malloc_stats();
+    atomic_store(&stats_returned, 1);
+    pthread_testcancel();
+    return NULL;
+}
+
+static void *allocate_a_little(void *arg)
+{
+    for (int i = 0; i < 100; i++)
+        lib.free(lib.malloc((size_t)(16 + 100 * i)));
+    return arg;
+}
+
+static void check_malloc_stats_with_cancel_pending(void)
+{
+    int saved, fd = capture_stderr(&saved);
+    CHECK(fd >= 0, "stderr to a temporary file: %s", strerror(errno));
+    void *p = lib.malloc(1000);
+    pthread_t thread;
+    int rc = pthread_create(&thread, NULL, stats_with_cancel_pending, NULL);
+    if (rc == 0) {
+        pthread_cancel(thread);
+        atomic_store(&stats_go, 1);
+    }
+    void *result = NULL;
+    if (rc == 0)
+        pthread_join(thread, &result);
+    restore_stderr(saved);
+    CHECK(rc == 0, "pthread_create: %s", strerror(rc));
+    static char text[8192];
+    ssize_t n = pread(fd, text, sizeof text - 1, 0);
+    close(fd);
+    text[n > 0 ? n : 0] = '\0';
+    CHECK(result == PTHREAD_CANCELED, "the thread was not cancelled (%p)", result);
+    CHECK(atomic_load(&stats_returned), "malloc_stats did not return: cancelled inside it; "
+          "it wrote \"%s\"", text);
+    CHECK(strstr(text, "Total (incl. mmap):") != NULL && strstr(text, "max mmap bytes") != NULL,
+          "malloc_stats with a cancellation pending wrote only \"%s\"", text);
+    /* No lock left held: this thread and a new one allocate (a hang here is the failure
+     * the test driver's timeout reports). */
+    lib.free(p);
+    allocate_a_little(NULL);
+    CHECK(pthread_create(&thread, NULL, allocate_a_little, NULL) == 0);
+    pthread_join(thread, NULL);
 }
 
 /* ---- __libc_* entry points and one allocator ------------------------------------------------------ */
@@ -771,7 +991,7 @@ static void check_one_allocator_provides_everything(void)
         { "malloc_info", (void *)lib.malloc_info }, { "__libc_malloc", (void *)lib.libc_malloc },
         { "__libc_free", (void *)lib.libc_free }, { "__libc_calloc", (void *)lib.libc_calloc },
         { "__libc_realloc", (void *)lib.libc_realloc },
-        { "__libc_memalign", (void *)lib.libc_memalign },
+        { "__libc_memalign", (void *)lib.libc_memalign }, { "mallinfo", (void *)lib.mallinfo },
     };
     const char *home = allocator_object();
     for (size_t i = 0; i < sizeof fns / sizeof fns[0]; i++) {
@@ -809,7 +1029,7 @@ static const struct {
     { "calloc_overflow", check_calloc_overflow },
     { "reallocarray_overflow", check_reallocarray_overflow },
     { "aligned_results", check_aligned_results },
-    { "memalign_rejects_bad_alignment", check_memalign_rejects_bad_alignment },
+    { "memalign_rounds_bad_alignment_up", check_memalign_rounds_bad_alignment_up },
     { "aligned_alloc_rejects_bad_alignment", check_aligned_alloc_rejects_bad_alignment },
     { "posix_memalign_rejects_bad_alignment", check_posix_memalign_rejects_bad_alignment },
     { "valloc_page_aligned", check_valloc_page_aligned },
@@ -823,6 +1043,10 @@ static const struct {
     { "malloc_trim_releases_free_pages", check_malloc_trim_releases_free_pages },
     { "mallinfo2_sane", check_mallinfo2_sane },
     { "malloc_stats_writes", check_malloc_stats_writes },
+    { "posix_memalign_enomem_sets_errno", check_posix_memalign_enomem_sets_errno },
+    { "enomem_when_address_space_runs_out", check_enomem_when_address_space_runs_out },
+    { "mallinfo_legacy", check_mallinfo_legacy },
+    { "malloc_stats_with_cancel_pending", check_malloc_stats_with_cancel_pending },
     { "malloc_info_xml", check_malloc_info_xml },
     { "libc_entry_points_interoperate", check_libc_entry_points_interoperate },
 };
