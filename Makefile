@@ -8,7 +8,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip --disable-pip-version-check -q
 STAMP  := $(VENV)/.installed
-SOURCES := $(wildcard csrc/*.c csrc/*.h csrc/lab/*.c csrc/lab/*.h pymalloc_real/*.c) pymalloc_real/_build.py setup.py pyproject.toml
+SOURCES := $(wildcard csrc/*/*.c csrc/*/*.h pymalloc_real/*.c) pymalloc_real/_build.py setup.py pyproject.toml
 
 .PHONY: all build demo test bench bench-python clean distclean peers fuzz fuzz-deps
 

@@ -21,7 +21,7 @@ setup(
         # shared library, never imported (pymalloc_real.preload.library_path finds it).
         Extension("pymalloc_real._preload",
                   sources=[os.path.join("csrc", name) for name in PRELOAD_SOURCES],
-                  include_dirs=["csrc"],
+                  include_dirs=["csrc/core"],     # preload/ includes the core's headers
                   define_macros=[("_GNU_SOURCE", None)],
                   extra_compile_args=PRELOAD_COMPILE_ARGS,
                   extra_link_args=PRELOAD_LINK_ARGS),

@@ -36,7 +36,7 @@ def build(bin_dir):
         path = os.path.join(bin_dir, name)
         argv = ["gcc", "-shared", "-fPIC", *PRELOAD_COMPILE_ARGS, *PRELOAD_LINK_ARGS,
                 "-D_GNU_SOURCE", f"-DPRM_HARDENING={int(variant == 'checked')}",
-                "-I", os.path.join(ROOT, "csrc"),
+                "-I", os.path.join(ROOT, "csrc", "core"),
                 *[os.path.join(ROOT, "csrc", source) for source in PRELOAD_SOURCES],
                 "-o", path]
         subprocess.run(argv, check=True)

@@ -1,6 +1,6 @@
 """Speed of the page-replacement simulator: references per second of each algorithm.
 
-A working-set trace of 10 million references (the generator in csrc/pagesim.c: a
+A working-set trace of 10 million references (the generator in csrc/pagesim/pagesim.c: a
 working set of 256 pages out of 65,536, 95% of references inside it, moving every
 100,000 references, 20% stores) is run through every algorithm at 64 and 1,024 frames.
 Each figure is the best of --repeat runs of ``pagesim.simulate``, so it includes the

@@ -8,8 +8,8 @@ mkdir -p "$(dirname "$out")"
 sources=$(python3 -c "
 import sys; sys.path.insert(0, 'pymalloc_real')
 from _build import CORE_SOURCES
-print(' '.join('csrc/' + s for s in CORE_SOURCES if s not in ('layout.c', 'pagesim.c')))")
+print(' '.join('csrc/' + s for s in CORE_SOURCES if s.startswith('core/')))")
 exec clang -g -O1 -std=gnu11 -Wall -Wextra -Werror -Wno-unused-parameter \
     -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
-    -DPRM_RECOVERABLE=1 -D_GNU_SOURCE -Icsrc -Ifuzz \
+    -DPRM_RECOVERABLE=1 -D_GNU_SOURCE -Icsrc/core -Ifuzz \
     $sources fuzz/fuzz_core.c fuzz/fuzz_reset.c -o "$out"

@@ -20,7 +20,7 @@ from .heap import (M_ARENA_MAX, M_ARENA_TEST, M_CANARY, M_CHECK_ACTION, M_MMAP_M
                    memalign, realloc)
 from .introspect import (Arena, BinEntry, Bins, Chunk, HeapStats, Ledger, Segment, arenas,
                          bins, check, chunk_of, chunks, ledger, segments, stats)
-from .procfs import (Layout, MapRegion, PageFrames, PhysicalPage, Tracking, brk, faults,
+from .kernel.procfs import (Layout, MapRegion, PageFrames, PhysicalPage, Tracking, brk, faults,
                      faults_from_stat, is_mapped, mapped_pages, maps, no_huge_pages, page_size,
                      physical_pages, process_layout, region_of, residency, thp_setting,
                      totals_by_kind, track)

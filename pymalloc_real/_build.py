@@ -1,11 +1,16 @@
 """cffi builder for ``pymalloc_real._core`` (out-of-line API mode).
 
-The C core in ``csrc/`` is compiled into the extension together with a few lines of
-glue, and so are the page-replacement simulator (``csrc/pagesim.c``) and the
-placement-policy lab (``csrc/lab/``), which stand beside the core. The interface cffi
-sees is ``csrc/prm.h``, ``csrc/pagesim.h`` and ``csrc/lab/lab.h`` themselves,
-with their preprocessor housekeeping removed, so the headers stay the single statement
-of the C API.
+The C sources live in ``csrc/``, one folder per part: ``core/`` (the allocator, which
+both builds compile), ``preload/`` (what only the LD_PRELOAD library has), ``lab/`` (the
+placement-policy lab), ``pagesim/`` (the page-replacement simulator) and ``probe/`` (the
+demo's address-space probe). The lists below name files relative to ``csrc/``.
+
+The core (``csrc/core/``) is compiled into the extension together with a few lines of
+glue, and so are the demo's probe (``csrc/probe/layout.c``), the page-replacement
+simulator (``csrc/pagesim/pagesim.c``) and the placement-policy lab (``csrc/lab/``),
+which stand beside the core. The interface cffi sees is ``csrc/core/prm.h``,
+``csrc/pagesim/pagesim.h`` and ``csrc/lab/lab.h`` themselves, with their preprocessor
+housekeeping removed, so the headers stay the single statement of the C API.
 
 The core is built with ``PRM_RECOVERABLE=1``: detected heap corruption unwinds to
 the entry point and becomes a Python exception instead of aborting the interpreter.
@@ -19,28 +24,30 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 CSRC = os.path.join(ROOT, "csrc")
 
-# The core, the layout probe of the demo (layout.c) and the page-replacement simulator
-# (pagesim.c).
+# The core (core/), the layout probe of the demo (probe/layout.c) and
+# the page-replacement simulator (pagesim/pagesim.c).
 CORE_SOURCES = [
-    "os.c",
-    "arena.c",
-    "bins.c",
-    "malloc.c",
-    "mmapped.c",
-    "check.c",
-    "canary.c",
-    "stats.c",
-    "options.c",
-    "threads.c",
-    "layout.c",
-    "pagesim.c",
+    "core/os.c",
+    "core/arena.c",
+    "core/bins.c",
+    "core/malloc.c",
+    "core/mmapped.c",
+    "core/check.c",
+    "core/canary.c",
+    "core/stats.c",
+    "core/options.c",
+    "core/threads.c",
+    "probe/layout.c",
+    "pagesim/pagesim.c",
 ]
 
-# The LD_PRELOAD library: the core without the demo's probe and the simulator, plus the
-# shim, the trace recorder and the presizer. setup.py builds it; benchmarks/bench_checks.py
-# builds a variant with the hardening checks compiled out, from the same lists.
-PRELOAD_SOURCES = [name for name in CORE_SOURCES if name not in ("layout.c", "pagesim.c")] + [
-    "preload.c", "trace.c", "presize.c"]
+# The LD_PRELOAD library: the core without the demo's probe and the simulator, plus
+# preload/ (the shim, the trace recorder and the presizer). setup.py builds it;
+# benchmarks/bench_checks.py builds a variant with the hardening checks compiled out,
+# from the same lists. Its files include the core's headers by name: compile with
+# -Icsrc/core.
+PRELOAD_SOURCES = [name for name in CORE_SOURCES if name.startswith("core/")] + [
+    "preload/preload.c", "preload/trace.c", "preload/presize.c"]
 PRELOAD_WARNINGS = ["-Wall", "-Wextra", "-Werror", "-Wno-missing-field-initializers",
                     "-Wno-unused-parameter"]
 PRELOAD_COMPILE_ARGS = ["-std=gnu11", "-O2", "-g", *PRELOAD_WARNINGS, "-fvisibility=hidden",
@@ -61,7 +68,7 @@ LAB_SOURCES = [
 ]
 
 # The headers that state the C API: cffi reads them, the generated wrapper includes them.
-HEADERS = ["prm.h", "pagesim.h", "lab/lab.h"]
+HEADERS = ["core/prm.h", "pagesim/pagesim.h", "lab/lab.h"]
 
 # -Werror keeps the core honest; cffi's generated wrapper is compiled with the same flags.
 COMPILE_ARGS = ["-std=gnu11", "-O2", "-g", "-Wall", "-Wextra", "-Werror",
@@ -93,7 +100,8 @@ ffibuilder.set_source(
     "#include <stdlib.h>\n" + "".join(f'#include "{name}"\n' for name in HEADERS),
     # setuptools insists on paths relative to setup.py's directory, where it runs.
     sources=[os.path.join("csrc", name) for name in CORE_SOURCES + LAB_SOURCES],
-    include_dirs=["csrc"],
+    # csrc for the wrapper's "core/prm.h" & co, csrc/core for the probe's "prm.h", "os.h".
+    include_dirs=["csrc", "csrc/core"],
     define_macros=[("PRM_RECOVERABLE", "1"), ("_GNU_SOURCE", None)],
     extra_compile_args=COMPILE_ARGS,
 )

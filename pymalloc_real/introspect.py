@@ -2,7 +2,7 @@
 segments, and the whole-heap integrity check.
 
 The C core fills plain structs under its locks; this module turns them into frozen
-dataclasses. Field meanings are documented once, in ``csrc/prm.h``.
+dataclasses. Field meanings are documented once, in ``csrc/core/prm.h``.
 """
 import dataclasses
 from dataclasses import dataclass
@@ -38,11 +38,11 @@ Allocator statistics: glibc's mallinfo2 fields (arena, ordblks, smblks, hblks, h
 usmblks, fsmblks, uordblks, fordblks, keepcost), the core's accounting (in_use_bytes
 counts every chunk handed out and not freed, mmapped ones included), the parameters
 in force, and the kernel layer's syscall counters. Each field is described in
-csrc/prm.h (struct prm_stats).""")
+csrc/core/prm.h (struct prm_stats).""")
 
 Arena = _dataclass_from_struct("Arena", "prm_arena_info", """\
 One arena's summary: its top chunk, the memory it holds from the OS, what is in use
-and what is free. See csrc/prm.h (struct prm_arena_info).""")
+and what is free. See csrc/core/prm.h (struct prm_arena_info).""")
 
 
 _LedgerFields = _dataclass_from_struct("_LedgerFields", "prm_ledger_info", "")
@@ -54,7 +54,7 @@ class Ledger(_LedgerFields):
     and what has been given back to the OS. It answers the usual questions about RSS:
     a leak shows as in_use growing; fragmentation as free bytes that stay resident;
     memory simply not returned as free resident bytes that malloc_trim would release.
-    Fields are described in csrc/prm.h (struct prm_ledger_info)."""
+    Fields are described in csrc/core/prm.h (struct prm_ledger_info)."""
 
     @property
     def free_bytes(self):

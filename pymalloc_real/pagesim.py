@@ -1,7 +1,7 @@
 """The page-replacement simulator: the algorithms of seed 001 (OPT, NRU, LRU, FIFO,
 second chance, clock, and aging) run over traces of page references.
 
-The work is in C (``csrc/pagesim.c``, through the cffi module): a :class:`Trace` holds
+The work is in C (``csrc/pagesim/pagesim.c``, through the cffi module): a :class:`Trace` holds
 its references there, as dense page ids, so a run over ten million references takes
 a fraction of a second. This module builds traces (from page lists, from the memory
 accesses of valgrind's lackey tool or any list of accesses, from generators), runs

@@ -16,8 +16,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 _INSIDE = "PYMALLOC_REAL_FRESH_INTERPRETER"
 
-from pymalloc_real.walkthrough import pin_seed_thresholds   # noqa: F401 (re-exported)
-from pymalloc_real.glibc import reserve_glibc_slack          # noqa: F401 (re-exported)
+from pymalloc_real.demo.walkthrough import pin_seed_thresholds   # noqa: F401 (re-exported)
+from pymalloc_real.demo.glibc import reserve_glibc_slack          # noqa: F401 (re-exported)
 
 KiB = 1024
 MiB = 1024 * 1024

@@ -18,7 +18,8 @@ import time
 
 import pytest
 
-from pymalloc_real import bench, bench_report, preload
+from pymalloc_real import bench, preload
+from pymalloc_real.bench import results as bench_report
 from pymalloc_real.cli import main
 from pymalloc_real.preload import GLIBC, OURS
 
@@ -259,7 +260,7 @@ def test_the_checksum_most_runs_agree_on_is_the_reference():
     result = bench.WorkloadResult("w", "c", "", [], 10, 1)
     for name, checksum in ((GLIBC, "a" * 16), (OURS, "b" * 16), ("jemalloc", "b" * 16)):
         result.cells[name] = bench.Cell(name, runs(name, checksum))
-    bench._check_checksums(result)
+    bench.harness._check_checksums(result)
     assert result.reference == "b" * 16        # glibc is outvoted: it is the odd one out
     assert [run.passed for run in result.cells[GLIBC].runs] == [False, False]
     assert all(run.passed for run in result.cells[OURS].runs)
@@ -295,7 +296,7 @@ def test_build_only_when_a_source_or_header_is_newer(bench_dir, tmp_path):
 
 def test_missing_allocators_are_named_with_make_peers(bench_dir, tmp_path, capsys,
                                                       monkeypatch):
-    monkeypatch.setattr(preload, "library_directories", lambda: ("/nonexistent-lib-dir",))
+    monkeypatch.setattr(preload.libraries, "library_directories", lambda: ("/nonexistent-lib-dir",))
     argv = ["bench", "--bench-dir", bench_dir, "--out", str(tmp_path), "--repeat", "1",
             "--workloads", "tiny", "--allocators", f"{GLIBC},jemalloc,tcmalloc",
             "--ops", "tiny=500"]

@@ -1,4 +1,4 @@
-"""The core's C API, exercised by tests/c/core_test.c compiled together with csrc/
+"""The core's C API, exercised by tests/c/core_test.c compiled together with csrc/core/
 under AddressSanitizer and UndefinedBehaviorSanitizer. The allocator under test is the
 prm_ one, not the process's malloc, so the sanitizers watch the core's own code for
 out-of-bounds accesses, misaligned loads, overflows and other undefined behaviour,
@@ -12,10 +12,10 @@ import pytest
 from helpers import ROOT
 
 SOURCE = os.path.join(ROOT, "tests", "c", "core_test.c")
-CSRC = os.path.join(ROOT, "csrc")
-# Everything but the LD_PRELOAD shim: this program calls prm_* and keeps glibc's malloc.
-CORE = sorted(os.path.join(CSRC, f) for f in os.listdir(CSRC)
-              if f.endswith(".c") and f != "preload.c")
+CSRC = os.path.join(ROOT, "csrc", "core")
+# The core without the LD_PRELOAD library (csrc/preload/): this program calls prm_* and
+# keeps glibc's malloc.
+CORE = sorted(os.path.join(CSRC, f) for f in os.listdir(CSRC) if f.endswith(".c"))
 BINARY = os.path.join(ROOT, "tests", "c", "bin", "core_test")
 FLAGS = ["-std=gnu11", "-g", "-O1", "-Wall", "-Wextra", "-Werror", "-fno-omit-frame-pointer",
          "-fsanitize=address,undefined", "-fno-sanitize-recover=all"]

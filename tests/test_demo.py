@@ -15,7 +15,9 @@ import pytest
 from helpers import KiB, MiB, ROOT
 
 import pymalloc_real as prm
-from pymalloc_real import demo, space
+from pymalloc_real import demo
+from pymalloc_real.demo import pages
+from pymalloc_real.kernel import space
 from pymalloc_real.cli import main
 
 PICTURES = ["step0_layout.png", "step1_walkthrough.png", "step2_virtual.png",
@@ -198,7 +200,7 @@ def test_step5_is_not_applicable_where_eviction_has_no_effect(monkeypatch, capsy
     if not os.path.isdir("/dev/shm") or not os.access("/dev/shm", os.W_OK):
         pytest.skip("no writable /dev/shm (tmpfs) here")
     # tmpfs pages are the file itself: posix_fadvise(DONTNEED) cannot drop them.
-    monkeypatch.setattr(demo, "_candidate_directories", lambda: ["/dev/shm"])
+    monkeypatch.setattr(pages, "_candidate_directories", lambda: ["/dev/shm"])
     step = demo.run([5])[0]
     assert step.verdict == demo.NOT_APPLICABLE
     assert "/dev/shm: page-cache eviction had no effect on this filesystem" in step.reason
@@ -211,6 +213,6 @@ def test_step5_is_not_applicable_where_eviction_has_no_effect(monkeypatch, capsy
 def test_step6_is_not_applicable_when_frames_are_hidden(monkeypatch):
     def hidden(block):
         return prm.PageFrames([], True, "pagemap reads frame numbers as 0 (no CAP_SYS_ADMIN)")
-    monkeypatch.setattr(demo.procfs, "physical_pages", hidden)
+    monkeypatch.setattr(pages.procfs, "physical_pages", hidden)
     step = demo.run([6])[0]
     assert step.verdict == demo.NOT_APPLICABLE and "CAP_SYS_ADMIN" in step.reason

@@ -13,9 +13,9 @@ from helpers import ROOT
 
 SOURCE = os.path.join(ROOT, "tests", "c", "lab_test.c")
 CSRC = os.path.join(ROOT, "csrc")
-# The core (lab_real.c calls prm_*) without the LD_PRELOAD shim, and the lab.
-SOURCES = (sorted(os.path.join(CSRC, f) for f in os.listdir(CSRC)
-                  if f.endswith(".c") and f != "preload.c")
+# The core (lab_real.c calls prm_*) without the LD_PRELOAD library, and the lab.
+SOURCES = (sorted(os.path.join(CSRC, "core", f) for f in os.listdir(os.path.join(CSRC, "core"))
+                  if f.endswith(".c"))
            + sorted(os.path.join(CSRC, "lab", f) for f in os.listdir(os.path.join(CSRC, "lab"))
                     if f.endswith(".c")))
 BINARY = os.path.join(ROOT, "tests", "c", "bin", "lab_test")

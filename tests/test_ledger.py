@@ -1,6 +1,6 @@
 """ledger(): where every byte of the allocator is, and how much of it is in RAM.
 
-The ledger is computed by its own walk (csrc/stats.c, prm_ledger), separately from
+The ledger is computed by its own walk (csrc/core/stats.c, prm_ledger), separately from
 stats() and chunks(); these tests hold the three against each other: its rows must add
 up to what the heap holds, and each row must equal what stats() and chunks() say about
 the same thing, through a random workload that uses every kind of chunk. The resident

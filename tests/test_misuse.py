@@ -425,6 +425,7 @@ def test_corpus_usable_size_of_memory_we_never_returned(foreign):
             address = stack.enter_context(_UnmappedHeader())
         else:
             block = prm.malloc(256)
+            block.fill(ord("A"))                 # no "header" inside may look valid
             stack.callback(block.free)
             address = block.address + 64
         with pytest.raises(prm.InvalidFree, match=r"malloc_usable_size\(\): invalid pointer"):

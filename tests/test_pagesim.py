@@ -1,4 +1,4 @@
-"""The page-replacement simulator (pymalloc_real.pagesim over csrc/pagesim.c): the
+"""The page-replacement simulator (pymalloc_real.pagesim over csrc/pagesim/pagesim.c): the
 textbook reference strings, hand-checked write-backs and NRU classes, property tests
 against straightforward Python models and the theory (OPT is optimal, LRU and OPT are
 stack algorithms, faults + hits = references), the trace sources (lackey text and files,
@@ -159,7 +159,7 @@ def test_accounting_and_opt_is_optimal(references, tick):
             assert result.evictions == result.faults - min(frames, trace.pages)
             assert result.writebacks <= result.evictions
             assert results["opt"].faults <= result.faults
-        # Second chance and clock make the same decisions (see csrc/pagesim.c).
+        # Second chance and clock make the same decisions (see csrc/pagesim/pagesim.c).
         assert results["clock"] == dataclasses.replace(results["second_chance"],
                                                        algorithm="clock")
 

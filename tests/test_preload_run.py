@@ -20,7 +20,9 @@ import textwrap
 
 import pytest
 
-from pymalloc_real import compare as compare_module
+import pymalloc_real
+
+from pymalloc_real.preload import comparison as compare_module
 from pymalloc_real import preload
 from pymalloc_real.cli import main
 from pymalloc_real.preload import (ALLOCATORS, OURS, PEERS, LibraryMissing, OptionError,
@@ -78,9 +80,9 @@ def fake_ours(tmp_path):
 
 def test_library_path_searches_the_package_directory_for_each_extension_suffix(
         tmp_path, monkeypatch):
-    monkeypatch.setattr(preload, "_package_directories", lambda: [str(tmp_path)])
+    monkeypatch.setattr(preload.libraries, "_package_directories", lambda: [str(tmp_path)])
     # The last suffix (plain .so) is found when the more specific ones are absent.
-    suffixes = preload.importlib.machinery.EXTENSION_SUFFIXES
+    suffixes = preload.libraries.importlib.machinery.EXTENSION_SUFFIXES
     (tmp_path / f"_preload{suffixes[-1]}").write_bytes(b"")
     assert preload.library_path() == str(tmp_path / f"_preload{suffixes[-1]}")
     (tmp_path / f"_preload{suffixes[0]}").write_bytes(b"")
@@ -88,7 +90,7 @@ def test_library_path_searches_the_package_directory_for_each_extension_suffix(
 
 
 def test_missing_library_says_what_was_searched_and_how_to_build_it(tmp_path, monkeypatch):
-    monkeypatch.setattr(preload, "_package_directories", lambda: [str(tmp_path)])
+    monkeypatch.setattr(preload.libraries, "_package_directories", lambda: [str(tmp_path)])
     with pytest.raises(FileNotFoundError) as caught:
         preload.library_path()
     message = str(caught.value)
@@ -101,12 +103,12 @@ def test_missing_library_says_what_was_searched_and_how_to_build_it(tmp_path, mo
 @needs_ours
 def test_library_path_is_in_the_installed_package():
     path = preload.library_path()
-    assert os.path.dirname(path) == os.path.dirname(os.path.abspath(preload.__file__))
+    assert os.path.dirname(path) == os.path.dirname(os.path.abspath(pymalloc_real.__file__))
     assert os.path.basename(path).startswith("_preload")
 
 
 def test_a_missing_peer_names_its_debian_package_and_make_peers(tmp_path, monkeypatch):
-    monkeypatch.setattr(preload, "library_directories", lambda: (str(tmp_path),))
+    monkeypatch.setattr(preload.libraries, "library_directories", lambda: (str(tmp_path),))
     for name, peer in PEERS.items():
         with pytest.raises(PeerMissing) as caught:
             preload.run(["true"], allocator=name)
@@ -127,7 +129,7 @@ def test_an_unknown_allocator_name_is_refused():
 
 def test_library_directories_start_with_the_multiarch_directory():
     directories = preload.library_directories()
-    triplets = preload._multiarch_triplets()
+    triplets = preload.libraries._multiarch_triplets()
     if triplets:            # e.g. x86_64-linux-gnu, from the machine's name
         assert directories[:2] == (f"/usr/lib/{triplets[0]}", f"/lib/{triplets[0]}")
     assert {"/usr/lib64", "/usr/local/lib"} <= set(directories)
@@ -198,7 +200,7 @@ def test_peak_rss_and_minor_faults_of_a_child_touching_200_MiB():
 def test_a_small_child_is_not_charged_this_processs_peak():
     """The kernel charges the replaced address space's peak RSS to a program at exec; a
     child started from a big process must still report its own small peak."""
-    if preload._launcher() is None:
+    if preload.runner._launcher() is None:
         pytest.skip("perl or the child subreaper is not available: children start "
                     "directly from this process and may carry its peak")
     code = textwrap.dedent("""
@@ -215,7 +217,7 @@ def test_a_small_child_is_not_charged_this_processs_peak():
 
 
 def test_started_directly_the_report_warns_of_this_processs_peak(monkeypatch):
-    monkeypatch.setattr(preload, "_launcher", lambda: None)
+    monkeypatch.setattr(preload.runner, "_launcher", lambda: None)
     report = preload.run(["true"], allocator="glibc")
     assert report.ok and report.launcher == "direct"
     assert any("may be this process's" in note for note in report.notes)
@@ -508,8 +510,8 @@ def test_option_keys_match_the_library():
     """preload.py checks option keys before a run; they must be the shim's own."""
     import re
     from helpers import ROOT
-    with open(os.path.join(ROOT, "csrc", "preload.c"), encoding="utf-8") as f:
+    with open(os.path.join(ROOT, "csrc", "preload", "preload.c"), encoding="utf-8") as f:
         shim = set(re.findall(r'\{ "(\w+)", PRM_', f.read())) | {"stats"}
-    with open(os.path.join(ROOT, "csrc", "trace.c"), encoding="utf-8") as f:
+    with open(os.path.join(ROOT, "csrc", "preload", "trace.c"), encoding="utf-8") as f:
         shim |= set(re.findall(r'memcmp\(key, "(\w+)"', f.read()))    # trace, profile, presize
     assert set(preload.OPTION_KEYS) == shim

@@ -1,4 +1,4 @@
-"""What pymalloc_real.procfs reports about the process, checked against the kernel.
+"""What pymalloc_real.kernel.procfs reports about the process, checked against the kernel.
 
 Each test makes the kernel do something countable (first-touch faults on fresh pages,
 a mapping appearing and going, the break going down) and checks that the procfs view
@@ -30,7 +30,8 @@ import time
 import pytest
 
 import pymalloc_real as prm
-from pymalloc_real import _core, procfs
+from pymalloc_real import _core
+from pymalloc_real.kernel import procfs
 from pymalloc_real._core import ffi, lib
 from helpers import KiB, MiB, fresh_interpreter, pin_seed_thresholds, reserve_glibc_slack
 

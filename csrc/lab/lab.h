@@ -9,7 +9,7 @@
  * A policy's state lives in the struct lab_policy the caller holds (lab_policy_new /
  * lab_policy_delete); nothing here has global state, so any number of policies can live
  * side by side in one process. The lab stands beside the allocator: it shares the kernel
- * layer (csrc/os.h) and the build with the core, not its bins.
+ * layer (csrc/core/os.h) and the build with the core, not its bins.
  *
  * Footprint (what each policy has taken from the OS), honestly:
  *   - region policies reserve their whole region with one mmap (virtual memory only, no

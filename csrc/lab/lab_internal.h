@@ -8,7 +8,7 @@
 #include <string.h>
 
 #include "lab.h"
-#include "../os.h"
+#include "../core/os.h"
 
 #define LAB_LIKELY(x) __builtin_expect(!!(x), 1)
 #define LAB_UNLIKELY(x) __builtin_expect(!!(x), 0)

@@ -7,7 +7,7 @@
 #include <stdlib.h>
 
 #include "lab_internal.h"
-#include "../prm.h"
+#include "../core/prm.h"
 
 struct real {
     int glibc;

@@ -1,4 +1,4 @@
-/* core_test.c - named checks of the core's C API, linked directly against csrc/ and
+/* core_test.c - named checks of the core's C API, linked directly against csrc/core/ and
  * built with -fsanitize=address,undefined (the allocator under test is prm_*, not the
  * process's malloc, so the sanitizers watch the core's own code). Run by
  * tests/test_c_core.py; prints "ok <name>" per check, exits 1 on the first failure.

@@ -12,7 +12,7 @@
  * prepare handler) and waits in glibc's fork for stdio's list lock; the fflush(NULL)
  * thread holds the list lock and waits for a FILE lock; that FILE lock's holder is in
  * malloc waiting for an allocator lock. A correct allocator orders its locks after the
- * list lock (csrc/threads.c). The SIGALRM watchdog turns a hang into exit 3 naming the
+ * list lock (csrc/core/threads.c). The SIGALRM watchdog turns a hang into exit 3 naming the
  * phase; a child that does not exit within CHILD_TIMEOUT counts as hung.
  *
  * usage: fork_stdio SECONDS [FORKERS] [READERS] [MALLOCERS] [CHILD_MALLOC] [CHILD_TIMEOUT]

@@ -192,8 +192,8 @@ typedef struct prm_params {
     size_t arena_test;
     size_t arena_max;           /* 0: 8 x the CPUs, as glibc on 64-bit */
     int tcache_count;           /* chunks per thread-cache bin; 0 disables the caches */
-    size_t heap_floor;          /* presize (presize.c): the main heap is never trimmed
-                                   below this many bytes from the OS; 0: no floor */
+    size_t heap_floor;          /* presize (preload/presize.c): the main heap is never
+                                   trimmed below this many bytes from the OS; 0: no floor */
 } prm_params;
 
 #define PRM_HEAP_TABLE 4096      /* heaps the set remembers: 256 GiB of them */
@@ -330,7 +330,7 @@ PRM_INTERNAL int prmi_set_param(int param, long value);
 /* The LD_PRELOAD shim defines this to read its options while the allocator initialises
  * (before any allocation is served): it may only call prmi_set_param and write(2). */
 PRM_INTERNAL void prmi_configure(void) __attribute__((weak));
-/* The LD_PRELOAD build's recorder (trace.c) defines this; the fork child calls it. */
+/* The LD_PRELOAD build's recorder (preload/trace.c) defines this; the fork child calls it. */
 PRM_INTERNAL void prmi_rec_fork_child(void) __attribute__((weak));
 
 /* malloc.c */

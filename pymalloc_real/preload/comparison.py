@@ -14,8 +14,10 @@ import statistics
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional
 
-from . import preload
-from .preload import GLIBC, LibraryMissing, OptionError
+from . import libraries, runner
+from . import options as options_module     # `options` is an argument below
+from .libraries import ALLOCATORS, GLIBC, LibraryMissing
+from .options import OptionError
 
 _MiB = 1024 * 1024
 
@@ -59,7 +61,7 @@ class AllocatorResult:
     name: str
     library: Optional[str] = None
     missing: Optional[str] = None
-    runs: List[preload.RunReport] = field(default_factory=list)
+    runs: List[runner.RunReport] = field(default_factory=list)
     metrics: Dict[str, Spread] = field(default_factory=dict)
     ratios: Dict[str, Optional[float]] = field(default_factory=dict)
     failures: List[str] = field(default_factory=list)
@@ -107,7 +109,7 @@ class Comparison:
                 "allocators": [_result_dict(result) for result in self.allocators]}
 
 
-def compare(cmd, allocators=preload.ALLOCATORS, repeat=5, options=None, env=None,
+def compare(cmd, allocators=ALLOCATORS, repeat=5, options=None, env=None,
             timeout=None, input=None, check_stdout=True, baseline=GLIBC, warmup=0,
             progress: Optional[Callable[[int, int, str], None]] = None):
     """Run ``cmd`` ``repeat`` times on each allocator, interleaved, and summarise.
@@ -123,9 +125,9 @@ def compare(cmd, allocators=preload.ALLOCATORS, repeat=5, options=None, env=None
     argv = shlex.split(cmd) if isinstance(cmd, str) else [str(arg) for arg in cmd]
     if repeat < 1 or warmup < 0:
         raise OptionError("repeat must be at least 1 and warmup at least 0")
-    chosen = preload.parse_options(options)
+    chosen = options_module.parse_options(options)
     names = list(dict.fromkeys(allocators))
-    if chosen and not any(preload.is_ours(name) for name in names):
+    if chosen and not any(libraries.is_ours(name) for name in names):
         raise OptionError("options are for pymalloc_real's library, which is not among "
                           f"the allocators ({', '.join(names)})")
     results = [_resolve(name) for name in names]
@@ -134,9 +136,9 @@ def compare(cmd, allocators=preload.ALLOCATORS, repeat=5, options=None, env=None
     for done, (result, counted) in enumerate(plan):
         if progress:
             progress(done, len(plan), result.name)
-        report = preload.run(argv, allocator=result.name,
-                             options=chosen if preload.is_ours(result.name) else None,
-                             env=env, timeout=timeout, input=b"" if input is None else input)
+        report = runner.run(argv, allocator=result.name,
+                            options=chosen if libraries.is_ours(result.name) else None,
+                            env=env, timeout=timeout, input=b"" if input is None else input)
         if counted:
             _record(result, report)
     if progress:
@@ -150,7 +152,7 @@ def compare(cmd, allocators=preload.ALLOCATORS, repeat=5, options=None, env=None
 
 def _resolve(name):
     try:
-        return AllocatorResult(name, library=preload.resolve(name).library)
+        return AllocatorResult(name, library=libraries.resolve(name).library)
     except LibraryMissing as error:
         return AllocatorResult(name, missing=str(error))
 

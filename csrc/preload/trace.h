@@ -8,7 +8,7 @@
  * realloc) is recorded *before* the core call and an acquisition *after* it, so an
  * address always appears in the trace released before anybody reuses it.
  *
- * The raw trace file (converted to dense object ids by pymalloc_real/trace.py):
+ * The raw trace file (converted to dense object ids by pymalloc_real/trace/model.py):
  *
  *   header (16 bytes):  "PRMRAW01"  uint32 record size (24)  uint32 pid
  *   records (24 bytes): uint8 op  uint8 align_log2  uint16 thread  uint32 0

@@ -66,7 +66,8 @@ __attribute__((noreturn)) void prm_os_abort(void);
  * 0, or -1 with errno. */
 int prm_os_write_file(const char *path, const char *data, size_t length);
 
-/* Files for the preload library's recorder (trace.c) and presizing (presize.c).
+/* Files for the preload library's recorder (preload/trace.c) and presizing
+ * (preload/presize.c).
  * prm_os_open_output creates `path` for writing (close-on-exec, so a program the traced
  * process execs never inherits it); with `exclusive` an existing file is an error
  * (EEXIST) and is left alone. Returns a descriptor, or -1 with errno. */

@@ -1,25 +1,163 @@
-"""What a benchmark run leaves behind (issue 5): the targets, and the files.
-
-This module owns the targets table (our wall time and peak RSS against glibc's per
-workload, the geometric mean, the fast path's instructions, the stretch against
-mimalloc; each met, missed or not measured) and the three files of
-`pymalloc-real bench`: results.json (everything, as plain data), results.md (the
-tables for people) and results.png (ratios to glibc as grouped bars, drawn with
-matplotlib's Agg canvas, imported only then). bench.py measures; this module only
-reads a BenchResult. Nothing here prints.
+"""The result of a benchmark run and how it is written down: the records (``Run``,
+``Cell``, ``WorkloadResult``, ``Callgrind``, ``BenchResult``), the targets it is judged
+by (our wall time and peak RSS against glibc's per workload, the geometric mean, the
+fast path's instructions, the stretch against mimalloc; each met, missed or not
+measured), and its text forms: plain data for results.json and the Markdown of
+results.md. Nothing here measures (harness.py does) or prints.
 """
-import json
-import math
-import os
-from dataclasses import dataclass
-from typing import Optional
 
-from .bench import RESULT_FILES
-from .preload import GLIBC, OURS
+
+import math
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Tuple
+
+from ..preload import GLIBC, OURS, Spread
+
+
+RESULT_FILES = ("results.json", "results.md", "results.png")
+
+
+# ---- results ---------------------------------------------------------------------------------
+
+@dataclass
+class Run:
+    """One run of a workload on an allocator: what wait4 measured (times in seconds,
+    peak RSS in bytes), the checksum and op count the run reported, its other
+    ``key=value`` pairs, and ``problem``: why the run was rejected (None: it passed)."""
+    allocator: str
+    exit_status: Optional[int]
+    signal: Optional[int]
+    wall_time: float
+    cpu_time: float
+    max_rss: int
+    minor_faults: int
+    major_faults: int
+    checksum: Optional[str]
+    ops: Optional[int]
+    extras: Dict[str, str] = field(default_factory=dict)
+    problem: Optional[str] = None
+
+    @property
+    def passed(self):
+        return self.problem is None
+
+
+# What is summarised for each (workload, allocator): RunReport-style attributes of Run.
+METRICS = ("wall_time", "cpu_time", "max_rss", "minor_faults", "major_faults")
+
+
+@dataclass
+class Cell:
+    """One workload on one allocator: its runs, and over the runs that passed the
+    spread of each metric (see METRICS), the ratio of its median to glibc's (None
+    without glibc) and the median of each numeric value the workload reported."""
+    allocator: str
+    runs: List[Run] = field(default_factory=list)
+    metrics: Dict[str, Spread] = field(default_factory=dict)
+    ratios: Dict[str, Optional[float]] = field(default_factory=dict)
+    reported: Dict[str, Spread] = field(default_factory=dict)
+
+    @property
+    def failures(self):
+        return [f"run {i + 1}: {run.problem}" for i, run in enumerate(self.runs)
+                if not run.passed]
+
+
+@dataclass
+class WorkloadResult:
+    """A workload's part of the benchmark: the command run (``command``), its -n and
+    -t, the checksum the runs were held to (the one most runs agree on, glibc's on a
+    tie), ``error`` when it could not run at all (a build failure), and a Cell per
+    available allocator."""
+    name: str
+    kind: str
+    about: str
+    command: List[str]
+    ops: int
+    threads: int
+    reference: Optional[str] = None
+    error: Optional[str] = None
+    cells: Dict[str, Cell] = field(default_factory=dict)
+
+    @property
+    def failures(self):
+        found = [f"{self.name}: {self.error}"] if self.error else []
+        for cell in self.cells.values():
+            found += [f"{self.name} on {cell.allocator}: {text}" for text in cell.failures]
+        return found
+
+    def ratio(self, allocator, metric, to=GLIBC):
+        """Median of ``metric`` on ``allocator`` over its median on ``to``, or None."""
+        mine, theirs = self.cells.get(allocator), self.cells.get(to)
+        if not mine or not theirs or metric not in mine.metrics or metric not in theirs.metrics:
+            return None
+        base = theirs.metrics[metric].median
+        return mine.metrics[metric].median / base if base else None
+
+
+@dataclass
+class Callgrind:
+    """Instructions per malloc+free pair, measured with callgrind: the pairs workload
+    at two -n values (``ops``) per allocator. ``instructions`` holds each allocator's
+    two counts of every instruction, ``in_program`` the two counts of those executed in
+    the pairs program itself (its loop, not the allocator). ``per_pair`` is the
+    allocator's share: the difference of (instructions - in_program) over the
+    difference in pairs; ``per_pair_total`` the same with the loop included. None after
+    a failure, described in ``failures``."""
+    ops: Tuple[int, int]
+    instructions: Dict[str, List[int]] = field(default_factory=dict)
+    in_program: Dict[str, List[int]] = field(default_factory=dict)
+    per_pair: Dict[str, Optional[float]] = field(default_factory=dict)
+    per_pair_total: Dict[str, Optional[float]] = field(default_factory=dict)
+    failures: List[str] = field(default_factory=list)
+
+
+@dataclass
+class BenchResult:
+    """A whole benchmark run: where and when (``machine``, ``date``, ``commit``), the
+    settings, the allocators run and those missing (name -> message with the install
+    hint), each workload's result, callgrind's counts (None unless asked), the targets
+    (Target, filled in by the harness) and the files written (name -> path)."""
+    machine: Dict[str, object]
+    date: str
+    commit: Optional[str]
+    settings: Dict[str, object]
+    allocators: List[str]
+    missing: Dict[str, str]
+    workloads: List[WorkloadResult]
+    callgrind: Optional[Callgrind] = None
+    targets: list = field(default_factory=list)      # Target
+    files: Dict[str, str] = field(default_factory=dict)
+    notes: List[str] = field(default_factory=list)
+
+    @property
+    def failures(self):
+        """Every rejected run and every workload that could not run."""
+        found = [text for workload in self.workloads for text in workload.failures]
+        if self.callgrind:
+            found += [f"callgrind: {text}" for text in self.callgrind.failures]
+        return found
+
+    @property
+    def ok(self):
+        return not self.failures
+
+    def as_dict(self):
+        """Plain data for results.json."""
+        return result_dict(self)
+
+    def markdown(self):
+        """results.md: the tables, the targets, the failures and the machine."""
+        return markdown(self)
+
 
 MIMALLOC = "mimalloc"
+
+
 # The targets of issue 5, as ratios of medians (ours / theirs) and an instruction count.
 TIME_TARGET, GEOMEAN_TARGET, RSS_TARGET = 1.0, 0.85, 1.0
+
+
 FAST_PATH_TARGET, MIMALLOC_STRETCH = 70, 1.25
 
 
@@ -130,28 +268,6 @@ def _fast_path(callgrind):
                   meets(value, FAST_PATH_TARGET, digits=1))
 
 
-# ---- the files ---------------------------------------------------------------------------------
-
-def write_results(result, out_dir):
-    """Write results.json, results.md and (with matplotlib) results.png into
-    ``out_dir`` (created if missing); return {file name: path}."""
-    os.makedirs(out_dir, exist_ok=True)
-    paths = {name: os.path.join(out_dir, name) for name in RESULT_FILES}
-    try:
-        draw_chart(result, paths["results.png"])
-    except ImportError:
-        result.notes.append("no chart: matplotlib is not installed "
-                            "(pip install 'pymalloc_real[plot]')")
-        del paths["results.png"]
-    result.files = paths
-    with open(paths["results.json"], "w", encoding="utf-8") as f:
-        json.dump(result.as_dict(), f, indent=2)
-        f.write("\n")
-    with open(paths["results.md"], "w", encoding="utf-8") as f:
-        f.write(result.markdown())
-    return paths
-
-
 def result_dict(result):
     """A BenchResult as plain data (results.json)."""
     return {
@@ -194,6 +310,8 @@ def _workload_dict(workload):
 # ---- results.md ----------------------------------------------------------------------------------
 
 _MiB = 1024 * 1024
+
+
 # (metric, title, scale, format) of the tables in results.md
 _TABLES = (("wall_time", "Wall time (s)", 1, "{:.3f}"),
            ("max_rss", "Peak RSS (MiB)", _MiB, "{:.1f}"),
@@ -349,43 +467,3 @@ def _machine_lines(result):
                 f"{name} {info['library'] or '(no preload)'}"
                 + (f" {info['version']}" if info['version'] else "")
                 for name, info in result.settings["libraries"].items()) + "."]
-
-
-# ---- results.png -----------------------------------------------------------------------------
-
-_COLOURS = {GLIBC: "#8d99ae", OURS: "#e76f51", "jemalloc": "#2a9d8f", MIMALLOC: "#264653",
-            "tcmalloc": "#e9c46a"}
-
-
-def draw_chart(result, path):
-    """Grouped bars: each workload's wall time (top) and peak RSS (bottom) as a ratio to
-    glibc, one bar per allocator, and the line at 1.0. Raises ImportError without
-    matplotlib. Draws on a Figure (the Agg canvas), never through pyplot."""
-    from matplotlib.figure import Figure
-    figure = Figure(figsize=(12, 8), dpi=100)
-    names = [name for name in result.allocators if name != GLIBC] or result.allocators
-    panels = (("wall_time", "wall time / glibc (lower is faster)"),
-              ("max_rss", "peak RSS / glibc (lower is smaller)"))
-    for index, (metric, label) in enumerate(panels):
-        axes = figure.add_subplot(2, 1, index + 1)
-        _bars(axes, result, names, metric)
-        axes.axhline(1.0, color="black", linewidth=1, linestyle="--")
-        axes.set_ylabel(label)
-        axes.grid(axis="y", alpha=0.3)
-    figure.axes[0].legend(loc="upper left", ncol=len(names), fontsize="small")
-    figure.suptitle(f"pymalloc-real bench, {result.date[:10]}: ratios of medians to glibc "
-                    f"({result.settings['repeat']} runs each)")
-    figure.tight_layout()
-    figure.savefig(path)
-
-
-def _bars(axes, result, names, metric):
-    workloads = [w.name for w in result.workloads]
-    width = 0.8 / max(len(names), 1)
-    for slot, name in enumerate(names):
-        values = [w.ratio(name, metric) or 0.0 for w in result.workloads]
-        positions = [i - 0.4 + width * (slot + 0.5) for i in range(len(workloads))]
-        axes.bar(positions, values, width, label=name, color=_COLOURS.get(name))
-    axes.set_xticks(range(len(workloads)))
-    axes.set_xticklabels(workloads)
-    axes.set_xlim(-0.6, len(workloads) - 0.4)

@@ -1,88 +1,51 @@
-"""Allocation traces (issue 7): what a program asked of malloc, call by call, as data.
-
-A :class:`Trace` is a sequence of operations ``(op, id, size, align_log2, thread)``:
-
-=====  ==============  =====================================================================
- op     name            meaning
-=====  ==============  =====================================================================
- 1      ``MALLOC``      malloc(size) creates object ``id``
- 2      ``FREE``        free(id); size and alignment are 0
- 3      ``REALLOC``     realloc(id, size): the object keeps its id (realloc(NULL, n) is
-                        recorded as a malloc, realloc(p, 0) as a free)
- 4      ``CALLOC``      calloc: size is the total, nmemb * size
- 5      ``MEMALIGN``    memalign, posix_memalign, aligned_alloc, valloc, pvalloc: an object
-                        of ``size`` bytes aligned to ``2 ** align_log2``
-=====  ==============  =====================================================================
-
-Object ids are dense, ``0 .. n_objects - 1``, numbered in the order objects are created
-when the trace comes from a program; threads are small dense numbers ``0, 1, 2, ...`` in
-the order of their first operation. ``len(trace)`` is the number of operations,
-iterating yields the tuples, ``trace[i]`` one of them, and ``trace.packed()`` the
-operations as little-endian 24-byte records, C's::
-
-    struct lab_op { uint8_t op; uint8_t align_log2; uint16_t thread; uint32_t reserved;
-                    uint64_t id; uint64_t size; };     /* struct.pack('<BBHIQQ', ...) */
-
-which is what the placement-policy lab (``pymalloc_real.lab.replay``) reads.
-
-Three file formats, told apart by their first bytes (:func:`load` reads all three):
-
-* **text** (``Trace.to_text``/``from_text``): one operation per line, ``m ID SIZE``,
-  ``f ID``, ``r ID SIZE``, ``c ID SIZE``, ``a ID SIZE ALIGN`` (ALIGN in bytes), with
-  `` tTHREAD`` appended when the thread is not 0; ``#`` starts a comment; the first line
-  is a header comment.
-* **binary** (``Trace.save``): ``b"PRMTRACE"``, a version byte (1), then unsigned LEB128
-  varints: the number of operations, objects and threads, and the description's length
-  followed by its UTF-8 bytes. Then one record per operation, starting with a tag byte::
-
-      bits 0-2  op (1-5)
-      bit  3    the thread changed: a varint thread number follows
-      bits 4-7  the id, relative to `created` (how many creating operations came before):
-                  malloc, calloc, memalign: 0 when id == created (always so for a
-                    recorded trace), else 15 and a zigzag varint of id - created follows;
-                  free, realloc: d = created - 1 - id (how far back the object was
-                    made) when 0 <= d < 15, else 15 and a zigzag varint of d follows;
-
-  then, in this order: the thread, the id, the size as a varint (all ops but free), and
-  for memalign one byte of align_log2. Short-lived objects make d small, so a free is
-  usually 1 byte and a malloc 2 or 3: a recorded CPython trace takes about 2.5 bytes per
-  operation against 24 in the packed form (README.md has the measured figures).
-* **raw** (what the preload library writes with ``trace=PATH``): ``b"PRMRAW01"``, the
-  record size (24) and the pid as uint32, then 24-byte records holding addresses
-  instead of ids (csrc/trace.h). :meth:`Trace.from_raw` turns addresses into object ids:
-  an address names an object from the malloc that returned it until the free that
-  released it, so a reused address becomes a new object. A truncated last record (the
-  process was killed) is dropped.
-
-Recording a program: :func:`record` runs a command under the preload library with
-``trace=`` and returns its trace; :func:`profile` runs it with ``profile=`` and returns
-the size-class :class:`Profile` the library wrote, which ``presize=PATH`` reads back to
-presize the heap at start-up (seed 001's "working set"). Generators (uniform,
-exponential, phased and the seeds' worked examples) live in :mod:`pymalloc_real.tracegen`
-and are re-exported here.
+"""The trace itself (``Trace``): operations as packed records, with their checks, their
+summary, and the three file formats (text, binary with varints, the preload library's
+raw records), all described in the package's docstring (``pymalloc_real.trace``).
 """
-import dataclasses
+
+
 import os
 import struct
-import tempfile
-from dataclasses import dataclass, field
-from typing import Dict, List, Optional
+from dataclasses import dataclass
+from typing import Dict
 
-from .errors import PymallocError
+from ..errors import PymallocError
+
 
 MALLOC, FREE, REALLOC, CALLOC, MEMALIGN = 1, 2, 3, 4, 5
+
+
 OP_NAMES = {MALLOC: "malloc", FREE: "free", REALLOC: "realloc", CALLOC: "calloc",
             MEMALIGN: "memalign"}
+
+
 CREATING = (MALLOC, CALLOC, MEMALIGN)
+
+
 _LETTERS = {MALLOC: "m", FREE: "f", REALLOC: "r", CALLOC: "c", MEMALIGN: "a"}
+
+
 _OPS_BY_LETTER = {letter: op for op, letter in _LETTERS.items()}
 
+
 RECORD = struct.Struct("<BBHIQQ")      # the packed form, C's struct lab_op
+
+
 MAGIC = b"PRMTRACE"
+
+
 RAW_MAGIC = b"PRMRAW01"
+
+
 VERSION = 1
+
+
 _RAW_HEADER = struct.Struct("<8sII")
+
+
 _RAW_REALLOC_END = 6
+
+
 _U64 = (1 << 64) - 1
 
 
@@ -552,140 +515,3 @@ def _zigzag(n):
 
 def _unzigzag(n):
     return n >> 1 if not n & 1 else -((n + 1) >> 1)
-
-
-# ---- recording programs ---------------------------------------------------------------------
-
-@dataclass
-class Recording:
-    """One run recorded: the command's own trace, the traces of the processes it started
-    (by pid: a shell's commands, gcc's cc1 and as), and the run's RunReport."""
-    trace: Optional[Trace]
-    others: Dict[int, Trace]
-    report: object
-
-    def largest(self):
-        """The trace with the most operations among all processes (gcc's is cc1's)."""
-        candidates = [t for t in [self.trace, *self.others.values()] if t is not None]
-        if not candidates:
-            raise TraceError("the run recorded no trace")
-        return max(candidates, key=len)
-
-
-def record_run(cmd, options=None, env=None, timeout=None, input=None, capture=True):
-    """Run ``cmd`` under the preload library with ``trace=`` (one file per process) and
-    return a :class:`Recording`. ``options`` are more of the library's options; the
-    others are ``preload.run``'s."""
-    from . import preload
-    chosen = preload.parse_options(options)
-    with tempfile.TemporaryDirectory(prefix="pymalloc-real-trace-") as scratch:
-        chosen["trace"] = os.path.join(scratch, "trace.%p.raw")
-        report = preload.run(cmd, options=chosen, env=env, timeout=timeout, input=input,
-                             capture=capture)
-        traces = {}
-        for name in sorted(os.listdir(scratch)):
-            if name.startswith("trace.") and name.endswith(".raw"):
-                pid = int(name.split(".")[1])
-                with open(os.path.join(scratch, name), "rb") as f:
-                    traces[pid] = Trace.from_raw(f.read(), description=_command_text(cmd))
-    own = traces.pop(report.pid, None)
-    return Recording(own, traces, report)
-
-
-def record(cmd, path=None, text=False, **kwargs):
-    """The trace of ``cmd`` (a list or a string) run under the preload library: the
-    command's own process (``record_run`` has the others). With ``path``, also saved
-    there (binary, or text with ``text``). Raises TraceError when the command's
-    process wrote no trace (it exec'd nothing under the library, or ended with _exit)."""
-    recording = record_run(cmd, **kwargs)
-    if recording.trace is None:
-        raise TraceError(f"no trace from {_command_text(cmd)!r} (pid {recording.report.pid}): "
-                         f"exit status {recording.report.exit_status}; "
-                         + "; ".join(recording.report.notes))
-    if path is not None:
-        recording.trace.save(path, text=text)
-    return recording.trace
-
-
-def _command_text(cmd):
-    return cmd if isinstance(cmd, str) else " ".join(str(a) for a in cmd)
-
-
-# ---- profiles and presizing (seed 001's working set) ------------------------------------------
-
-@dataclass
-class Profile:
-    """The size-class profile the preload library writes at exit with ``profile=PATH``:
-    the live heap at its peak ("steady state": the snapshot taken whenever live bytes
-    grew by more than 1/32 since the last one). ``classes`` maps a class's largest chunk
-    size to its live chunks then; ``heap_peak`` is the main heap's peak size (bytes from
-    the OS), which ``presize=PATH`` grows the heap to at start-up; ``presized`` what a
-    presized run grew it to (0 without presize)."""
-    pid: int = 0
-    heap_peak: int = 0
-    mmapped_peak: int = 0
-    peak_live: int = 0
-    presized: int = 0
-    classes: Dict[int, int] = field(default_factory=dict)
-
-    @classmethod
-    def from_text(cls, text):
-        profile = cls()
-        for number, line in enumerate(text.splitlines(), 1):
-            fields = line.split("#", 1)[0].split()
-            if not fields:
-                continue
-            try:
-                if fields[0] == "class" and len(fields) == 3:
-                    profile.classes[int(fields[1])] = int(fields[2])
-                elif len(fields) == 2 and fields[0] in {f.name for f in dataclasses.fields(cls)}:
-                    setattr(profile, fields[0], int(fields[1]))
-                else:
-                    raise ValueError(line)
-            except ValueError:
-                raise TraceError(f"bad profile line {line!r}", number) from None
-        return profile
-
-    @classmethod
-    def load(cls, path):
-        with open(path, encoding="utf-8") as f:
-            return cls.from_text(f.read())
-
-    def to_text(self):
-        lines = ["# pymalloc_real profile 1"]
-        lines += [f"{name} {getattr(self, name)}" for name in
-                  ("pid", "heap_peak", "mmapped_peak", "peak_live", "presized")]
-        lines += [f"class {limit} {count}" for limit, count in sorted(self.classes.items())]
-        return "\n".join(lines) + "\n"
-
-    def save(self, path):
-        with open(path, "w", encoding="utf-8") as f:
-            f.write(self.to_text())
-
-
-def profile(cmd, path=None, options=None, **kwargs):
-    """Run ``cmd`` under the preload library with ``profile=`` and return the command's
-    :class:`Profile` (saved to ``path`` too when given, ready for ``presize=path``).
-    Returns (profile, RunReport)."""
-    from . import preload
-    chosen = preload.parse_options(options)
-    with tempfile.TemporaryDirectory(prefix="pymalloc-real-profile-") as scratch:
-        chosen["profile"] = os.path.join(scratch, "profile.%p")
-        report = preload.run(cmd, options=chosen, **kwargs)
-        target = chosen["profile"].replace("%p", str(report.pid))
-        if not os.path.exists(target):
-            raise TraceError(f"{_command_text(cmd)!r} wrote no profile (exit status "
-                             f"{report.exit_status})")
-        result = Profile.load(target)
-    if path is not None:
-        result.save(path)
-    return result, report
-
-
-# The generators, here for the contract: trace.uniform(...), trace.seed_example(...).
-from .tracegen import (SEED_EXAMPLES, exponential, phased, seed_example,  # noqa: E402
-                       uniform)
-
-__all__ = ["Trace", "TraceError", "Summary", "Recording", "Profile", "load", "record",
-           "record_run", "profile", "uniform", "exponential", "phased", "seed_example",
-           "SEED_EXAMPLES", "MALLOC", "FREE", "REALLOC", "CALLOC", "MEMALIGN", "OP_NAMES"]

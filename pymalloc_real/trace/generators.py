@@ -7,11 +7,12 @@ every object freed, unless said otherwise. Re-exported by ``pymalloc_real.trace`
 import heapq
 import random
 
+from .model import Trace
+
 KiB = 1024
 
 
 def _trace(ops, description):
-    from .trace import Trace
     trace = Trace.from_ops(ops, description)
     # Objects are numbered in creation order, so every id below the count exists.
     return trace
@@ -172,6 +173,5 @@ def seed_example(name):
     if name not in SEED_EXAMPLES:
         raise KeyError(f"no seed example {name!r}: the examples are "
                        f"{', '.join(SEED_EXAMPLES)}")
-    from .trace import Trace
     description, lines = SEED_EXAMPLES[name]
     return Trace.from_text("\n".join(lines), description=f"{name}: {description}")

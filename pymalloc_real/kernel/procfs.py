@@ -10,7 +10,7 @@ import struct
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Tuple
 
-from ._core import ffi, lib
+from .._core import ffi, lib
 
 __all__ = ["brk", "page_size", "MapRegion", "maps", "region_of", "totals_by_kind",
            "faults", "faults_from_stat", "residency", "is_mapped", "mapped_pages", "PhysicalPage",
@@ -92,7 +92,7 @@ def _parse_maps_line(line):
 
 def _our_ranges():
     """(start, end, what) of every heap segment and mmapped chunk of the core."""
-    from . import introspect    # introspect imports nothing from here: no cycle at load
+    from .. import introspect   # the core API: it imports nothing of this wing
     ranges = [(s.start, s.end, "heap segment") for s in introspect.segments()]
     ranges += [(c.mapping_start, c.mapping_end, "mmapped chunk")
                for c in introspect.chunks() if c.kind == "mmapped"]
@@ -281,7 +281,7 @@ def thp_setting():
 
 @dataclass(frozen=True)
 class Layout:
-    """Addresses taken in C (csrc/layout.c), one per part of the address space."""
+    """Addresses taken in C (csrc/probe/layout.c), one per part of the address space."""
     text: int           # a function of the core's shared object
     data: int           # an initialised global
     bss: int            # an uninitialised global

@@ -4,7 +4,9 @@
  * structs in caller-provided arrays and never allocates, so looking does not disturb
  * the heap being looked at.
  *
- * pymalloc_real/_build.py declares the same interface to cffi; keep the two in step. */
+ * pymalloc_real/_build.py hands this header to cffi as it is (minus the preprocessor
+ * lines), so it must stay within what cffi's parser takes: no macros with arguments,
+ * no inline functions. */
 #ifndef PRM_H
 #define PRM_H
 
@@ -206,7 +208,7 @@ size_t    prm_page_size(void);
  * come one per 4 KiB page even where transparent huge pages are "always". 0 or -errno. */
 int       prm_no_huge_pages(uintptr_t address, size_t length);
 
-/* ---- Process layout (demo probe, csrc/layout.c) ----------------------------------- */
+/* ---- Process layout (demo probe, csrc/probe/layout.c) ----------------------------- */
 typedef struct prm_layout {
     uintptr_t text;             /* a function */
     uintptr_t data;             /* an initialised global */

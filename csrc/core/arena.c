@@ -259,7 +259,7 @@ int prmi_systrim(prm_arena *av, size_t pad)
         return 0;
     size_t size = top_size(av);
     size_t extra = trimmable(av, pad);
-    /* A presized heap (presize.c) keeps the profile's footprint. */
+    /* A presized heap (preload/presize.c) keeps the profile's footprint. */
     size_t floor = params()->heap_floor;
     if (floor > 0) {
         size_t above = av->system_bytes > floor ? av->system_bytes - floor : 0;

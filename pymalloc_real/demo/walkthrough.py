@@ -6,10 +6,11 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Dict, List, Optional
 
-from . import heap, introspect, procfs
+from .. import heap, introspect
+from ..kernel import procfs
 from .glibc import reserve_glibc_slack
-from .introspect import Chunk
-from .space import KiB, size_text
+from ..introspect import Chunk
+from ..kernel.space import KiB, size_text
 
 __all__ = ["Operation", "seed_walkthrough", "pin_seed_thresholds", "glibc_default_walk",
            "SEED_THRESHOLD"]

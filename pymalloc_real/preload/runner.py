@@ -1,12 +1,10 @@
 """Run a command on a chosen allocator and report what it cost (issue 4).
 
-This module owns the LD_PRELOAD side of the package from Python: finding our preload
-library (``library_path``) and the peers' (jemalloc, mimalloc and tcmalloc where Debian
-installs them), the options our library reads from ``PYMALLOC_REAL_OPTIONS``, starting
-the command with the right environment, reaping it with ``os.wait4`` for the resource
-usage of that one child, and reading the statistics our library writes at exit.
-``compare`` (several allocators side by side) lives in compare.py and is re-exported
-here. Nothing here prints: ``cli.py`` does.
+This module starts the command with the right environment (the allocator's library in
+``LD_PRELOAD``, our options), reaps it with ``os.wait4`` for the resource usage of that
+one child, and reads the statistics our library writes at exit. Which libraries there
+are is libraries.py's business, the options' options.py's. Nothing here prints: the
+command line does.
 
 Peak RSS needs one precaution. At exec the kernel charges the peak RSS of the address
 space being replaced to the new program (``ru_maxrss`` is the maximum over both).
@@ -24,11 +22,8 @@ import contextlib
 import ctypes
 import dataclasses
 import functools
-import importlib
-import importlib.machinery
 import json
 import os
-import platform
 import re
 import resource
 import select
@@ -37,214 +32,16 @@ import shutil
 import signal as signals       # `signal` is a RunReport field
 import subprocess
 import sys
-import sysconfig
 import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional
 
-from .errors import PymallocError
+from .libraries import OURS, is_ours, resolve
+from .options import OPTIONS_VARIABLE, OptionError, format_options, parse_options
 
-OURS = "pymalloc_real"
-GLIBC = "glibc"
-ALLOCATORS = (GLIBC, OURS, "jemalloc", "mimalloc", "tcmalloc")
-OPTIONS_VARIABLE = "PYMALLOC_REAL_OPTIONS"
-# The keys csrc/preload.c understands (README.md, "Options"); checked here so that a
-# typo fails before the run rather than as a warning inside it.
-OPTION_KEYS = ("mmap_threshold", "trim_threshold", "top_pad", "mxfast", "mmap_max",
-               "arena_max", "arena_test", "perturb", "canary", "check_action", "tcache_count",
-               "stats", "trace", "profile", "presize")
-_PRELOAD_STEM = "_preload"
 _MiB = 1024 * 1024
-
-
-@dataclass(frozen=True)
-class Peer:
-    """A peer allocator as Debian ships it: the library's file name and its package."""
-    name: str
-    soname: str
-    package: str
-
-
-PEERS = {peer.name: peer for peer in (
-    Peer("jemalloc", "libjemalloc.so.2", "libjemalloc2"),
-    Peer("mimalloc", "libmimalloc.so.2", "libmimalloc2.0"),
-    Peer("tcmalloc", "libtcmalloc_minimal.so.4", "libtcmalloc-minimal4"),
-)}
-
-# Debian's multiarch triplet for each machine name, for when gcc is not there to ask.
-_MULTIARCH = {"x86_64": "x86_64-linux-gnu", "amd64": "x86_64-linux-gnu",
-              "aarch64": "aarch64-linux-gnu", "arm64": "aarch64-linux-gnu",
-              "armv7l": "arm-linux-gnueabihf", "i386": "i386-linux-gnu",
-              "i686": "i386-linux-gnu", "ppc64le": "powerpc64le-linux-gnu",
-              "s390x": "s390x-linux-gnu", "riscv64": "riscv64-linux-gnu",
-              "loongarch64": "loongarch64-linux-gnu", "mips64": "mips64el-linux-gnuabi64"}
-
-
-# ---- errors ---------------------------------------------------------------------------------
-
-class LibraryMissing(FileNotFoundError):
-    """An allocator's shared library is not where it should be.
-
-    ``allocator`` names it, ``searched`` lists the paths looked at and ``hint`` says
-    how to get it.
-    """
-
-    def __init__(self, message, allocator, searched=(), hint=""):
-        self.allocator = allocator
-        self.searched = list(searched)
-        self.hint = hint
-        super().__init__(message)
-
-
-class PeerMissing(LibraryMissing):
-    """A peer allocator (jemalloc, mimalloc, tcmalloc, or a library given by path) is
-    not installed."""
-
-
-class OptionError(PymallocError, ValueError):
-    """An unknown allocator, or options that do not apply (bad key, bad value, options
-    for an allocator other than ours)."""
-
-
-# ---- finding the libraries ------------------------------------------------------------------
-
-def library_path():
-    """The path of our LD_PRELOAD library, ``_preload`` + an extension suffix of this
-    interpreter, in the package's directory (the source tree for an editable install,
-    site-packages for a wheel). Raises LibraryMissing (a FileNotFoundError)."""
-    directories = _package_directories()
-    names = [_PRELOAD_STEM + suffix for suffix in importlib.machinery.EXTENSION_SUFFIXES]
-    searched = [os.path.join(directory, name) for directory in directories for name in names]
-    for path in searched:
-        if os.path.isfile(path):
-            return path
-    hint = ("build it with `make build` (an editable install), or reinstall the package "
-            "(pip install .)")
-    raise LibraryMissing(
-        f"pymalloc_real's preload library is not built: no {' or '.join(names)} in "
-        f"{', '.join(directories)}; {hint}", OURS, searched, hint)
-
-
-def _package_directories():
-    package = importlib.import_module(__package__)
-    return list(dict.fromkeys(os.path.abspath(path) for path in package.__path__))
-
-
-@functools.lru_cache(maxsize=None)
-def library_directories():
-    """Where shared libraries are installed, this machine's multiarch directories
-    first (Debian's /usr/lib/<triplet>), then /usr/lib64, /usr/local/lib, /usr/lib."""
-    directories = []
-    for triplet in _multiarch_triplets():
-        directories += [f"/usr/lib/{triplet}", f"/lib/{triplet}"]
-    directories += ["/usr/lib64", "/lib64", "/usr/local/lib", "/usr/lib"]
-    return tuple(dict.fromkeys(directories))
-
-
-def _multiarch_triplets():
-    triplets = [_MULTIARCH.get(platform.machine())]
-    if triplets[0] is None:         # an unusual machine: ask the compiler
-        triplets.append(_gcc_multiarch())
-    triplets.append(sysconfig.get_config_var("MULTIARCH"))
-    return [t for t in dict.fromkeys(triplets) if t]
-
-
-def _gcc_multiarch():
-    try:
-        proc = subprocess.run(["gcc", "-print-multiarch"], capture_output=True, text=True,
-                              timeout=10)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return proc.stdout.strip() or None
-
-
-def peer_path(name):
-    """The path of a peer allocator's library (``jemalloc``, ``mimalloc``,
-    ``tcmalloc``). Raises PeerMissing naming the Debian package and `make peers`."""
-    peer = PEERS[name]
-    searched = [os.path.join(directory, peer.soname) for directory in library_directories()]
-    for path in searched:
-        if os.path.exists(path):
-            return path
-    hint = (f"install the Debian package {peer.package} (`make peers` installs "
-            f"{', '.join(p.package for p in PEERS.values())})")
-    raise PeerMissing(f"{name} is not installed: no {peer.soname} in "
-                      f"{', '.join(library_directories())}; {hint}", name, searched, hint)
-
-
-@dataclass(frozen=True)
-class Allocator:
-    """An allocator ready to run: its name as given, its library (None for glibc,
-    which needs no preload) and whether it is ours (only ours takes options)."""
-    name: str
-    library: Optional[str]
-    ours: bool
-
-
-def resolve(allocator):
-    """The Allocator for a name (see ALLOCATORS) or a path to a shared library. Raises
-    LibraryMissing/PeerMissing when the library is not there, OptionError for an
-    unknown name."""
-    if allocator == GLIBC:
-        return Allocator(GLIBC, None, False)
-    if allocator == OURS:
-        return Allocator(OURS, library_path(), True)
-    if allocator in PEERS:
-        return Allocator(allocator, peer_path(allocator), False)
-    if _is_path(allocator):
-        path = os.path.abspath(allocator)
-        if not os.path.isfile(path):
-            hint = ("give the path of an existing shared library, or a peer's name; "
-                    "`make peers` installs jemalloc, mimalloc and tcmalloc")
-            raise PeerMissing(f"no allocator library at {path}; {hint}", allocator,
-                              [path], hint)
-        return Allocator(allocator, path, is_ours(allocator))
-    raise OptionError(f"unknown allocator {allocator!r}: use one of {', '.join(ALLOCATORS)} "
-                      "or the path of a shared library")
-
-
-def is_ours(allocator):
-    """Whether the allocator is our library: its name, or a path to a file named
-    like it (``_preload`` + a suffix), such as another build's."""
-    if allocator == OURS:
-        return True
-    return _is_path(allocator) and os.path.basename(allocator).startswith(_PRELOAD_STEM)
-
-
-def _is_path(allocator):
-    return os.sep in allocator or allocator.endswith(".so") or ".so." in allocator
-
-
-# ---- options ----------------------------------------------------------------------------------
-
-def parse_options(options):
-    """Options for our library as a dict of strings, from a dict or a
-    ``"key=value,key=value"`` string (None: no options). Raises OptionError for an
-    unknown key, an empty value or a value holding a comma."""
-    if options is None:
-        return {}
-    if isinstance(options, str):
-        pairs = [item.partition("=") for item in options.split(",") if item.strip()]
-        if any(not sep for _, sep, _ in pairs):
-            raise OptionError(f"options must be key=value pairs separated by commas: {options!r}")
-        options = {key.strip(): value.strip() for key, _, value in pairs}
-    parsed = {}
-    for key, value in options.items():
-        if key not in OPTION_KEYS:
-            raise OptionError(f"unknown option {key!r}: the options are {', '.join(OPTION_KEYS)}")
-        text = str(int(value)) if isinstance(value, bool) else str(value)
-        if not text or "," in text:
-            raise OptionError(f"option {key}: a value must be non-empty and without commas: "
-                              f"{value!r}")
-        parsed[key] = text
-    return parsed
-
-
-def format_options(options):
-    """The ``PYMALLOC_REAL_OPTIONS`` text for a dict of options."""
-    return ",".join(f"{key}={value}" for key, value in options.items())
 
 
 # ---- the report ------------------------------------------------------------------------------
@@ -658,11 +455,3 @@ def _read_stats_file(path):
     if not isinstance(data, dict):
         return None, f"no statistics: {path} holds a JSON {type(data).__name__}, not an object"
     return data, None
-
-
-def compare(cmd, allocators=ALLOCATORS, repeat=5, options=None, **kwargs):
-    """Run ``cmd`` on each allocator with interleaved repeats and summarise; see
-    ``pymalloc_real.compare.compare`` for the arguments and the result."""
-    # compare.py builds on run(); importing it here, not at the top, avoids a cycle.
-    from .compare import compare as compare_runs
-    return compare_runs(cmd, allocators=allocators, repeat=repeat, options=options, **kwargs)

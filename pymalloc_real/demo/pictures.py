@@ -10,7 +10,7 @@ import os
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
-from .space import size_text
+from ..kernel.space import size_text
 
 __all__ = ["write_pictures", "picture_name"]
 
