@@ -350,3 +350,98 @@ def test_callgrind_counts_instructions_per_pair(bench_dir, tmp_path):
     with open(result.files["results.json"], encoding="utf-8") as f:
         assert json.load(f)["callgrind"]["per_pair"] == counts.per_pair
     assert "Instructions per malloc+free pair" in result.markdown()
+
+
+# ---- issue 14: the speed patterns ----------------------------------------------------------------
+
+REAL_BENCH = os.path.join(ROOT, "benchmarks")
+SPEED_WORKLOADS = {"remote64": 2, "mixed": 1, "page_pairs": 1}     # name: its -t in bench
+
+
+def _real_workload(name):
+    return next(w for w in bench.available_workloads(REAL_BENCH) if w.name == name)
+
+
+def _result_line(program, allocator, *args):
+    report = preload.run([program, *args], allocator=allocator, stats=False, timeout=120,
+                         input=b"")
+    assert report.exit_status == 0, (allocator, report.stderr)
+    line = report.stdout.strip().splitlines()[-1]
+    assert re.fullmatch(r"checksum=[0-9a-f]{16} ops=\d+", line), line
+    return line
+
+
+def test_the_speed_workloads_are_in_the_table():
+    assert bench.ORDER[-5:] == ("remote64", "mixed", "page_pairs", "cpython", "gcc")
+    for name, threads in SPEED_WORKLOADS.items():
+        workload = _real_workload(name)
+        assert workload.threads == threads and workload.about
+        assert workload.ops == 4 * workload.quick_ops
+
+
+@pytest.mark.parametrize("name", sorted(SPEED_WORKLOADS))
+def test_a_speed_workload_gives_the_same_checksum_on_glibc_and_ours(name, tmp_path):
+    program = bench.build(_real_workload(name), str(tmp_path))
+    threads = SPEED_WORKLOADS[name]
+    args = ["-n", "20001", "-t", str(2 * threads), "-s", "3"]
+    lines = {allocator: _result_line(program, allocator, *args) for allocator in ALLOCATORS}
+    assert lines[GLIBC].endswith(" ops=20001")
+    assert len(set(lines.values())) == 1, lines
+    assert _result_line(program, GLIBC, *args) == lines[GLIBC]          # deterministic
+    assert _result_line(program, GLIBC, "-n", "20001", "-s", "4") != lines[GLIBC]
+    bad = preload.run([program, "-t", "3" if name == "remote64" else "0"], stats=False,
+                      timeout=60, input=b"")
+    assert bad.exit_status == 2 and bad.stdout == ""
+
+
+def test_a_missing_pattern_workload_is_not_measured(bench_dir, tmp_path):
+    config = _config(bench_dir, tmp_path, ["pairs"], allocators=[GLIBC], callgrind=True,
+                     callgrind_ops=(2000, 12000))
+    planned = bench.callgrind_plan(config, bench_dir)
+    assert [(p.name, p.workload) for p, _ in planned] == [
+        ("cached", "pairs"), ("4 KiB", "page_pairs"), ("mixed", "mixed")]
+    assert [w is None for _, w in planned] == [False, True, True]
+    with pytest.raises(bench.BenchError, match="no callgrind pattern nosuch"):
+        bench.callgrind_plan(_config(bench_dir, tmp_path, ["pairs"], callgrind=True,
+                                     callgrind_pattern_ops={"nosuch": (1, 2)}), bench_dir)
+    result = bench.BenchResult({}, "", None, {}, [GLIBC], {}, [],
+                               callgrind=bench.measure_patterns(planned, [], str(tmp_path)))
+    assert result.ok
+    assert result.callgrind.not_measured == {"4 KiB": "no workloads/page_pairs.c",
+                                             "mixed": "no workloads/mixed.c"}
+    assert result.callgrind.patterns == {"cached": {}, "4 KiB": {}, "mixed": {}}
+    speed = bench.targets(result)[5:]
+    assert [t.verdict for t in speed] == ["not measured"] * 3
+    assert "| mixed | mixed | 200,000 and 1,000,000 | not measured (no workloads/mixed.c) |" \
+        in bench.callgrind.markdown_lines(result.callgrind, [GLIBC])
+
+
+@pytest.mark.skipif(shutil.which("valgrind") is None, reason="valgrind is not installed")
+def test_callgrind_counts_each_pattern(tmp_path):
+    small = (2000, 12000)
+    result = bench.run(bench.BenchConfig(
+        workloads=["page_pairs"], allocators=ALLOCATORS, repeat=1, ops={"page_pairs": 2000},
+        bench_dir=REAL_BENCH, bin_dir=str(tmp_path / "bin"), out_dir=str(tmp_path / "out"),
+        callgrind=True, callgrind_ops=small,
+        callgrind_pattern_ops={"4 KiB": small, "mixed": small}))
+    assert result.ok, result.failures
+    counts = result.callgrind
+    assert list(counts.patterns) == ["cached", "4 KiB", "mixed"]
+    assert counts.not_measured == {}
+    assert counts.patterns["cached"] == counts.per_pair        # the same numbers as before
+    for pattern, per_allocator in counts.patterns.items():
+        assert set(per_allocator) == set(ALLOCATORS)
+        for name, value in per_allocator.items():
+            assert 10 < value < 2000, (pattern, name, value)
+            assert counts.counts[pattern].ops == small
+    speed = result.targets[5:]
+    assert [t.goal.split(":")[0] for t in speed] == ["issue 14"] * 3
+    assert [t.goal.split()[2] for t in speed] == ["cached", "4", "mixed"]
+    assert all(t.met is not None for t in speed) is (NO_OURS is None)
+    with open(result.files["results.json"], encoding="utf-8") as f:
+        data = json.load(f)["callgrind"]
+    assert data["patterns"] == counts.patterns and data["per_pair"] == counts.per_pair
+    text = result.markdown()
+    for pattern, workload in (("cached", "pairs"), ("4 KiB", "page_pairs"), ("mixed", "mixed")):
+        assert re.search(rf"^\| {pattern} \| {workload} \| 2,000 and 12,000 \|( [0-9.*]+ \|)+$",
+                         text, re.M), pattern

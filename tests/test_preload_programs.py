@@ -11,7 +11,11 @@
   through stdio and one calls fflush(NULL) (glibc's tst-malloc-fork-deadlock);
 - fork_nested.c: fork() from a signal handler that interrupted fork() itself (glibc's
   tst-mallocfork2), and deterministically at every nesting depth up to 3;
-- edge_contract.c: named checks of glibc's contract for every exported function.
+- edge_contract.c: named checks of glibc's contract for every exported function;
+- thread_cache.c and large_cache.c: the per-thread caches, their limits and their return
+  at thread exit;
+- remote_free.c: frees from threads that do not use the block's arena (pending until the
+  arena is used again, across fork, many producers and consumers).
 
 The programs are compiled once per session with gcc into tests/c/bin/. The fork
 programs carry their own watchdogs (a deadlock becomes a failure that names the phase);
@@ -35,7 +39,7 @@ from helpers import ROOT, compile_programs
 SOURCES = os.path.join(ROOT, "tests", "c", "preload")
 BIN = os.path.join(ROOT, "tests", "c", "bin")
 PROGRAMS = ("stress", "fork_threads", "fork_signal", "fork_stdio", "fork_nested",
-            "edge_contract", "thread_cache")
+            "edge_contract", "thread_cache", "large_cache", "remote_free")
 CFLAGS = ["-O2", "-g", "-Wall", "-Wextra", "-Werror", "-pthread"]
 
 # Sized for CI (2 cores): the whole file runs in well under a minute on glibc.
@@ -412,3 +416,25 @@ def test_thread_caches_are_given_back_and_threads_get_arenas(programs, library, 
     if expected_arenas <= 8 * os.cpu_count():
         assert report["arenas"] == expected_arenas, report
     assert report["tcache_count"] == 7
+
+
+@pytest.mark.parametrize("tcache_count", [7, 3, 1, 0])
+def test_large_cache_classes_limits_and_budget(programs, library, tcache_count):
+    """The cache's large classes (1 KiB to 32 KiB requests): a request is rounded up to
+    its class and a freed block serves the next request of its class; a bin keeps at most
+    tcache_count chunks (and 64 KiB); all large bins at most 1 MiB; tcache_count=0 keeps
+    none. Observed through the addresses malloc returns and mallinfo2's in-use bytes."""
+    run = _run([programs["large_cache"], str(tcache_count)],
+               _env(library, PYMALLOC_REAL_OPTIONS=f"tcache_count={tcache_count}"), timeout=60)
+    _assert_on_library(run, "large_cache", library)
+
+
+@pytest.mark.parametrize("producers, consumers", [(1, 1), (4, 4), (2, 8)])
+def test_remote_frees(programs, library, producers, consumers):
+    """A free from a thread that does not use the block's arena waits on the arena's
+    lock-free stack (still in use) until the arena is used again; a fork child inherits
+    the stack and malloc_trim frees it; producers hand blocks of every size class to
+    consumers, and every block arrives intact."""
+    run = _run([programs["remote_free"], str(producers), str(consumers), "20000"],
+               _env(library), timeout=120)
+    _assert_on_library(run, "remote_free", library)

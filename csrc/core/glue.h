@@ -81,6 +81,14 @@ static inline void prm_lock_acquire(prm_lock *lock)
     prmi_lock_slow(lock, me);
 }
 
+/* Take the lock if nobody holds it, without waiting: 1 if taken. */
+static inline bool prm_lock_try_acquire(prm_lock *lock)
+{
+    int expected = 0;
+    return __atomic_compare_exchange_n(&lock->word, &expected, prm_thread_id(), 0,
+                                       __ATOMIC_ACQUIRE, __ATOMIC_RELAXED);
+}
+
 static inline void prm_lock_release(prm_lock *lock)
 {
     if (prm_single_threaded()) {

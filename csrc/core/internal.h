@@ -73,6 +73,16 @@ typedef struct prm_arena {
     int attached_threads;       /* threads using it (under the arena list lock) */
     int fork_level;             /* threads.c: depth of the fork whose prepare took the lock */
     struct prm_arena *next;     /* the list of all arenas, main first; never shrinks */
+
+    /* Frees from threads that do not use this arena (LD_PRELOAD build): pushed without
+     * the lock onto this lock-free stack, and freed for real by whoever next holds the
+     * lock (malloc.c, "Remote frees"). Atomics only; the padding keeps the pushers' cache
+     * line apart from the lock and the bins the owner works on. */
+    char remote_pad_before_[64];
+    struct prm_remote_entry *remote_head;
+    char remote_pad_after_[64 - sizeof(void *)];
+    uint64_t remote_frees;      /* chunks drained from the stack (under the lock) */
+
     prm_chunk *fastbins[PRM_NFASTBINS];
     prm_chunk *top;
     prm_chunk *last_remainder;
@@ -218,12 +228,29 @@ static inline prm_params *params(void) { return &prmi_state.params; }
 
 /* ---- Threads and their caches (threads.c) --------------------------------------------
  * Each thread has a small state block in TLS (initial-exec in the preload library): its
- * arena and its cache. The per-thread cache (tcache) keeps up to tcache_count free chunks
- * per size from 32 to 1040 bytes in singly linked lists that need no lock; malloc and
- * free of those sizes usually never touch an arena. The cache itself is a chunk of the
- * thread's arena, given back with its contents when the thread exits. */
-#define PRM_TCACHE_BINS      64
-#define PRM_TCACHE_MAX_SIZE  (PRM_MINSIZE + (PRM_TCACHE_BINS - 1) * PRM_ALIGN)   /* 1040 */
+ * arena and its cache. The per-thread cache (tcache) keeps free chunks in singly linked
+ * lists that need no lock, so malloc and free of those sizes usually never touch an
+ * arena. The cache itself is a chunk of the thread's arena, given back with its
+ * contents when the thread exits.
+ *
+ * Two kinds of bins:
+ *   - small bins, glibc's: one per chunk size from 32 to 1040 bytes, up to tcache_count
+ *     chunks each; the inline fast paths of malloc and free serve them.
+ *   - large bins (ours): one per size class of requests from 1 KiB to 32 KiB, eight
+ *     classes per doubling (1152, 1280, ..., 2048, 2304, ..., 32768 bytes), served out of
+ *     line. malloc rounds a request in that range up to its class (at most 12.5% more)
+ *     so that a chunk freed at one size serves later requests of nearby sizes; free
+ *     files a chunk under the largest class it can serve. A large bin holds at most
+ *     tcache_count chunks and PRM_TCACHE_LARGE_BIN_BYTES, and all of a thread's large
+ *     bins together at most PRM_TCACHE_LARGE_BUDGET bytes (the RSS the cache may keep). */
+#define PRM_TCACHE_SMALL_BINS    64
+#define PRM_TCACHE_MAX_SIZE      (PRM_MINSIZE + (PRM_TCACHE_SMALL_BINS - 1) * PRM_ALIGN)   /* 1040 */
+#define PRM_TCACHE_LARGE_CLASSES 40
+#define PRM_TCACHE_BINS          (PRM_TCACHE_SMALL_BINS + PRM_TCACHE_LARGE_CLASSES)
+#define PRM_TCACHE_LARGE_MAX_REQUEST ((size_t)32768)
+#define PRM_TCACHE_LARGE_MAX_SIZE    (PRM_TCACHE_LARGE_MAX_REQUEST + 2 * PRM_SIZE_SZ)   /* 32784 */
+#define PRM_TCACHE_LARGE_BIN_BYTES   ((size_t)64 << 10)
+#define PRM_TCACHE_LARGE_BUDGET      ((size_t)1 << 20)
 #define PRM_DEFAULT_TCACHE_COUNT 7
 
 typedef struct prm_tcache_entry {
@@ -234,6 +261,7 @@ typedef struct prm_tcache_entry {
 typedef struct prm_tcache {
     uint16_t counts[PRM_TCACHE_BINS];
     prm_tcache_entry *entries[PRM_TCACHE_BINS];
+    size_t large_bytes;         /* chunk bytes held in the large bins */
 } prm_tcache;
 
 /* The cache pointer says more than "none": the thread exited, or caches are off. */
@@ -243,6 +271,7 @@ typedef struct prm_tcache {
 typedef struct prm_thread {
     prm_arena *arena;
     prm_tcache *tcache;
+    unsigned remote_pushes;     /* frees pushed to other arenas since this thread last drained one */
 } prm_thread;
 
 PRM_INTERNAL extern __thread prm_thread prmi_self;
@@ -337,6 +366,9 @@ PRM_INTERNAL void prmi_rec_fork_child(void) __attribute__((weak));
 PRM_INTERNAL void *prmi_int_malloc(prm_arena *av, size_t nb);
 PRM_INTERNAL void prmi_int_free(prm_arena *av, prm_chunk *p);
 PRM_INTERNAL size_t prmi_free_merge(prm_arena *av, prm_chunk *p);
+/* Under av's lock: free what other threads left on av's remote-free stack; count it. */
+PRM_INTERNAL void prmi_drain_remote_frees(prm_arena *av);
+PRM_INTERNAL size_t prmi_remote_pending(prm_arena *av);
 /* malloc_usable_size without the look-up, for a block known to be ours and live. */
 PRM_INTERNAL size_t prmi_usable_size_trusted(void *mem);
 

@@ -585,12 +585,154 @@ static void *int_memalign(prm_arena *av, size_t alignment, size_t nb)
     return chunk2mem(p);
 }
 
+/* ---- The thread cache's large classes (internal.h says what they are) ------------------ */
+
+/* Class i's chunk size: its request, (1024 << i/8) + (i%8 + 1) * (128 << i/8), plus a
+ * header's 16 bytes; then a sentinel one past the last class's chunks. */
+static const uint32_t large_class_chunk[PRM_TCACHE_LARGE_CLASSES + 1] = {
+    1168, 1296, 1424, 1552, 1680, 1808, 1936, 2064, 2320, 2576,
+    2832, 3088, 3344, 3600, 3856, 4112, 4624, 5136, 5648, 6160,
+    6672, 7184, 7696, 8208, 9232, 10256, 11280, 12304, 13328, 14352,
+    15376, 16400, 18448, 20496, 22544, 24592, 26640, 28688, 30736, 32784,
+    32800,
+};
+
+/* The smallest class whose request holds `request` bytes (1024 < request <= 32768). */
+static inline unsigned large_class_of_request(size_t request)
+{
+    size_t x = request - 1;
+    unsigned top = 63 - (unsigned)__builtin_clzll(x);
+    return (top - 10) * 8 + (unsigned)((x >> (top - 3)) & 7);
+}
+
+/* The cache bin a free chunk of `size` bytes goes to: its small bin, the largest large
+ * class it can serve, or PRM_TCACHE_BINS for none. */
+static inline unsigned tcache_bin_of_chunk(size_t size)
+{
+    if (size <= PRM_TCACHE_MAX_SIZE)
+        return size >= PRM_MINSIZE ? tcache_index(size) : PRM_TCACHE_BINS;
+    if (size < large_class_chunk[0] || size > PRM_TCACHE_LARGE_MAX_SIZE)
+        return PRM_TCACHE_BINS;
+    unsigned class_index = large_class_of_request(size - 2 * PRM_SIZE_SZ);
+    if (large_class_chunk[class_index] > size)
+        class_index--;
+    return PRM_TCACHE_SMALL_BINS + class_index;
+}
+
+/* Does a chunk of `size` belong in large bin `index`? (Its size may have been damaged
+ * while it was cached.) */
+static inline int large_bin_holds(unsigned index, size_t size)
+{
+    unsigned class_index = index - PRM_TCACHE_SMALL_BINS;
+    return size - large_class_chunk[class_index] <
+           (size_t)(large_class_chunk[class_index + 1] - large_class_chunk[class_index]);
+}
+
+/* ---- Remote frees (the LD_PRELOAD build) --------------------------------------------------
+ * A thread freeing a chunk of an arena it does not use (a consumer freeing what a producer
+ * allocated) does not take that arena's lock: it pushes the chunk onto the arena's
+ * lock-free stack (one CAS), and whoever next holds the arena's lock (its owner
+ * allocating, usually) takes the whole stack with one exchange and frees each chunk for
+ * real. Push and take-all never pop single entries, so the stack has no ABA problem.
+ * Every PRM_REMOTE_BATCH pushes a thread offers to drain the arena it pushes to (if its
+ * lock is free at that moment), so that an arena nobody allocates from any more cannot
+ * hoard memory; malloc_trim drains too.
+ *
+ * A pending chunk keeps its in-use bits (it is freed only at the drain) and carries the
+ * arena's remote key in its second word, as a cached chunk carries its cache: a second
+ * free of it before the drain is named a double free. The drain checks each entry (its
+ * key, its place in one of the arena's segments) before it frees it, and bounds its walk.
+ * The Python build frees directly (its walks and statistics must see every free at once). */
+#ifndef PRM_REMOTE_FREES
+#define PRM_REMOTE_FREES (!PRM_RECOVERABLE)
+#endif
+#define PRM_REMOTE_BATCH 256
+#define PRM_REMOTE_WALK_MAX ((size_t)1 << 32)   /* a longer stack is a cycle: corruption */
+
+typedef struct prm_remote_entry {
+    struct prm_remote_entry *next;
+    uintptr_t key;
+} prm_remote_entry;
+
+static inline uintptr_t remote_key(prm_arena *av) { return ~(uintptr_t)&av->remote_head; }
+
+static int in_our_heap(prm_arena *av, prm_chunk *p);
+
+/* Under av's lock: free every chunk other threads left on av's stack. */
+PRM_NOINLINE void prmi_drain_remote_frees(prm_arena *av)
+{
+    prm_remote_entry *e = __atomic_exchange_n(&av->remote_head, NULL, __ATOMIC_ACQUIRE);
+    size_t drained = 0;
+    while (e != NULL) {
+        if (prm_unlikely(drained > PRM_REMOTE_WALK_MAX || !aligned_ok((uintptr_t)e) ||
+                         e->key != remote_key(av))) {
+            av->remote_frees += drained;
+            prmi_fail_arena(av, "free(): corrupted remote free list",
+                            "an entry pushed by another thread's free was overwritten", e);
+        }
+        prm_remote_entry *next = e->next;
+        prm_chunk *p = mem2chunk(e);
+        e->key = 0;
+        drained++;
+        if (prm_unlikely(!in_our_heap(av, p))) {
+            prmi_fail_pointer("free(): invalid pointer", "the chunk lies in no heap segment of ours", e);
+        } else {
+            account_free(av, chunk_size(p));
+            prmi_int_free(av, p);
+        }
+        e = next;
+    }
+    av->remote_frees += drained;
+}
+
+/* Under av's lock: how many chunks wait on av's stack (the statistics). */
+size_t prmi_remote_pending(prm_arena *av)
+{
+    size_t count = 0;
+    for (prm_remote_entry *e = __atomic_load_n(&av->remote_head, __ATOMIC_ACQUIRE);
+         e != NULL && count < PRM_REMOTE_WALK_MAX && aligned_ok((uintptr_t)e) && e->key == remote_key(av);
+         e = e->next)
+        count++;
+    return count;
+}
+
+static inline void drain_if_pending(prm_arena *av)
+{
+    if (PRM_REMOTE_FREES && prm_unlikely(__atomic_load_n(&av->remote_head, __ATOMIC_RELAXED) != NULL))
+        prmi_drain_remote_frees(av);
+}
+
+/* Push the chunk whose memory is mem onto av's stack. */
+static int push_remote_free(prm_arena *av, void *mem)
+{
+    prm_remote_entry *e = mem;
+    if (prm_unlikely(e->key == remote_key(av)))
+        return prmi_fail_pointer("free(): double free detected (remote)",
+                                 "the chunk already waits to be freed in its arena", mem);
+    e->key = remote_key(av);
+    prm_remote_entry *head = __atomic_load_n(&av->remote_head, __ATOMIC_RELAXED);
+    do
+        e->next = head;
+    while (!__atomic_compare_exchange_n(&av->remote_head, &head, e, 1, __ATOMIC_RELEASE,
+                                        __ATOMIC_RELAXED));
+    if (prm_unlikely(++prmi_self.remote_pushes >= PRM_REMOTE_BATCH)) {
+        prmi_self.remote_pushes = 0;
+        if (prm_lock_try_acquire(&av->lock)) {   /* busy: its holder will drain */
+            if (!av->corrupt)
+                prmi_drain_remote_frees(av);
+            prm_lock_release(&av->lock);
+        }
+    }
+    return PRM_OK;
+}
+
 /* ---- Public entry points ------------------------------------------------------------------- */
 
 /* malloc from one arena, under its lock. */
 static void *arena_malloc(prm_arena *av, size_t nb)
 {
     ARENA_ENTER(av, return NULL);
+    drain_if_pending(av);
     void *mem = prmi_int_malloc(av, nb);
     if (mem != NULL)
         account_alloc(av, mem2chunk(mem));
@@ -610,8 +752,11 @@ static void *malloc_in_some_arena(size_t nb)
     return mem;
 }
 
-/* Slow path of malloc: everything but a cache hit (and a thread's first small request,
- * which creates its cache). */
+static prm_tcache_entry *cache_bin_pop(prm_tcache *tc, unsigned index);
+
+/* Slow path of malloc: everything but a small cache hit. A thread's first cacheable
+ * request creates its cache; a request of a large cache class is rounded up to its class
+ * and served from the cache's large bin when it can. */
 static PRM_NOINLINE void *malloc_slow(size_t bytes)
 {
     size_t nb;
@@ -619,8 +764,18 @@ static PRM_NOINLINE void *malloc_slow(size_t bytes)
         errno = ENOMEM;
         return NULL;
     }
-    if (nb <= PRM_TCACHE_MAX_SIZE && prmi_self.tcache == PRM_TCACHE_NONE)
-        prmi_self.tcache = prmi_tcache_create();
+    if (nb <= PRM_TCACHE_LARGE_MAX_SIZE) {
+        prm_tcache *tc = prmi_self.tcache;
+        if (tc == PRM_TCACHE_NONE)
+            tc = prmi_self.tcache = prmi_tcache_create();
+        if (nb > PRM_TCACHE_MAX_SIZE && tc > PRM_TCACHE_DISABLED) {
+            unsigned class_index = large_class_of_request(nb - 2 * PRM_SIZE_SZ);
+            prm_tcache_entry *e = cache_bin_pop(tc, PRM_TCACHE_SMALL_BINS + class_index);
+            if (e != NULL)
+                return e;
+            nb = large_class_chunk[class_index];
+        }
+    }
     return malloc_in_some_arena(nb);
 }
 
@@ -634,7 +789,17 @@ static inline int cache_entry_sane(prm_tcache *tc, prm_tcache_entry *e, unsigned
 {
     return aligned_ok((uintptr_t)e) &&
            (!PRM_HARDENING || (tcache_sealed(tc, e) && tcache_link_sane(tcache_next(e)) &&
-                               tcache_index(chunk_size(mem2chunk(e))) == index));
+                               (index < PRM_TCACHE_SMALL_BINS
+                                    ? tcache_index(chunk_size(mem2chunk(e))) == index
+                                    : large_bin_holds(index, chunk_size(mem2chunk(e))))));
+}
+
+/* How many chunks large bin `index` may hold: tcache_count, fewer for big classes. */
+static inline unsigned large_bin_limit(unsigned index)
+{
+    size_t by_bytes = PRM_TCACHE_LARGE_BIN_BYTES / large_class_chunk[index - PRM_TCACHE_SMALL_BINS];
+    size_t limit = (size_t)params()->tcache_count;
+    return (unsigned)(by_bytes < limit ? (by_bytes > 0 ? by_bytes : 1) : limit);
 }
 
 /* A cache bin whose entry failed its checks: report it, and if the check action lets
@@ -651,8 +816,31 @@ static PRM_NOINLINE void drop_poisoned_bin(prm_tcache *tc, unsigned index)
     else
         prmi_fail_block("malloc(): memory corruption (tcache)",
                         "a cached chunk's key or size is not its cache bin's", e);
+    if (index >= PRM_TCACHE_SMALL_BINS) {   /* what the bin held, as far as it can be told */
+        size_t held = (size_t)tc->counts[index] * large_class_chunk[index - PRM_TCACHE_SMALL_BINS];
+        tc->large_bytes = held < tc->large_bytes ? tc->large_bytes - held : 0;
+    }
     tc->entries[index] = NULL;
     tc->counts[index] = 0;
+}
+
+/* Pop a chunk from this thread's cache bin `index` (small or large), or NULL. Every
+ * entry is checked before it is trusted: this is no inline fast path. */
+static prm_tcache_entry *cache_bin_pop(prm_tcache *tc, unsigned index)
+{
+    prm_tcache_entry *e = tc->entries[index];
+    if (e == NULL)
+        return NULL;
+    if (prm_unlikely(!cache_entry_sane(tc, e, index))) {
+        drop_poisoned_bin(tc, index);
+        return NULL;
+    }
+    tc->entries[index] = tcache_next(e);
+    tc->counts[index]--;
+    if (index >= PRM_TCACHE_SMALL_BINS)
+        tc->large_bytes -= chunk_size(mem2chunk(e));   /* checked: its bin's size, as pushed */
+    e->key = 0;
+    return e;
 }
 
 static PRM_NOINLINE void *cache_poisoned(prm_tcache *tc, unsigned index, size_t bytes)
@@ -665,20 +853,12 @@ static PRM_NOINLINE void *cache_poisoned(prm_tcache *tc, unsigned index, size_t 
 static inline void *cache_pop(size_t bytes)
 {
     prm_tcache *tc = prmi_self.tcache;
-    if (tc <= PRM_TCACHE_DISABLED || bytes > PRM_TCACHE_MAX_REQUEST)
+    if (tc <= PRM_TCACHE_DISABLED || bytes > PRM_TCACHE_LARGE_MAX_REQUEST)
         return NULL;
-    unsigned index = tcache_index(request2size(bytes));
-    prm_tcache_entry *e = tc->entries[index];
-    if (e == NULL)
-        return NULL;
-    if (prm_unlikely(!cache_entry_sane(tc, e, index))) {
-        drop_poisoned_bin(tc, index);
-        return NULL;
-    }
-    tc->entries[index] = tcache_next(e);
-    tc->counts[index]--;
-    e->key = 0;
-    return e;
+    size_t nb = request2size(bytes);
+    return cache_bin_pop(tc, bytes <= PRM_TCACHE_MAX_REQUEST
+                                 ? tcache_index(nb)
+                                 : PRM_TCACHE_SMALL_BINS + large_class_of_request(nb - 2 * PRM_SIZE_SZ));
 }
 
 /* malloc with M_PERTURB or the canary on: the request grows by the canary, the memory
@@ -827,7 +1007,10 @@ static int free_heap_chunk(prm_chunk *p, void *mem)
     prm_arena *av = prmi_arena_of(p);
     if (prm_unlikely(av->abandoned))
         return PRM_OK;   /* fork child: the arena's owner died mid-update; let the chunk be */
+    if (PRM_REMOTE_FREES && av != prmi_self.arena)
+        return push_remote_free(av, mem);
     ARENA_ENTER(av, return PRM_ERR_CORRUPTION);
+    drain_if_pending(av);
     if (prm_unlikely(!in_our_heap(av, p))) {
         ARENA_LEAVE(av);
         return prmi_fail_pointer("free(): invalid pointer", "the chunk lies in no heap segment of ours", mem);
@@ -903,8 +1086,10 @@ static PRM_NOINLINE int in_this_cache(void *mem)
 {
     prm_tcache *tc = prmi_self.tcache;
     prm_tcache_entry *e = mem;
-    unsigned index = tcache_index(chunk_size(mem2chunk(mem)));
+    unsigned index = tcache_bin_of_chunk(chunk_size(mem2chunk(mem)));
     unsigned steps = 0;
+    if (index >= PRM_TCACHE_BINS)
+        return 0;
     for (prm_tcache_entry *q = tc->entries[index];
          q != NULL && aligned_ok((uintptr_t)q) && tcache_sealed(tc, q) && steps <= tc->counts[index];
          q = tcache_next(q), steps++)
@@ -918,11 +1103,50 @@ static int realloc_of_cached(void *mem)
 {
     prm_tcache *tc = prmi_self.tcache;
     return tc > PRM_TCACHE_DISABLED && aligned_ok((uintptr_t)mem) &&
-           chunk_size(mem2chunk(mem)) <= PRM_TCACHE_MAX_SIZE && tcache_sealed(tc, mem) &&
+           chunk_size(mem2chunk(mem)) <= PRM_TCACHE_LARGE_MAX_SIZE && tcache_sealed(tc, mem) &&
            in_this_cache(mem);
 }
 
 static int free_plain(void *mem);
+
+static int free_keyed(void *mem);
+
+/* free of what the inline path does not take. A chunk of a large cache class goes to this
+ * thread's large bin when the bin and the thread's budget have room (the same key makes
+ * a second free of it a double free); the rest goes to its arena or the kernel. */
+static PRM_NOINLINE int free_uncached(void *mem)
+{
+    prm_tcache *tc = prmi_self.tcache;
+    if (tc > PRM_TCACHE_DISABLED && aligned_ok((uintptr_t)mem)) {
+        size_t size = mem2chunk(mem)->size & ~(size_t)(PRM_PREV_INUSE | PRM_NON_MAIN);
+        unsigned index = size > PRM_TCACHE_MAX_SIZE && aligned_ok(size) ? tcache_bin_of_chunk(size)
+                                                                         : PRM_TCACHE_BINS;
+        if (index < PRM_TCACHE_BINS) {
+            prm_tcache_entry *e = mem;
+            if (prm_unlikely(tcache_sealed(tc, e)))
+                return free_keyed(mem);
+            /* The checks free in the arena makes first (glibc's names), so that caching a
+             * chunk of these sizes hides no corruption the arena would have seen: the
+             * next chunk must say this one is in use, and have a plausible size. */
+            prm_chunk *next = chunk_at(mem2chunk(mem), size);
+            if (prm_unlikely(!prev_inuse(next)))
+                return prmi_fail_pointer("double free or corruption (!prev)",
+                                         "the next chunk's header says this chunk is free", mem);
+            if (prm_unlikely(chunk_size(next) < PRM_CHUNK_HDR || !aligned_ok(chunk_size(next))))
+                return prmi_fail_pointer("free(): invalid next size (normal)",
+                                         "the next chunk's header holds an impossible size", mem);
+            if (tc->counts[index] < large_bin_limit(index) &&
+                tc->large_bytes + size <= PRM_TCACHE_LARGE_BUDGET) {
+                tcache_link(tc, e, tc->entries[index]);
+                tc->entries[index] = e;
+                tc->counts[index]++;
+                tc->large_bytes += size;
+                return PRM_OK;
+            }
+        }
+    }
+    return free_to_arena(mem);
+}
 
 /* free of a chunk whose key says it is in this cache: a double free if it is. */
 static PRM_NOINLINE int free_keyed(void *mem)
@@ -955,7 +1179,7 @@ static inline int free_plain(void *mem)
             }
         }
     }
-    return mem != NULL ? free_to_arena(mem) : PRM_OK;
+    return mem != NULL ? free_uncached(mem) : PRM_OK;
 }
 
 int prm_free(void *mem)

@@ -94,6 +94,9 @@ typedef struct prm_stats {
     uint64_t consolidations;
     uint64_t segments_opened;   /* segments started because the break was not ours */
     uint64_t discards;          /* malloc_trim's madvise(MADV_DONTNEED) calls */
+    size_t remote_pending;      /* chunks freed by threads not using their arena, waiting for
+                                   the arena's next lock holder to free them (counted in use) */
+    uint64_t remote_frees;      /* such frees done so far (LD_PRELOAD build; 0 in Python's) */
     /* parameters in force */
     size_t mmap_threshold;
     size_t trim_threshold;

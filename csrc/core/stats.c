@@ -295,6 +295,8 @@ void prm_get_stats(prm_stats *out)
         out->consolidations += av->consolidations;
         out->segments_opened += av->segments_opened;
         out->discards += av->discards;
+        out->remote_pending += prmi_remote_pending(av);
+        out->remote_frees += av->remote_frees;
         out->arenas++;
         prm_lock_release(&av->lock);
     }

@@ -502,6 +502,8 @@ static __attribute__((destructor)) void write_exit_report(void)
     json_number(&t, "trims", s.trims, 0);
     json_number(&t, "segments", s.segments, 0);
     json_number(&t, "arenas", s.arenas, 0);
+    json_number(&t, "remote_frees", s.remote_frees, 0);
+    json_number(&t, "remote_pending", s.remote_pending, 0);
     json_number(&t, "tcache_count", (uint64_t)s.tcache_count, 0);
     json_number(&t, "mmap_threshold", s.mmap_threshold, 0);
     json_number(&t, "trim_threshold", s.trim_threshold, 0);

@@ -22,8 +22,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 from .. import preload
 from ..preload import GLIBC, LibraryMissing, Spread, interleaved_plan
 from . import files, results
-from .callgrind import CALLGRIND_OPS, _callgrind_workload, measure_callgrind
-from .results import METRICS, BenchResult, Callgrind, Cell, Run, WorkloadResult
+from .callgrind import CALLGRIND_OPS, Pattern, callgrind_plan, measure_patterns
+from .results import METRICS, BenchResult, Cell, Run, WorkloadResult
 from .workloads import (C_FLAGS, BenchError, BuildError, Progress, Workload, _Counter,
                         _invocation, available_workloads, build, default_bench_dir,
                         select_workloads)
@@ -43,8 +43,10 @@ class BenchConfig:
     this process may use, at least 2); ``bench_dir``: where workloads/ and
     pyworkload.py are (None: ``default_bench_dir()``), ``bin_dir`` where the programs
     are built (None: <bench_dir>/bin), ``out_dir`` where the results go (None:
-    <bench_dir>/results); ``callgrind``: also count the fast path's instructions,
-    at ``callgrind_ops``; ``timeout``: seconds before a run is killed."""
+    <bench_dir>/results); ``callgrind``: also count instructions per pair in callgrind's
+    three patterns, the cached one (pairs) at ``callgrind_ops``, the others at
+    ``callgrind_pattern_ops`` (pattern -> two -n; default: their own); ``timeout``:
+    seconds before a run is killed."""
     workloads: Optional[Sequence[str]] = None
     allocators: Sequence[str] = preload.ALLOCATORS
     repeat: Optional[int] = None
@@ -57,6 +59,7 @@ class BenchConfig:
     out_dir: Optional[str] = None
     callgrind: bool = False
     callgrind_ops: Tuple[int, int] = CALLGRIND_OPS
+    callgrind_pattern_ops: Dict[str, Tuple[int, int]] = field(default_factory=dict)
     timeout: Optional[float] = 900.0
 
     @property
@@ -68,7 +71,8 @@ class BenchConfig:
 class Plan:
     """What a benchmark will run, settled before anything runs: the settings, the
     directories, the workloads, the allocators that can run and those missing (name ->
-    message with the install hint), and the pairs workload when callgrind is asked."""
+    message with the install hint), and when callgrind is asked its patterns, each with
+    its workload (None: not there, the pattern is not measured)."""
     config: BenchConfig
     bench_dir: str
     bin_dir: str
@@ -76,12 +80,13 @@ class Plan:
     workloads: List[Workload]
     allocators: List[str]
     missing: Dict[str, str]
-    pairs: Optional[Workload] = None
+    callgrind: List[Tuple[Pattern, Optional[Workload]]] = field(default_factory=list)
 
     @property
     def total_runs(self):
         """The runs to come, callgrind's included (for the progress count)."""
-        per_allocator = self.config.runs_each * len(self.workloads) + 2 * bool(self.pairs)
+        per_allocator = self.config.runs_each * len(self.workloads) + 2 * sum(
+            workload is not None for _, workload in self.callgrind)
         return len(self.allocators) * per_allocator
 
 
@@ -102,7 +107,7 @@ def plan(config):
                          + "; ".join(missing.values()))
     return Plan(config, bench_dir, config.bin_dir or os.path.join(bench_dir, "bin"),
                 config.out_dir or os.path.join(bench_dir, "results"), workloads, available,
-                missing, _callgrind_workload(config, bench_dir) if config.callgrind else None)
+                missing, callgrind_plan(config, bench_dir) if config.callgrind else [])
 
 
 def run(config, progress: Optional[Progress] = None):
@@ -125,15 +130,9 @@ def execute(plan, progress: Optional[Progress] = None):
         for workload in plan.workloads:
             result.workloads.append(_run_workload(workload, config, plan.allocators,
                                                   plan.bin_dir, scratch, counter))
-    if plan.pairs:
-        try:
-            executable = build(plan.pairs, plan.bin_dir)
-        except BuildError as error:
-            result.callgrind = Callgrind(tuple(config.callgrind_ops), failures=[str(error)])
-        else:
-            result.callgrind = measure_callgrind(executable, plan.allocators,
-                                                 config.callgrind_ops, config.seed,
-                                                 config.timeout, counter)
+    if plan.callgrind:
+        result.callgrind = measure_patterns(plan.callgrind, plan.allocators, plan.bin_dir,
+                                            config.seed, config.timeout, counter)
     counter.finish()
     if GLIBC not in plan.allocators:
         result.notes.append("glibc was not run: there are no ratios")
@@ -292,6 +291,9 @@ def _settings(config, bench_dir):
             "ops_overrides": dict(config.ops), "bench_dir": bench_dir,
             "allocators_asked": list(config.allocators), "timeout": config.timeout,
             "callgrind_ops": list(config.callgrind_ops) if config.callgrind else None,
+            "callgrind_pattern_ops": {name: list(ops) for name, ops in
+                                      config.callgrind_pattern_ops.items()}
+            if config.callgrind else None,
             "compiler_flags": list(C_FLAGS), "libraries": _libraries(config.allocators)}
 
 

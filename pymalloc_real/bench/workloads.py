@@ -70,6 +70,12 @@ _C_WORKLOADS = {
     "large": (8_000, 2_000, 1, "64 KiB-8 MiB blocks, around and above the mmap threshold"),
     "frag": (6_291_456, 1_572_864, 1, "fragmentation in phases, and what goes back to the "
                                     "kernel"),
+    "remote64": (15_000_000, 3_750_000, 2, "64 B blocks from producer to consumer threads "
+                                           "through lock-free rings (remote frees)"),
+    "mixed": (15_000_000, 3_750_000, 1, "random sizes 8 B-8 KiB replacing each other "
+                                        "among 2000 live blocks"),
+    "page_pairs": (60_000_000, 15_000_000, 1, "4 KiB malloc/free pairs, LIFO and a ring "
+                                              "of 8"),
 }
 
 

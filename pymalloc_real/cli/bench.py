@@ -27,7 +27,7 @@ def add_parser(commands):
                     "rejected or a workload did not build, 2 on an error.")
     parser.add_argument("--quick", action="store_true",
                         help=f"small -n per workload and {bench.QUICK_REPEAT} runs each "
-                             "(about 40 s on 2 CPUs)")
+                             "(about 50 s on 2 CPUs)")
     parser.add_argument("--workloads", metavar="A,B,...",
                         help=f"comma-separated (default: all of {', '.join(bench.ORDER)} "
                              "that are there)")
@@ -45,7 +45,8 @@ def add_parser(commands):
     parser.add_argument("--seed", "-s", type=int, default=1, help="-s of every workload")
     parser.add_argument("--callgrind", action="store_true",
                         help="also count instructions per malloc+free pair under valgrind "
-                             "--tool=callgrind (the pairs workload at two -n)")
+                             "--tool=callgrind in three patterns, each a workload at two -n: "
+                             "cached (pairs), 4 KiB (page_pairs) and mixed (mixed)")
     parser.add_argument("--out", metavar="DIR",
                         help="where results.json/.md/.png go (default benchmarks/results)")
     parser.add_argument("--bench-dir", metavar="DIR",

@@ -13,18 +13,27 @@
 
 static pthread_barrier_t all_alive;
 
-/* Fill every cache bin (7 chunks of each size up to 1 KiB), then wait for the others,
- * so that every thread is alive, and attached, at once. */
+/* Fill every cache bin (7 chunks of each size up to 1 KiB, and of the large classes
+ * 7 chunks of 1.5 KiB to 8 KiB, 2 of 32 KiB: about 200 KiB), then wait for the others, so
+ * that every thread is alive, and attached, at once. */
 static void *fill_cache(void *arg)
 {
     (void)arg;
-    void *blocks[64][7];
+    void *blocks[64][7], *large[12][7];
+    static const size_t large_sizes[12] = { 1500, 2000, 2500, 3000, 3500, 4000, 4500, 5000,
+                                            6000, 7000, 8000, 32768 };
     for (int size = 0; size < 64; size++)
         for (int i = 0; i < 7; i++)
             REQUIRE((blocks[size][i] = malloc((size_t)size * 16 + 8)) != NULL);
+    for (int k = 0; k < 12; k++)
+        for (int i = 0; i < 7; i++)
+            REQUIRE((large[k][i] = malloc(large_sizes[k])) != NULL);
     for (int size = 0; size < 64; size++)
         for (int i = 0; i < 7; i++)
             free(blocks[size][i]);
+    for (int k = 0; k < 12; k++)
+        for (int i = 0; i < 7; i++)
+            free(large[k][i]);
     pthread_barrier_wait(&all_alive);
     return NULL;
 }
