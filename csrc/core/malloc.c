@@ -794,12 +794,19 @@ static inline int cache_entry_sane(prm_tcache *tc, prm_tcache_entry *e, unsigned
                                     : large_bin_holds(index, chunk_size(mem2chunk(e))))));
 }
 
+/* How many chunks of class i fit PRM_TCACHE_LARGE_BIN_BYTES (at least one):
+ * 64 KiB / large_class_chunk[i], so that no division runs on the free path. */
+static const uint8_t large_class_capacity[PRM_TCACHE_LARGE_CLASSES] = {
+    56, 50, 46, 42, 39, 36, 33, 31, 28, 25, 23, 21, 19, 18, 16, 15, 14, 12, 11, 10,
+    9, 9, 8, 7, 7, 6, 5, 5, 4, 4, 4, 3, 3, 3, 2, 2, 2, 2, 2, 1,
+};
+
 /* How many chunks large bin `index` may hold: tcache_count, fewer for big classes. */
 static inline unsigned large_bin_limit(unsigned index)
 {
-    size_t by_bytes = PRM_TCACHE_LARGE_BIN_BYTES / large_class_chunk[index - PRM_TCACHE_SMALL_BINS];
-    size_t limit = (size_t)params()->tcache_count;
-    return (unsigned)(by_bytes < limit ? (by_bytes > 0 ? by_bytes : 1) : limit);
+    unsigned by_bytes = large_class_capacity[index - PRM_TCACHE_SMALL_BINS];
+    unsigned limit = (unsigned)params()->tcache_count;
+    return by_bytes < limit ? by_bytes : limit;
 }
 
 /* A cache bin whose entry failed its checks: report it, and if the check action lets
