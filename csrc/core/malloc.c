@@ -888,9 +888,35 @@ static PRM_NOINLINE void *malloc_debug(size_t bytes)
     return mem;
 }
 
+/* A request of a large cache class (1 KiB < bytes <= 32 KiB): pop its class's bin, with
+ * the checks the small fast path makes (the link it follows) and the size the bin holds;
+ * on a miss, the arena, asked for the class's chunk size. Out of line, so the small fast
+ * path stays as it is; a tail call from it. */
+static PRM_NOINLINE void *malloc_large_class(size_t bytes)
+{
+    prm_tcache *tc = prmi_self.tcache;
+    if (prm_unlikely(tc <= PRM_TCACHE_DISABLED))
+        return malloc_slow(bytes);
+    unsigned class_index = large_class_of_request(request2size(bytes) - 2 * PRM_SIZE_SZ);
+    unsigned index = PRM_TCACHE_SMALL_BINS + class_index;
+    prm_tcache_entry *e = tc->entries[index];
+    if (e != NULL) {
+        prm_tcache_entry *next = tcache_next(e);
+        size_t size = chunk_size(mem2chunk(e));
+        if (prm_unlikely(!tcache_link_sane(next) || !large_bin_holds(index, size)))
+            return cache_poisoned(tc, index, bytes);
+        tc->entries[index] = next;
+        tc->counts[index]--;
+        tc->large_bytes -= size;
+        e->key = 0;
+        return e;
+    }
+    return malloc_in_some_arena(large_class_chunk[class_index]);
+}
+
 /* The fast path pops this thread's cache: no lock, no call but tail calls, so the
- * compiler saves no registers. Everything else is malloc_slow (malloc_debug when
- * M_PERTURB or the canary is on). */
+ * compiler saves no registers. A large class's request is malloc_large_class; everything
+ * else is malloc_slow (malloc_debug when M_PERTURB or the canary is on). */
 void *prm_malloc(size_t bytes)
 {
     if (prm_likely(bytes <= PRM_TCACHE_MAX_REQUEST && !params()->debug)) {
@@ -909,7 +935,11 @@ void *prm_malloc(size_t bytes)
             }
         }
     }
-    return prm_unlikely(params()->debug) ? malloc_debug(bytes) : malloc_slow(bytes);
+    if (prm_unlikely(params()->debug))
+        return malloc_debug(bytes);
+    if (bytes - (PRM_TCACHE_MAX_REQUEST + 1) < PRM_TCACHE_LARGE_MAX_REQUEST - PRM_TCACHE_MAX_REQUEST)
+        return malloc_large_class(bytes);
+    return malloc_slow(bytes);
 }
 
 static int known_arena(prm_arena *candidate)
@@ -1118,39 +1148,40 @@ static int free_plain(void *mem);
 
 static int free_keyed(void *mem);
 
-/* free of what the inline path does not take. A chunk of a large cache class goes to this
- * thread's large bin when the bin and the thread's budget have room (the same key makes
- * a second free of it a double free); the rest goes to its arena or the kernel. */
-static PRM_NOINLINE int free_uncached(void *mem)
+/* free of a chunk (its header's `size`, flags but M cleared) that is no small cache size,
+ * with this thread's cache tc: a chunk of a large cache class goes to its large bin when
+ * the bin and the thread's budget have room (the same key makes a second free of it a
+ * double free); the rest goes to its arena or the kernel. Out of line: a tail call from
+ * free's inline path. */
+static PRM_NOINLINE int free_large_class(prm_tcache *tc, void *mem, size_t size)
 {
-    prm_tcache *tc = prmi_self.tcache;
-    if (tc > PRM_TCACHE_DISABLED && aligned_ok((uintptr_t)mem)) {
-        size_t size = mem2chunk(mem)->size & ~(size_t)(PRM_PREV_INUSE | PRM_NON_MAIN);
-        unsigned index = size > PRM_TCACHE_MAX_SIZE && aligned_ok(size) ? tcache_bin_of_chunk(size)
-                                                                         : PRM_TCACHE_BINS;
-        if (index < PRM_TCACHE_BINS) {
-            prm_tcache_entry *e = mem;
-            if (prm_unlikely(tcache_sealed(tc, e)))
-                return free_keyed(mem);
-            /* The checks free in the arena makes first (glibc's names), so that caching a
-             * chunk of these sizes hides no corruption the arena would have seen: the
-             * next chunk must say this one is in use, and have a plausible size. */
-            prm_chunk *next = chunk_at(mem2chunk(mem), size);
-            if (prm_unlikely(!prev_inuse(next)))
-                return prmi_fail_pointer("double free or corruption (!prev)",
-                                         "the next chunk's header says this chunk is free", mem);
-            if (prm_unlikely(chunk_size(next) < PRM_CHUNK_HDR || !aligned_ok(chunk_size(next))))
-                return prmi_fail_pointer("free(): invalid next size (normal)",
-                                         "the next chunk's header holds an impossible size", mem);
-            if (tc->counts[index] < large_bin_limit(index) &&
-                tc->large_bytes + size <= PRM_TCACHE_LARGE_BUDGET) {
-                tcache_link(tc, e, tc->entries[index]);
-                tc->entries[index] = e;
-                tc->counts[index]++;
-                tc->large_bytes += size;
-                return PRM_OK;
-            }
-        }
+    if (prm_unlikely(size - large_class_chunk[0] > PRM_TCACHE_LARGE_MAX_SIZE - large_class_chunk[0] ||
+                     !aligned_ok(size)))
+        return free_to_arena(mem);   /* mmapped (M bit), a tombstone, or past the classes */
+    unsigned class_index = large_class_of_request(size - 2 * PRM_SIZE_SZ);
+    class_index -= large_class_chunk[class_index] > size;   /* the largest class it serves */
+    unsigned index = PRM_TCACHE_SMALL_BINS + class_index;
+    prm_tcache_entry *e = mem;
+    if (prm_unlikely(tcache_sealed(tc, e)))
+        return free_keyed(mem);
+    /* The checks free in the arena makes first (glibc's names), so that caching a chunk of
+     * these sizes hides no corruption the arena would have seen: the next chunk must say
+     * this one is in use, and have a plausible size. */
+    size_t next_head = chunk_at(mem2chunk(mem), size)->size;
+    if (prm_unlikely(!(next_head & PRM_PREV_INUSE)))
+        return prmi_fail_pointer("double free or corruption (!prev)",
+                                 "the next chunk's header says this chunk is free", mem);
+    if (prm_unlikely((next_head & ~PRM_FLAG_BITS) < PRM_CHUNK_HDR ||
+                     !aligned_ok(next_head & ~PRM_FLAG_BITS)))
+        return prmi_fail_pointer("free(): invalid next size (normal)",
+                                 "the next chunk's header holds an impossible size", mem);
+    if (tc->counts[index] < large_bin_limit(index) &&
+        tc->large_bytes + size <= PRM_TCACHE_LARGE_BUDGET) {
+        tcache_link(tc, e, tc->entries[index]);
+        tc->entries[index] = e;
+        tc->counts[index]++;
+        tc->large_bytes += size;
+        return PRM_OK;
     }
     return free_to_arena(mem);
 }
@@ -1184,9 +1215,11 @@ static inline int free_plain(void *mem)
                 tc->counts[index]++;
                 return PRM_OK;
             }
+        } else {
+            return free_large_class(tc, mem, size);
         }
     }
-    return mem != NULL ? free_uncached(mem) : PRM_OK;
+    return mem != NULL ? free_to_arena(mem) : PRM_OK;
 }
 
 int prm_free(void *mem)
