@@ -328,7 +328,7 @@ static int check_mmapped(prmi_text *why)
             return fail_at(why, "the mmapped-chunk registry holds more entries than it counts", h);
         if (((uintptr_t)h & (prm_os_page_size() - 1)) != 0 || h->next->prev != h || h->prev->next != h)
             return fail_at(why, "an mmapped chunk's registry entry is damaged", h);
-        if (!chunk_is_mmapped(h->chunk) || !prmi_mmapped_chunk_valid(h->chunk))
+        if (!prmi_mmapped_entry_valid(h))
             return fail_at(why, "an mmapped chunk's header disagrees with its mapping", h->chunk);
         if (params()->canary && canary_damaged(why, chunk2mem(h->chunk)))
             return -1;

@@ -62,10 +62,15 @@ typedef struct prm_chunk {
  * alignment + page rounding) far from overflow, and no object may exceed PTRDIFF_MAX. */
 #define PRM_MAX_REQUEST  ((size_t)PTRDIFF_MAX - 16 * 4096)
 
-static inline size_t chunk_size(const prm_chunk *p) { return p->size & ~PRM_FLAG_BITS; }
-static inline int    prev_inuse(const prm_chunk *p) { return (int)(p->size & PRM_PREV_INUSE); }
-static inline int    chunk_is_mmapped(const prm_chunk *p) { return (int)((p->size & PRM_IS_MMAPPED) != 0); }
-static inline int    chunk_non_main(const prm_chunk *p) { return (int)((p->size & PRM_NON_MAIN) != 0); }
+/* A size word may be written by another thread (the P bit, by whoever frees or
+ * allocates the chunk before it) while this one reads it without the arena's lock, so
+ * size words are read and written with relaxed atomics (plain moves on the machines we
+ * build for): see store_size below. */
+static inline size_t load_size(const prm_chunk *p) { return __atomic_load_n(&p->size, __ATOMIC_RELAXED); }
+static inline size_t chunk_size(const prm_chunk *p) { return load_size(p) & ~PRM_FLAG_BITS; }
+static inline int    prev_inuse(const prm_chunk *p) { return (int)(load_size(p) & PRM_PREV_INUSE); }
+static inline int    chunk_is_mmapped(const prm_chunk *p) { return (int)((load_size(p) & PRM_IS_MMAPPED) != 0); }
+static inline int    chunk_non_main(const prm_chunk *p) { return (int)((load_size(p) & PRM_NON_MAIN) != 0); }
 
 static inline void *chunk2mem(prm_chunk *p) { return (char *)p + PRM_CHUNK_HDR; }
 static inline prm_chunk *mem2chunk(void *mem) { return (prm_chunk *)((char *)mem - PRM_CHUNK_HDR); }
@@ -75,14 +80,28 @@ static inline prm_chunk *chunk_at(prm_chunk *p, size_t offset) { return (prm_chu
 static inline prm_chunk *chunk_below(prm_chunk *p, size_t offset) { return (prm_chunk *)((uintptr_t)p - offset); }
 static inline prm_chunk *next_chunk(prm_chunk *p) { return chunk_at(p, chunk_size(p)); }
 
+/* Every write of a size word is a relaxed atomic store: the writers hold the arena's lock
+ * or own the chunk, so no update is lost, and the paths that read size words without the
+ * lock (the thread cache's free, the checks free makes before it locks, the large cache's
+ * look at the next chunk) race with nothing. */
+static inline void store_size(prm_chunk *p, size_t head) { __atomic_store_n(&p->size, head, __ATOMIC_RELAXED); }
+
 /* In-use state lives in the P bit of the chunk that follows. */
 static inline int  inuse_at(prm_chunk *p, size_t offset) { return prev_inuse(chunk_at(p, offset)); }
-static inline void set_inuse_at(prm_chunk *p, size_t offset) { chunk_at(p, offset)->size |= PRM_PREV_INUSE; }
-static inline void clear_inuse_at(prm_chunk *p, size_t offset) { chunk_at(p, offset)->size &= ~PRM_PREV_INUSE; }
+static inline void set_inuse_at(prm_chunk *p, size_t offset)
+{
+    prm_chunk *next = chunk_at(p, offset);
+    store_size(next, next->size | PRM_PREV_INUSE);
+}
+static inline void clear_inuse_at(prm_chunk *p, size_t offset)
+{
+    prm_chunk *next = chunk_at(p, offset);
+    store_size(next, next->size & ~PRM_PREV_INUSE);
+}
 
 /* Replace size and flags at once / only the size, keeping the flags. */
-static inline void set_head(prm_chunk *p, size_t head) { p->size = head; }
-static inline void set_head_size(prm_chunk *p, size_t size) { p->size = (p->size & PRM_FLAG_BITS) | size; }
+static inline void set_head(prm_chunk *p, size_t head) { store_size(p, head); }
+static inline void set_head_size(prm_chunk *p, size_t size) { store_size(p, (p->size & PRM_FLAG_BITS) | size); }
 /* The footer of a free chunk is the prev_size of the chunk after it. */
 static inline void set_foot(prm_chunk *p, size_t size) { chunk_at(p, size)->prev_size = size; }
 

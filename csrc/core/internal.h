@@ -338,6 +338,7 @@ PRM_INTERNAL prm_chunk *prmi_mmap_chunk(size_t nb);
 PRM_INTERNAL int prmi_munmap_chunk(prm_chunk *p);
 PRM_INTERNAL prm_chunk *prmi_mremap_chunk(prm_chunk *p, size_t nb);
 PRM_INTERNAL int prmi_mmapped_chunk_valid(prm_chunk *p);
+PRM_INTERNAL int prmi_mmapped_entry_valid(const prm_mmap_header *h);   /* under the registry lock */
 PRM_INTERNAL int prmi_mmapped_chunk_linked(prm_chunk *p, const char *check);
 PRM_INTERNAL prm_chunk *prmi_mmapped_shift(prm_chunk *p, size_t lead);
 PRM_INTERNAL enum prmi_mapped prmi_mmapped_lookup(const void *mem);

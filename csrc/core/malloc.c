@@ -97,7 +97,7 @@ static prm_chunk *split_chunk(prm_arena *av, prm_chunk *victim, size_t size, siz
     size_t remainder_size = size - nb;
     if (remainder_size < PRM_MINSIZE) {
         set_inuse_at(victim, size);
-        victim->size |= arena_bit(av);
+        store_size(victim, victim->size | arena_bit(av));
         return NULL;
     }
     prm_chunk *remainder = chunk_at(victim, nb);
@@ -199,7 +199,7 @@ static void *drain_unsorted(prm_arena *av, size_t nb)
 
         if (size == nb) {
             set_inuse_at(victim, size);
-            victim->size |= arena_bit(av);
+            store_size(victim, victim->size | arena_bit(av));
             return chunk2mem(victim);
         }
         prmi_place_in_bin(av, victim, size);
@@ -296,7 +296,7 @@ static prm_chunk *smallbin_take(prm_arena *av, unsigned index, size_t nb)
         prmi_fail_arena(av, "malloc(): memory corruption (small)",
                         "a small-bin chunk's size does not belong to its bin", victim);
     set_inuse_at(victim, nb);
-    victim->size |= arena_bit(av);
+    store_size(victim, victim->size | arena_bit(av));
     bin->bk = bck;
     bck->fd = bin;
     return victim;
@@ -997,7 +997,7 @@ static prm_chunk *chunk_for_pointer(void *mem, const char *who)
     prm_chunk *p = mem2chunk(mem);
     size_t size = chunk_size(p);
     /* A header of zeros may be a tombstone: the page a freed mmapped chunk left. */
-    if (prm_unlikely(p->size == 0 && prmi_mmapped_lookup(mem) == PRMI_MAPPED_GONE))
+    if (prm_unlikely(load_size(p) == 0 && prmi_mmapped_lookup(mem) == PRMI_MAPPED_GONE))
         return reject_unmapped(who, mem);
     if (prm_unlikely((uintptr_t)p > (uintptr_t)0 - size || size < PRM_MINSIZE || !aligned_ok(size)))
         return reject_pointer(who, "the chunk header holds an impossible size", mem);
@@ -1167,7 +1167,7 @@ static PRM_NOINLINE int free_large_class(prm_tcache *tc, void *mem, size_t size)
     /* The checks free in the arena makes first (glibc's names), so that caching a chunk of
      * these sizes hides no corruption the arena would have seen: the next chunk must say
      * this one is in use, and have a plausible size. */
-    size_t next_head = chunk_at(mem2chunk(mem), size)->size;
+    size_t next_head = load_size(chunk_at(mem2chunk(mem), size));   /* no lock: chunk.h */
     if (prm_unlikely(!(next_head & PRM_PREV_INUSE)))
         return prmi_fail_pointer("double free or corruption (!prev)",
                                  "the next chunk's header says this chunk is free", mem);
@@ -1203,7 +1203,7 @@ static inline int free_plain(void *mem)
 {
     prm_tcache *tc = prmi_self.tcache;
     if (prm_likely(tc > PRM_TCACHE_DISABLED && aligned_ok((uintptr_t)mem) && mem != NULL)) {
-        size_t size = mem2chunk(mem)->size & ~(size_t)(PRM_PREV_INUSE | PRM_NON_MAIN);
+        size_t size = load_size(mem2chunk(mem)) & ~(size_t)(PRM_PREV_INUSE | PRM_NON_MAIN);
         if (prm_likely(size - PRM_MINSIZE <= PRM_TCACHE_MAX_SIZE - PRM_MINSIZE && aligned_ok(size))) {
             unsigned index = tcache_index(size);
             prm_tcache_entry *e = mem;

@@ -50,9 +50,35 @@ prm_chunk *prmi_mmap_chunk(size_t nb)
     return p;
 }
 
-/* Does p look like a chunk this registry handed out? Reads only p's header and the
- * mapping header it points to, without the lock: the registry links are checked under
- * the lock by the operations themselves (another thread may be unmapping a neighbour). */
+/* Under the registry lock: is h one of the registry's own mapping headers? (A fork child
+ * that found the list mid-update cannot tell, and says yes.) */
+static int registered_locked(prm_mmap_registry *reg, const prm_mmap_header *h)
+{
+    if (reg->broken)
+        return 1;
+    size_t steps = 0;
+    for (prm_mmap_header *q = reg->list.next; q != &reg->list && steps++ <= reg->count; q = q->next)
+        if (q == h)
+            return 1;
+    return 0;
+}
+
+/* Does mapping header h, known to be the registry's, hold chunk p consistently? Reads p's
+ * header only once p is known to lie inside h's mapping. */
+static int chunk_fits_mapping(const prm_mmap_header *h, prm_chunk *p)
+{
+    size_t page = prm_os_page_size();
+    uintptr_t start = (uintptr_t)h, chunk = (uintptr_t)p;
+    if ((h->length & (page - 1)) != 0 || chunk < start + sizeof(prm_mmap_header) ||
+        chunk - start > h->length - PRM_MINSIZE || !aligned_ok(chunk))
+        return 0;
+    size_t offset = p->prev_size;
+    return offset == chunk - start && h->length == offset + chunk_size(p);
+}
+
+/* Does p look like a chunk this registry handed out? Its prev_size names its mapping's
+ * header; a damaged one could name any address, so the header must be one of the
+ * registry's before it is read. */
 int prmi_mmapped_chunk_valid(prm_chunk *p)
 {
     size_t page = prm_os_page_size();
@@ -60,9 +86,19 @@ int prmi_mmapped_chunk_valid(prm_chunk *p)
     if (offset < sizeof(prm_mmap_header) || !aligned_ok(offset) || offset > (uintptr_t)p)
         return 0;
     prm_mmap_header *h = mmap_header_of(p);
-    if (((uintptr_t)h & (page - 1)) != 0 || h->chunk != p)
+    if (((uintptr_t)h & (page - 1)) != 0)
         return 0;
-    return h->length == offset + chunk_size(p) && (h->length & (page - 1)) == 0;
+    prm_mmap_registry *reg = registry();
+    prm_lock_acquire(&reg->lock);
+    int known = registered_locked(reg, h);
+    prm_lock_release(&reg->lock);
+    return known && h->chunk == p && chunk_fits_mapping(h, p);
+}
+
+/* The checker's test of one registry entry (under the registry lock). */
+int prmi_mmapped_entry_valid(const prm_mmap_header *h)
+{
+    return chunk_fits_mapping(h, h->chunk) && chunk_is_mmapped(h->chunk);
 }
 
 /* Under the registry lock: is h properly linked? (A fork child that found the list
