@@ -11,24 +11,19 @@ import subprocess
 
 import pytest
 
-from helpers import ROOT
+from helpers import ROOT, compile_programs
 
-SOURCE = os.path.join(ROOT, "tests", "c", "threads_tsan.c")
 CSRC = os.path.join(ROOT, "csrc", "core")
 CORE = sorted(os.path.join(CSRC, f) for f in os.listdir(CSRC) if f.endswith(".c"))
-BINARY = os.path.join(ROOT, "tests", "c", "bin", "threads_tsan")
 FLAGS = ["-std=gnu11", "-g", "-O1", "-Wall", "-Wextra", "-Werror", "-fsanitize=thread",
-         "-D_GNU_SOURCE"]
+         "-D_GNU_SOURCE", "-pthread", "-I", CSRC, *CORE]
 
 
 @pytest.fixture(scope="module")
 def tsan_binary():
-    os.makedirs(os.path.dirname(BINARY), exist_ok=True)
-    proc = subprocess.run(["gcc", *FLAGS, "-I", CSRC, SOURCE, *CORE, "-o", BINARY, "-lpthread"],
-                          capture_output=True, text=True)
-    if proc.returncode != 0:
-        pytest.fail(f"threads_tsan did not compile:\n{proc.stderr}")
-    return BINARY
+    return compile_programs(os.path.join(ROOT, "tests", "c"), ["threads_tsan"],
+                            os.path.join(ROOT, "tests", "c", "bin"), "", FLAGS,
+                            "the ThreadSanitizer program")["threads_tsan"]
 
 
 @pytest.mark.parametrize("pairs, blocks", [(1, 20000), (4, 20000), (8, 10000)])
