@@ -2,6 +2,13 @@
  * variants, as the public prm_ entry points and the int_ workers that run under the
  * arena lock.
  *
+ * Before the arena, the thread's cache (internal.h): prm_malloc pops a small bin inline;
+ * a request of a large cache class (1 KiB to 32 KiB) is rounded up to its class and pops
+ * that bin out of line (malloc_large_class); free pushes a small chunk inline and a large
+ * class's out of line (free_large_class). A free into an arena the thread does not use
+ * goes onto that arena's remote-free stack without its lock ("Remote frees" below); the
+ * next holder of the lock frees what waits there before it does anything else.
+ *
  * malloc (prmi_int_malloc), for a chunk size nb:
  *   1. fast bins: nb <= max_fast and its fast bin is non-empty: pop, done.
  *   2. small bins: nb is a small size and its bin is non-empty: take the oldest, done.
