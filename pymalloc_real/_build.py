@@ -37,6 +37,7 @@ CORE_SOURCES = [
     "core/stats.c",
     "core/options.c",
     "core/threads.c",
+    "core/remote.c",
     "probe/layout.c",
     "pagesim/pagesim.c",
 ]

@@ -367,9 +367,44 @@ PRM_INTERNAL void prmi_rec_fork_child(void) __attribute__((weak));
 PRM_INTERNAL void *prmi_int_malloc(prm_arena *av, size_t nb);
 PRM_INTERNAL void prmi_int_free(prm_arena *av, prm_chunk *p);
 PRM_INTERNAL size_t prmi_free_merge(prm_arena *av, prm_chunk *p);
-/* Under av's lock: free what other threads left on av's remote-free stack; count it. */
+/* Does heap chunk p, with its size, lie inside one of av's segments? Under av's lock. */
+PRM_INTERNAL int prmi_in_our_heap(prm_arena *av, prm_chunk *p);
+
+/* remote.c: frees from threads that do not use the chunk's arena. The Python build frees
+ * directly (its walks and statistics must see every free at once). */
+#ifndef PRM_REMOTE_FREES
+#define PRM_REMOTE_FREES (!PRM_RECOVERABLE)
+#endif
+/* Push the chunk whose memory is mem onto av's remote-free stack (no lock). */
+PRM_INTERNAL int prmi_push_remote_free(prm_arena *av, void *mem);
+/* Under av's lock: free what other threads left on av's stack; count it. */
 PRM_INTERNAL void prmi_drain_remote_frees(prm_arena *av);
 PRM_INTERNAL size_t prmi_remote_pending(prm_arena *av);
+
+/* Under av's lock, first thing: free what waits on av's stack. */
+static inline void prmi_drain_if_pending(prm_arena *av)
+{
+    if (PRM_REMOTE_FREES && prm_unlikely(__atomic_load_n(&av->remote_head, __ATOMIC_RELAXED) != NULL))
+        prmi_drain_remote_frees(av);
+}
+
+/* Accounting, done at the public entry points and by the remote-free drain, under the
+ * arena's lock. */
+
+static inline void account_alloc(prm_arena *av, prm_chunk *p)
+{
+    if (!chunk_is_mmapped(p)) {   /* mmapped chunks are counted by their registry */
+        av->in_use_bytes += chunk_size(p);
+        av->in_use_chunks++;
+    }
+}
+
+static inline void account_free(prm_arena *av, size_t size)
+{
+    av->in_use_bytes -= size;
+    av->in_use_chunks--;
+}
+
 /* malloc_usable_size without the look-up, for a block known to be ours and live. */
 PRM_INTERNAL size_t prmi_usable_size_trusted(void *mem);
 

@@ -7,7 +7,7 @@
  * that bin out of line (malloc_large_class); free pushes a small chunk inline and a large
  * class's out of line (free_large_class). A free into an arena the thread does not use
  * goes onto that arena's remote-free stack without its lock ("Remote frees" below); the
- * next holder of the lock frees what waits there before it does anything else.
+ * next holder of the lock frees what waits there before it does anything else (remote.c).
  *
  * malloc (prmi_int_malloc), for a chunk size nb:
  *   1. fast bins: nb <= max_fast and its fast bin is non-empty: pop, done.
@@ -76,22 +76,6 @@ static inline void check_top(prm_arena *av, const char *check)
     if (prm_unlikely(size > av->system_bytes || (uintptr_t)av->top + size != av->segments->end))
         prmi_fail_arena(av, check, "the top chunk does not end where the arena's newest segment ends",
                         av->top);
-}
-
-/* ---- Accounting, done only at the public entry points ---------------------------------- */
-
-static inline void account_alloc(prm_arena *av, prm_chunk *p)
-{
-    if (!chunk_is_mmapped(p)) {   /* mmapped chunks are counted by their registry */
-        av->in_use_bytes += chunk_size(p);
-        av->in_use_chunks++;
-    }
-}
-
-static inline void account_free(prm_arena *av, size_t size)
-{
-    av->in_use_bytes -= size;
-    av->in_use_chunks--;
 }
 
 /* ---- Helpers of the malloc flow -------------------------------------------------------- */
@@ -635,111 +619,13 @@ static inline int large_bin_holds(unsigned index, size_t size)
            (size_t)(large_class_chunk[class_index + 1] - large_class_chunk[class_index]);
 }
 
-/* ---- Remote frees (the LD_PRELOAD build) --------------------------------------------------
- * A thread freeing a chunk of an arena it does not use (a consumer freeing what a producer
- * allocated) does not take that arena's lock: it pushes the chunk onto the arena's
- * lock-free stack (one CAS), and whoever next holds the arena's lock (its owner
- * allocating, usually) takes the whole stack with one exchange and frees each chunk for
- * real. Push and take-all never pop single entries, so the stack has no ABA problem.
- * Every PRM_REMOTE_BATCH pushes a thread offers to drain the arena it pushes to (if its
- * lock is free at that moment), so that an arena nobody allocates from any more cannot
- * hoard memory; malloc_trim drains too.
- *
- * A pending chunk keeps its in-use bits (it is freed only at the drain) and carries the
- * arena's remote key in its second word, as a cached chunk carries its cache: a second
- * free of it before the drain is named a double free. The drain checks each entry (its
- * key, its place in one of the arena's segments) before it frees it, and bounds its walk.
- * The Python build frees directly (its walks and statistics must see every free at once). */
-#ifndef PRM_REMOTE_FREES
-#define PRM_REMOTE_FREES (!PRM_RECOVERABLE)
-#endif
-#define PRM_REMOTE_BATCH 256
-#define PRM_REMOTE_WALK_MAX ((size_t)1 << 32)   /* a longer stack is a cycle: corruption */
-
-typedef struct prm_remote_entry {
-    struct prm_remote_entry *next;
-    uintptr_t key;
-} prm_remote_entry;
-
-static inline uintptr_t remote_key(prm_arena *av) { return ~(uintptr_t)&av->remote_head; }
-
-static int in_our_heap(prm_arena *av, prm_chunk *p);
-
-/* Under av's lock: free every chunk other threads left on av's stack. */
-PRM_NOINLINE void prmi_drain_remote_frees(prm_arena *av)
-{
-    prm_remote_entry *e = __atomic_exchange_n(&av->remote_head, NULL, __ATOMIC_ACQUIRE);
-    size_t drained = 0;
-    while (e != NULL) {
-        if (prm_unlikely(drained > PRM_REMOTE_WALK_MAX || !aligned_ok((uintptr_t)e) ||
-                         e->key != remote_key(av))) {
-            av->remote_frees += drained;
-            prmi_fail_arena(av, "free(): corrupted remote free list",
-                            "an entry pushed by another thread's free was overwritten", e);
-        }
-        prm_remote_entry *next = e->next;
-        prm_chunk *p = mem2chunk(e);
-        e->key = 0;
-        drained++;
-        if (prm_unlikely(!in_our_heap(av, p))) {
-            prmi_fail_pointer("free(): invalid pointer", "the chunk lies in no heap segment of ours", e);
-        } else {
-            account_free(av, chunk_size(p));
-            prmi_int_free(av, p);
-        }
-        e = next;
-    }
-    av->remote_frees += drained;
-}
-
-/* Under av's lock: how many chunks wait on av's stack (the statistics). */
-size_t prmi_remote_pending(prm_arena *av)
-{
-    size_t count = 0;
-    for (prm_remote_entry *e = __atomic_load_n(&av->remote_head, __ATOMIC_ACQUIRE);
-         e != NULL && count < PRM_REMOTE_WALK_MAX && aligned_ok((uintptr_t)e) && e->key == remote_key(av);
-         e = e->next)
-        count++;
-    return count;
-}
-
-static inline void drain_if_pending(prm_arena *av)
-{
-    if (PRM_REMOTE_FREES && prm_unlikely(__atomic_load_n(&av->remote_head, __ATOMIC_RELAXED) != NULL))
-        prmi_drain_remote_frees(av);
-}
-
-/* Push the chunk whose memory is mem onto av's stack. */
-static int push_remote_free(prm_arena *av, void *mem)
-{
-    prm_remote_entry *e = mem;
-    if (prm_unlikely(e->key == remote_key(av)))
-        return prmi_fail_pointer("free(): double free detected (remote)",
-                                 "the chunk already waits to be freed in its arena", mem);
-    e->key = remote_key(av);
-    prm_remote_entry *head = __atomic_load_n(&av->remote_head, __ATOMIC_RELAXED);
-    do
-        e->next = head;
-    while (!__atomic_compare_exchange_n(&av->remote_head, &head, e, 1, __ATOMIC_RELEASE,
-                                        __ATOMIC_RELAXED));
-    if (prm_unlikely(++prmi_self.remote_pushes >= PRM_REMOTE_BATCH)) {
-        prmi_self.remote_pushes = 0;
-        if (prm_lock_try_acquire(&av->lock)) {   /* busy: its holder will drain */
-            if (!av->corrupt)
-                prmi_drain_remote_frees(av);
-            prm_lock_release(&av->lock);
-        }
-    }
-    return PRM_OK;
-}
-
 /* ---- Public entry points ------------------------------------------------------------------- */
 
 /* malloc from one arena, under its lock. */
 static void *arena_malloc(prm_arena *av, size_t nb)
 {
     ARENA_ENTER(av, return NULL);
-    drain_if_pending(av);
+    prmi_drain_if_pending(av);
     void *mem = prmi_int_malloc(av, nb);
     if (mem != NULL)
         account_alloc(av, mem2chunk(mem));
@@ -1024,7 +910,7 @@ static prm_chunk *chunk_for_pointer(void *mem, const char *who)
 /* Does heap chunk p, with its size, lie inside one of av's segments? A pointer into
  * memory we never handed out (another allocator's heap, a stack, a global) fails here
  * before its "header" is trusted any further. Under the arena lock. */
-static int in_our_heap(prm_arena *av, prm_chunk *p)
+int prmi_in_our_heap(prm_arena *av, prm_chunk *p)
 {
     prm_segment *seg = prmi_segment_of(av, (uintptr_t)p);
     return seg != NULL && (uintptr_t)p >= (uintptr_t)segment_first_chunk(seg) &&
@@ -1052,10 +938,10 @@ static int free_heap_chunk(prm_chunk *p, void *mem)
     if (prm_unlikely(av->abandoned))
         return PRM_OK;   /* fork child: the arena's owner died mid-update; let the chunk be */
     if (PRM_REMOTE_FREES && av != prmi_self.arena)
-        return push_remote_free(av, mem);
+        return prmi_push_remote_free(av, mem);
     ARENA_ENTER(av, return PRM_ERR_CORRUPTION);
-    drain_if_pending(av);
-    if (prm_unlikely(!in_our_heap(av, p))) {
+    prmi_drain_if_pending(av);
+    if (prm_unlikely(!prmi_in_our_heap(av, p))) {
         ARENA_LEAVE(av);
         return prmi_fail_pointer("free(): invalid pointer", "the chunk lies in no heap segment of ours", mem);
     }
@@ -1102,7 +988,7 @@ static int readable_block(void *mem, const char *who)
         return 1;
     prm_arena *av = prmi_arena_of(p);
     prm_lock_acquire(&av->lock);
-    int ours = in_our_heap(av, p);
+    int ours = prmi_in_our_heap(av, p);
     prm_lock_release(&av->lock);
     if (!ours)
         prmi_fail_pointer(who, "the chunk lies in no heap segment of ours", mem);
@@ -1415,7 +1301,7 @@ static void *realloc_plain(void *oldmem, size_t bytes)
 static void *realloc_in_arena(prm_arena *av, prm_chunk *oldp, void *oldmem, size_t oldsize, size_t nb)
 {
     ARENA_ENTER(av, return NULL);
-    if (prm_unlikely(!in_our_heap(av, oldp))) {
+    if (prm_unlikely(!prmi_in_our_heap(av, oldp))) {
         ARENA_LEAVE(av);
         prmi_fail_pointer("realloc(): invalid pointer", "the chunk lies in no heap segment of ours", oldmem);
         errno = EINVAL;

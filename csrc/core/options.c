@@ -115,8 +115,7 @@ static void consolidate_arena(prm_arena *av)
 static int trim_arena(prm_arena *av, size_t pad)
 {
     ARENA_ENTER(av, return 0);
-    if (__atomic_load_n(&av->remote_head, __ATOMIC_RELAXED) != NULL)
-        prmi_drain_remote_frees(av);
+    prmi_drain_if_pending(av);
     prmi_consolidate(av);
     int released = prmi_systrim(av, pad);
     released |= prmi_discard_free_pages(av, pad);
