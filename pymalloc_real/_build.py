@@ -38,6 +38,7 @@ CORE_SOURCES = [
     "core/options.c",
     "core/threads.c",
     "core/remote.c",
+    "core/tcache.c",
     "probe/layout.c",
     "pagesim/pagesim.c",
 ]

@@ -247,6 +247,7 @@ static inline prm_params *params(void) { return &prmi_state.params; }
 #define PRM_TCACHE_MAX_SIZE      (PRM_MINSIZE + (PRM_TCACHE_SMALL_BINS - 1) * PRM_ALIGN)   /* 1040 */
 #define PRM_TCACHE_LARGE_CLASSES 40
 #define PRM_TCACHE_BINS          (PRM_TCACHE_SMALL_BINS + PRM_TCACHE_LARGE_CLASSES)
+#define PRM_TCACHE_MAX_REQUEST   (PRM_TCACHE_MAX_SIZE - PRM_SIZE_SZ)   /* request2size: 1040 */
 #define PRM_TCACHE_LARGE_MAX_REQUEST ((size_t)32768)
 #define PRM_TCACHE_LARGE_MAX_SIZE    (PRM_TCACHE_LARGE_MAX_REQUEST + 2 * PRM_SIZE_SZ)   /* 32784 */
 #define PRM_TCACHE_LARGE_BIN_BYTES   ((size_t)64 << 10)
@@ -298,9 +299,20 @@ static inline int tcache_link_sane(const prm_tcache_entry *next)
 
 PRM_INTERNAL void prmi_threads_init(void);
 PRM_INTERNAL prm_arena *prmi_attach_arena(void);
-/* malloc.c: a thread's cache is a chunk of its arena. */
+/* tcache.c: a thread's cache is a chunk of its arena; its slow side. */
 PRM_INTERNAL prm_tcache *prmi_tcache_create(void);
 PRM_INTERNAL void prmi_tcache_destroy(prm_tcache *tc);
+PRM_INTERNAL void *prmi_cache_poisoned(prm_tcache *tc, unsigned index, size_t bytes);
+PRM_INTERNAL void *prmi_cache_pop(size_t bytes);
+PRM_INTERNAL void *prmi_malloc_large_class(size_t bytes);
+PRM_INTERNAL prm_tcache_entry *prmi_large_class_pop(prm_tcache *tc, size_t *nb);
+PRM_INTERNAL int prmi_realloc_of_cached(void *mem);
+PRM_INTERNAL int prmi_free_large_class(prm_tcache *tc, void *mem, size_t size);
+PRM_INTERNAL int prmi_free_keyed(void *mem);
+/* malloc.c: what the cache falls back on. */
+PRM_INTERNAL void *prmi_malloc_slow(size_t bytes);
+PRM_INTERNAL void *prmi_malloc_in_some_arena(size_t nb);
+PRM_INTERNAL int prmi_free_to_arena(void *mem);
 
 /* This thread's arena, attaching one on first use. */
 static inline prm_arena *thread_arena(void)
