@@ -76,7 +76,7 @@ typedef struct prm_arena {
 
     /* Frees from threads that do not use this arena (LD_PRELOAD build): pushed without
      * the lock onto this lock-free stack, and freed for real by whoever next holds the
-     * lock (malloc.c, "Remote frees"). Atomics only; the padding keeps the pushers' cache
+     * lock (remote.c). Atomics only; the padding keeps the pushers' cache
      * line apart from the lock and the bins the owner works on. */
     char remote_pad_before_[64];
     struct prm_remote_entry *remote_head;
@@ -402,7 +402,6 @@ static inline void prmi_drain_if_pending(prm_arena *av)
 
 /* Accounting, done at the public entry points and by the remote-free drain, under the
  * arena's lock. */
-
 static inline void account_alloc(prm_arena *av, prm_chunk *p)
 {
     if (!chunk_is_mmapped(p)) {   /* mmapped chunks are counted by their registry */

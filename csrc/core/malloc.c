@@ -576,10 +576,6 @@ static void *int_memalign(prm_arena *av, size_t alignment, size_t nb)
     return chunk2mem(p);
 }
 
-
-
-
-
 /* ---- Public entry points ------------------------------------------------------------------- */
 
 /* malloc from one arena, under its lock. */
@@ -629,14 +625,6 @@ PRM_NOINLINE void *prmi_malloc_slow(size_t bytes)
     return prmi_malloc_in_some_arena(nb);
 }
 
-
-
-
-
-
-
-
-
 /* malloc with M_PERTURB or the canary on: the request grows by the canary, the memory
  * is filled and stamped. Slow path. */
 static PRM_NOINLINE void *malloc_debug(size_t bytes)
@@ -657,10 +645,10 @@ static PRM_NOINLINE void *malloc_debug(size_t bytes)
     return mem;
 }
 
-
 /* The fast path pops this thread's cache: no lock, no call but tail calls, so the
- * compiler saves no registers. A large class's request is malloc_large_class; everything
- * else is malloc_slow (malloc_debug when M_PERTURB or the canary is on). */
+ * compiler saves no registers. A large class's request goes to tcache.c's
+ * prmi_malloc_large_class; everything else to prmi_malloc_slow (malloc_debug when
+ * M_PERTURB or the canary is on). */
 void *prm_malloc(size_t bytes)
 {
     if (prm_likely(bytes <= PRM_TCACHE_MAX_REQUEST && !params()->debug)) {
@@ -720,6 +708,22 @@ static prm_chunk *reject_unmapped(const char *who, void *mem)
                           "the block's mapping was already given back to the kernel", mem);
 }
 
+/* Is mem inside one of our heaps, or a live mapped block, as far as our own lists say
+ * (reading no header)? Reports (as `who`) and returns 0 when not; in *found what the
+ * mapping registry said, if it was asked. */
+static int looked_up(void *mem, const char *who, enum prmi_mapped *found)
+{
+    int in_heap = in_some_heap((char *)mem - PRM_CHUNK_HDR);
+    if (!in_heap)
+        *found = prmi_mmapped_lookup(mem);
+    if (*found == PRMI_MAPPED_GONE)
+        return reject_unmapped(who, mem) != NULL;
+    if (*found == PRMI_MAPPED_UNKNOWN && !in_heap)
+        return reject_pointer(who, "the pointer is neither a live mapped block nor inside a heap of ours",
+                              mem) != NULL;
+    return 1;
+}
+
 /* Checks every pointer handed back to us must pass before its chunk is touched further.
  * Returns the chunk, or NULL after reporting. */
 static prm_chunk *chunk_for_pointer(void *mem, const char *who)
@@ -729,15 +733,8 @@ static prm_chunk *chunk_for_pointer(void *mem, const char *who)
     enum prmi_mapped found = PRMI_MAPPED_UNKNOWN;
     /* A header that may lie in memory unmapped since (a freed mmapped chunk) is looked up
      * before it is read; in checked mode (the cffi build) every header is. */
-    if (PRM_CHECK_LINKS) {
-        int in_heap = in_some_heap((char *)mem - PRM_CHUNK_HDR);
-        if (!in_heap)
-            found = prmi_mmapped_lookup(mem);
-        if (found == PRMI_MAPPED_GONE)
-            return reject_unmapped(who, mem);
-        if (found == PRMI_MAPPED_UNKNOWN && !in_heap)
-            return reject_pointer(who, "the pointer is neither a live mapped block nor inside a heap of ours", mem);
-    }
+    if (PRM_CHECK_LINKS && !looked_up(mem, who, &found))
+        return NULL;
     prm_chunk *p = mem2chunk(mem);
     size_t size = chunk_size(p);
     /* A header of zeros may be a tombstone: the page a freed mmapped chunk left. */
@@ -861,13 +858,6 @@ static PRM_NOINLINE int canary_release(void *mem)
 
 static int free_plain(void *mem);
 
-
-
-static int free_plain(void *mem);
-
-
-
-
 /* The fast path pushes on this thread's cache: no lock, errno untouched, only tail
  * calls. A heap chunk of a cached size qualifies; an mmapped one fails the size test
  * because its M bit stays in `size`, and so does a freed one's tombstone (size 0). */
@@ -898,10 +888,6 @@ int prm_free(void *mem)
 {
     return free_plain(mem);
 }
-
-/* ---- thread caches ----------------------------------------------------------------------- */
-
-
 
 /* calloc's allocation, under the lock: the memory, and in *dirty how many bytes of it
  * may hold old data. Memory the heap just grew by is fresh from the kernel and already
@@ -1159,15 +1145,10 @@ void *prm_pvalloc(size_t bytes)
  * never a fault on memory that is not there. */
 static int known_block(void *mem, const char *who)
 {
-    if (!PRM_CHECK_LINKS && aligned_ok((uintptr_t)mem) && !in_some_heap((char *)mem - PRM_CHUNK_HDR)) {
-        enum prmi_mapped found = prmi_mmapped_lookup(mem);
-        if (found == PRMI_MAPPED_GONE)
-            return reject_unmapped(who, mem) != NULL;
-        if (found == PRMI_MAPPED_UNKNOWN)
-            return reject_pointer(who, "the pointer is neither a live mapped block nor inside a heap of ours",
-                                  mem) != NULL;
-    }
-    return readable_block(mem, who);
+    enum prmi_mapped found = PRMI_MAPPED_UNKNOWN;
+    if (!PRM_CHECK_LINKS && aligned_ok((uintptr_t)mem) && !looked_up(mem, who, &found))
+        return 0;
+    return readable_block(mem, who);   /* in checked mode, chunk_for_pointer looks it up */
 }
 
 /* The usable size of a block the caller knows is ours and live (the preload shim's

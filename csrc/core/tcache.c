@@ -141,15 +141,15 @@ void *prmi_cache_pop(size_t bytes)
     if (tc <= PRM_TCACHE_DISABLED || bytes > PRM_TCACHE_LARGE_MAX_REQUEST)
         return NULL;
     size_t nb = request2size(bytes);
-    return cache_bin_pop(tc, bytes <= PRM_TCACHE_MAX_REQUEST
-                                 ? tcache_index(nb)
-                                 : PRM_TCACHE_SMALL_BINS + large_class_of_request(nb - 2 * PRM_SIZE_SZ));
+    return bytes <= PRM_TCACHE_MAX_REQUEST ? cache_bin_pop(tc, tcache_index(nb))
+                                           : prmi_large_class_pop(tc, &nb);
 }
 
-/* A request of a large cache class (1 KiB < bytes <= 32 KiB): pop its class's bin, with
- * the checks the small fast path makes (the link it follows) and the size the bin holds;
- * on a miss, the arena, asked for the class's chunk size. Out of line, so the small fast
- * path stays as it is; a tail call from it. */
+/* A request of a large cache class (1 KiB < bytes <= 32 KiB): pop its class's bin, or on
+ * a miss ask the arena for the class's chunk size. This is the large classes' hot path,
+ * so it checks what the small fast path checks (the link it follows) plus the size the
+ * bin holds, not all of cache_entry_sane. Out of line, so the small fast path stays as
+ * it is; a tail call from it. */
 PRM_NOINLINE void *prmi_malloc_large_class(size_t bytes)
 {
     prm_tcache *tc = prmi_self.tcache;
@@ -158,18 +158,17 @@ PRM_NOINLINE void *prmi_malloc_large_class(size_t bytes)
     unsigned class_index = large_class_of_request(request2size(bytes) - 2 * PRM_SIZE_SZ);
     unsigned index = PRM_TCACHE_SMALL_BINS + class_index;
     prm_tcache_entry *e = tc->entries[index];
-    if (e != NULL) {
-        prm_tcache_entry *next = tcache_next(e);
-        size_t size = chunk_size(mem2chunk(e));
-        if (prm_unlikely(!tcache_link_sane(next) || !large_bin_holds(index, size)))
-            return prmi_cache_poisoned(tc, index, bytes);
-        tc->entries[index] = next;
-        tc->counts[index]--;
-        tc->large_bytes -= size;
-        e->key = 0;
-        return e;
-    }
-    return prmi_malloc_in_some_arena(large_class_chunk[class_index]);
+    if (e == NULL)
+        return prmi_malloc_in_some_arena(large_class_chunk[class_index]);
+    prm_tcache_entry *next = tcache_next(e);
+    size_t size = chunk_size(mem2chunk(e));
+    if (prm_unlikely(!tcache_link_sane(next) || !large_bin_holds(index, size)))
+        return prmi_cache_poisoned(tc, index, bytes);
+    tc->entries[index] = next;
+    tc->counts[index]--;
+    tc->large_bytes -= size;
+    e->key = 0;
+    return e;
 }
 
 /* Is mem, whose key says it is cached in this thread, really in its cache bin? User
@@ -206,12 +205,9 @@ int prmi_realloc_of_cached(void *mem)
  * free's inline path. */
 PRM_NOINLINE int prmi_free_large_class(prm_tcache *tc, void *mem, size_t size)
 {
-    if (prm_unlikely(size - large_class_chunk[0] > PRM_TCACHE_LARGE_MAX_SIZE - large_class_chunk[0] ||
-                     !aligned_ok(size)))
+    unsigned index = tcache_bin_of_chunk(size);
+    if (prm_unlikely(index < PRM_TCACHE_SMALL_BINS || index >= PRM_TCACHE_BINS || !aligned_ok(size)))
         return prmi_free_to_arena(mem);   /* mmapped (M bit), a tombstone, or past the classes */
-    unsigned class_index = large_class_of_request(size - 2 * PRM_SIZE_SZ);
-    class_index -= large_class_chunk[class_index] > size;   /* the largest class it serves */
-    unsigned index = PRM_TCACHE_SMALL_BINS + class_index;
     prm_tcache_entry *e = mem;
     if (prm_unlikely(tcache_sealed(tc, e)))
         return prmi_free_keyed(mem);

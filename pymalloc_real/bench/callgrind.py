@@ -81,27 +81,37 @@ class PatternCount:
 
 @dataclass
 class Callgrind:
-    """Instructions per malloc+free pair, measured with callgrind. The fields before
-    ``counts`` are the cached pattern's (the pairs workload at two -n values ``ops``),
-    as the fast-path target reads them: ``instructions`` holds each allocator's two
-    counts of every instruction, ``in_program`` the two counts of those executed in the
-    pairs program itself (its loop, not the allocator). ``per_pair`` is the allocator's
-    share: the difference of (instructions - in_program) over the difference in pairs;
-    ``per_pair_total`` the same with the loop included. None after a failure, described
-    in ``failures``. ``counts`` holds every pattern's PatternCount, the cached one
-    sharing these dicts; ``patterns`` is pattern -> allocator -> per pair."""
+    """Instructions per malloc+free pair, measured with callgrind: ``counts`` holds every
+    pattern's PatternCount, failures are described in ``failures``. ``instructions``,
+    ``in_program``, ``per_pair`` and ``per_pair_total`` are the cached pattern's (the
+    pairs workload at the two -n values ``ops``), as the fast-path target reads them:
+    each allocator's two counts of every instruction, the two counts of those executed
+    in the pairs program itself (its loop, not the allocator), the allocator's share
+    per pair (the difference of instructions - in_program over the difference in pairs)
+    and the same with the loop included; None after a failure. ``patterns`` is
+    pattern -> allocator -> per pair."""
     ops: Tuple[int, int]
-    instructions: Dict[str, List[int]] = field(default_factory=dict)
-    in_program: Dict[str, List[int]] = field(default_factory=dict)
-    per_pair: Dict[str, Optional[float]] = field(default_factory=dict)
-    per_pair_total: Dict[str, Optional[float]] = field(default_factory=dict)
     failures: List[str] = field(default_factory=list)
     counts: Dict[str, PatternCount] = field(default_factory=dict)
 
     def __post_init__(self):
-        self.counts.setdefault(CACHED, PatternCount(
-            CACHED, PATTERNS[0].workload, tuple(self.ops), self.instructions,
-            self.in_program, self.per_pair, self.per_pair_total))
+        self.counts.setdefault(CACHED, PatternCount(CACHED, PATTERNS[0].workload, tuple(self.ops)))
+
+    @property
+    def instructions(self) -> Dict[str, List[int]]:
+        return self.counts[CACHED].instructions
+
+    @property
+    def in_program(self) -> Dict[str, List[int]]:
+        return self.counts[CACHED].in_program
+
+    @property
+    def per_pair(self) -> Dict[str, Optional[float]]:
+        return self.counts[CACHED].per_pair
+
+    @property
+    def per_pair_total(self) -> Dict[str, Optional[float]]:
+        return self.counts[CACHED].per_pair_total
 
     @property
     def patterns(self) -> Dict[str, Dict[str, Optional[float]]]:

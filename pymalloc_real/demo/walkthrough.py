@@ -262,15 +262,14 @@ def _own_mapping(walk, f):
 def _unmapped(walk, f):
     if f.chunk_before is None or not f.chunk_before.mmapped:
         return False, f"{f.name} was a heap chunk (no M bit), so there was no mapping to undo"
-    if f.region is not None:
-        pages = procfs.mapped_pages(f.address, f.size)
+    pages = procfs.mapped_pages(f.address, f.size)
+    if any(pages):
         return False, (f"{pages.count(True)} of the {len(pages)} pages of {f.name}'s memory "
                        f"are still mapped: {f.region}")
     if f.break_after != f.break_before:
         return False, _break_moved(f)
-    pages = len(procfs.mapped_pages(f.address, f.size))
     return True, (f"{f.name}'s {size_text(f.chunk_before.size)} mapping is gone: none of its "
-                  f"{pages} pages is mapped (mincore, page by page) "
+                  f"{len(pages)} pages is mapped (mincore, page by page) "
                   f"after {f.counters['munmap_calls']} munmap; break unchanged")
 
 
