@@ -194,8 +194,45 @@ static int grow_with_mmap(prm_arena *av, size_t nb, size_t pad)
  * Returns 1 on success, 0 with errno ENOMEM when the OS refuses both. */
 static int grow_nonmain(prm_arena *av, size_t nb);
 
+/* The heap has to grow: if free trimmed it a moment ago, hold more back next time. */
+static void note_regrowth(prm_arena *av)
+{
+    if (!PRM_TRIM_HYSTERESIS || av->last_trim_ns == 0)
+        return;
+    if (prm_os_monotonic_ns() - av->last_trim_ns < PRM_TRIM_REGROW_NS) {
+        size_t hold = av->trim_hold * 2 > av->last_trim_bytes ? av->trim_hold * 2 : av->last_trim_bytes;
+        av->trim_hold = hold < PRM_TRIM_HOLD_MAX ? hold : PRM_TRIM_HOLD_MAX;
+    }
+    av->last_trim_ns = 0;
+}
+
+/* The trim free makes when top passes the trim threshold (glibc's): keeps top_pad, and
+ * in the LD_PRELOAD build the arena's trim hold as well (internal.h). */
+int prmi_auto_trim(prm_arena *av)
+{
+    if (!PRM_TRIM_HYSTERESIS)
+        return prmi_systrim(av, params()->top_pad);
+    uint64_t now = prm_os_monotonic_ns();
+    /* Trims in a row with no regrowth between count as one (a burst of frees trims at
+     * each merge); the hold decays once the heap has stayed trimmed for a while. */
+    int in_a_row = av->last_trim_ns != 0;
+    if (in_a_row && now - av->last_trim_ns > PRM_TRIM_DECAY_NS)
+        av->trim_hold /= 2;
+    size_t before = av->system_bytes;
+    size_t pad = params()->top_pad;
+    pad = pad > SIZE_MAX - av->trim_hold ? SIZE_MAX : pad + av->trim_hold;
+    int released = prmi_systrim(av, pad);
+    if (released) {
+        size_t bytes = before - av->system_bytes;
+        av->last_trim_bytes = in_a_row ? av->last_trim_bytes + bytes : bytes;
+        av->last_trim_ns = now;
+    }
+    return released;
+}
+
 int prmi_grow_heap(prm_arena *av, size_t nb)
 {
+    note_regrowth(av);
     if (av->index != 0)
         return grow_nonmain(av, nb);
     size_t page = prm_os_page_size();

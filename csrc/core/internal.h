@@ -101,6 +101,11 @@ typedef struct prm_arena {
     uint64_t consolidations;    /* fast-bin consolidations */
     uint64_t segments_opened;   /* segments started because the break was not ours */
     uint64_t discards;          /* madvise(MADV_DONTNEED) calls of malloc_trim */
+    /* Trim hysteresis (LD_PRELOAD build, arena.c): when the heap regrows soon after free
+     * trimmed it, later automatic trims keep trim_hold bytes more above top_pad. */
+    size_t trim_hold;
+    size_t last_trim_bytes;     /* what the last automatic trim gave back */
+    uint64_t last_trim_ns;      /* when (monotonic), 0 once the heap grew again */
 
     /* Armed by public entries while they hold the lock: always in the cffi build, and in
      * the LD_PRELOAD build when M_CHECK_ACTION says continue (no abort bit). */
@@ -172,6 +177,17 @@ enum prmi_mapped { PRMI_MAPPED_LIVE, PRMI_MAPPED_GONE, PRMI_MAPPED_UNKNOWN };
 #define PRM_DEFAULT_MMAP_THRESHOLD_MAX  ((size_t)32 * 1024 * 1024)   /* 64-bit glibc */
 #define PRM_DEFAULT_TRIM_THRESHOLD      ((size_t)128 * 1024)
 #define PRM_DEFAULT_TOP_PAD             ((size_t)128 * 1024)
+/* Trim hysteresis: a regrowth within PRM_TRIM_REGROW_NS of an automatic trim doubles what
+ * the arena's later trims keep (at least what that trim, or burst of trims, gave back:
+ * keeping only that lags behind a program whose swings grow), up to
+ * PRM_TRIM_HOLD_MAX; a trim a second after the last one with no regrowth between
+ * halves it. Only in the
+ * LD_PRELOAD build: the Python build trims exactly as glibc does, as its tests and the
+ * demo show the break moving. */
+#define PRM_TRIM_HYSTERESIS             (!PRM_RECOVERABLE)
+#define PRM_TRIM_REGROW_NS              ((uint64_t)50 * 1000 * 1000)
+#define PRM_TRIM_DECAY_NS               ((uint64_t)1000 * 1000 * 1000)
+#define PRM_TRIM_HOLD_MAX               ((size_t)32 << 20)
 #define PRM_DEFAULT_MMAP_MAX            65536
 #define PRM_CONSOLIDATION_THRESHOLD     ((size_t)64 * 1024)
 #define PRM_MMAP_SEGMENT_MIN            ((size_t)1024 * 1024)       /* brk refused: mmap this much */
@@ -364,6 +380,7 @@ PRM_INTERNAL int prmi_fits_heap(size_t nb);
 PRM_INTERNAL extern prm_lock prmi_init_lock;
 PRM_INTERNAL void prmi_arena_init(prm_arena *av, int index);
 PRM_INTERNAL int prmi_grow_heap(prm_arena *av, size_t nb);
+PRM_INTERNAL int prmi_auto_trim(prm_arena *av);
 PRM_INTERNAL int prmi_systrim(prm_arena *av, size_t pad);
 PRM_INTERNAL prm_segment *prmi_segment_of(prm_arena *av, uintptr_t addr);
 PRM_INTERNAL int prmi_plausible_chunk(prm_arena *av, const void *addr);

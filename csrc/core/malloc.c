@@ -467,7 +467,7 @@ void prmi_int_free(prm_arena *av, prm_chunk *p)
         if (av->have_fastchunks)
             prmi_consolidate(av);
         if (top_size(av) >= trim_threshold())
-            prmi_systrim(av, params()->top_pad);
+            prmi_auto_trim(av);
     }
 }
 
@@ -821,10 +821,18 @@ static prm_chunk *chunk_for_pointer(void *mem, const char *who)
 int prmi_in_our_heap(prm_arena *av, prm_chunk *p)
 {
     unsigned owner = prmi_arena_owner(av->index);
-    if (prm_unlikely(prmi_owner_of((uintptr_t)p) != owner))
+    uintptr_t a = (uintptr_t)p;
+    if (prm_unlikely(prmi_owner_of(a) != owner))
         return 0;
-    /* The map speaks for whole pages; the segment says where its chunks start and end. A
-     * non-main heap is found from the address, the main arena's few segments by search. */
+    /* The map speaks for whole pages. A chunk whose page, the page before it and the page
+     * of the next chunk's header are all av's lies inside one of av's segments past its
+     * record (segments end on page boundaries); one near a segment's edge is checked
+     * against the segment itself: a non-main heap's is found from the address, the main
+     * arena's few by search. */
+    size_t size = chunk_size(p);
+    if (prm_likely(size < ((size_t)1 << 47) && prmi_owner_of(a + size) == owner &&
+                   prmi_owner_of(a - ((uintptr_t)1 << PRM_PAGEMAP_PAGE_SHIFT)) == owner))
+        return 1;
     prm_segment *seg = av->index != 0 ? (prm_segment *)((uintptr_t)p & ~(uintptr_t)(PRM_HEAP_MAX - 1))
                                       : prmi_segment_of(av, (uintptr_t)p);
     return seg != NULL && seg->arena == av && (uintptr_t)p >= (uintptr_t)segment_first_chunk(seg) &&
@@ -1058,6 +1066,22 @@ void *prm_realloc(void *oldmem, size_t bytes)
     return realloc_plain(oldmem, bytes);
 }
 
+/* A realloc that keeps its chunk as it is (the request still fits, and what would be
+ * left over is too small to split off) needs no lock: the chunk is in use by the caller,
+ * so nobody else changes its size, and the next chunk's P bit (which only this chunk's
+ * own free or realloc clears) says it is in use. The ownership map vouches for both
+ * ends; anything unusual takes the locked path, whose checks name it. */
+static int realloc_keeps_chunk(prm_arena *av, prm_chunk *p, size_t size)
+{
+    unsigned owner = prmi_arena_owner(av->index);
+    uintptr_t a = (uintptr_t)p;
+    if (PRM_CHECK_LINKS || a > UINTPTR_MAX - size || prmi_owner_of(a) != owner ||
+        prmi_owner_of(a + size) != owner)
+        return 0;
+    size_t next_head = load_size(chunk_at(p, size));
+    return (next_head & PRM_PREV_INUSE) && (next_head & ~PRM_FLAG_BITS) >= PRM_CHUNK_HDR;
+}
+
 static void *realloc_plain(void *oldmem, size_t bytes)
 {
     prm_chunk *oldp = chunk_for_pointer(oldmem, "realloc(): invalid pointer");
@@ -1091,6 +1115,8 @@ static void *realloc_plain(void *oldmem, size_t bytes)
     }
 
     prm_arena *av = prmi_arena_of(oldp);
+    if (nb <= oldsize && oldsize - nb < PRM_MINSIZE && realloc_keeps_chunk(av, oldp, oldsize))
+        return oldmem;
     if (prm_unlikely(av->abandoned)) {
         /* Fork child: the chunk's arena died mid-update; copy out, leave the chunk. */
         void *newmem = prm_malloc(bytes);
