@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 from .errors import PymallocError
+from .reprs import readable
 
 __all__ = ["HeapContext", "HeapView", "render", "heap_view", "show", "run_ops", "HeapViewError",
            "DEFAULT_OPS"]
@@ -30,6 +31,7 @@ class HeapViewError(PymallocError, ValueError):
     or a hexdump range that is not memory of our heap."""
 
 
+@readable
 @dataclass(frozen=True)
 class HeapContext:
     """What the view tells beside chunks and bins; None where the source does not say."""
@@ -37,11 +39,6 @@ class HeapContext:
     tcache_count: Optional[int] = None      # chunks per size in the thread caches, 0: off
     remote_pending: Optional[int] = None    # chunks waiting on the remote-free stacks
     mmap_threshold: Optional[int] = None
-
-    def __repr__(self):
-        brk = "?" if self.brk is None else f"{self.brk:#x}"
-        return (f"HeapContext(brk={brk}, tcache_count={self.tcache_count}, "
-                f"remote_pending={self.remote_pending}, mmap_threshold={self.mmap_threshold})")
 
 
 # ---- addresses ---------------------------------------------------------------------------------
