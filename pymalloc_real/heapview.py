@@ -114,11 +114,12 @@ def _chunk_rows(chunks, names, regions):
     rows, run = [], []
 
     def flush():
-        rows.extend(run[:RUN_SHOWN])
-        if len(run) > RUN_SHOWN:
-            last = run[-1]
+        if len(run) <= RUN_SHOWN + 1:
+            rows.extend(run)
+        else:
+            rows.extend(run[:RUN_SHOWN])
             rows.append(("", "", "", f"... {len(run) - RUN_SHOWN:,} more like these, the last "
-                                     f"at {last[0]}", ""))
+                                     f"at {run[-1][0]}", ""))
         run.clear()
 
     for chunk in chunks:
@@ -132,7 +133,11 @@ def _chunk_rows(chunks, names, regions):
 
 
 def _table(rows, header):
-    widths = [max(len(str(r[i])) for r in rows + [header]) for i in range(len(header))]
+    chunk_rows = [r for r in rows if r[0]]          # fold lines run across the columns
+    if not any(r[-1] for r in chunk_rows):          # no block names: no block column
+        header, rows = header[:-1], [r[:-1] for r in rows]
+        chunk_rows = [r[:-1] for r in chunk_rows]
+    widths = [max(len(str(r[i])) for r in chunk_rows + [header]) for i in range(len(header))]
     lines = ["  " + "  ".join(f"{h:<{w}}" for h, w in zip(header, widths)).rstrip()]
     for row in rows:
         if row[0] == "" and row[3].startswith("..."):
@@ -287,13 +292,14 @@ class HeapView:
 
 
 def _hexdump_range(target, chunks):
-    """(start, length) for a hexdump argument: (address, length), or a Block (its chunk)."""
+    """(start, length) for a hexdump argument: (address, length), or a Block (its chunk,
+    its first HEXDUMP_MAX bytes if it is larger)."""
     from .heap import Block
     if isinstance(target, Block):
         chunk = next((c for c in chunks if c.mem == target.address), None)
         if chunk is None:
             raise HeapViewError(f"hexdump: {target!r} is not a live chunk of our heap")
-        return chunk.address, chunk.size
+        return chunk.address, min(chunk.size, HEXDUMP_MAX)
     if not (isinstance(target, tuple) and len(target) == 2 and
             all(isinstance(v, int) and not isinstance(v, bool) for v in target)):
         raise TypeError(f"hexdump: expected a Block or an (address, length) tuple of ints, "
