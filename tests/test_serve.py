@@ -37,6 +37,7 @@ def test_a_million_ints_grow_our_heap():
     assert break_inside - break_before >= 1_000_000 * 48
     assert faults_inside[0] - faults_before[0] >= 1_000_000 * 48 // 4096 // 2
     assert all(prm.in_our_heap(id(n)) for n in numbers[1000::997])
+    assert prm.arenas()[0].in_use_chunks >= 1_000_000 - 257    # the chunk walk's count
     # The list's array (8 MB) is one mapped chunk of ours.
     assert prm.stats().hblkhd >= 8_000_000
     prm.check()
