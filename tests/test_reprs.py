@@ -8,6 +8,7 @@ import pkgutil
 import pytest
 
 import pymalloc_real as prm
+from helpers import fresh_interpreter
 from pymalloc_real import heapview
 from pymalloc_real.preload.runner import RunReport
 from pymalloc_real.reprs import short_repr
@@ -33,6 +34,7 @@ def test_every_public_dataclass_has_a_repr_of_its_own():
     assert generated == []
 
 
+@fresh_interpreter      # a pristine mmap threshold: 300 KiB is a mapped chunk
 def test_introspection_prints_addresses_in_hex():
     with prm.malloc(100) as block, prm.malloc(300 * 1024) as mapped:
         chunk = prm.chunk_of(block)
