@@ -418,14 +418,17 @@ def test_thread_caches_are_given_back_and_threads_get_arenas(programs, library, 
     assert report["tcache_count"] == 7
 
 
-@pytest.mark.parametrize("tcache_count", [7, 3, 1, 0])
-def test_large_cache_classes_limits_and_budget(programs, library, tcache_count):
+@pytest.mark.parametrize("tcache_count, grow", [(7, 0), (3, 0), (1, 0), (0, 0), (7, 1), (1, 1)])
+def test_large_cache_classes_limits_and_budget(programs, library, tcache_count, grow):
     """The cache's large classes (1 KiB to 32 KiB requests): a request is rounded up to
-    its class and a freed block serves the next request of its class; a bin keeps at most
-    tcache_count chunks (and 64 KiB); all large bins at most 1 MiB; tcache_count=0 keeps
-    none. Observed through the addresses malloc returns and mallinfo2's in-use bytes."""
-    run = _run([programs["large_cache"], str(tcache_count)],
-               _env(library, PYMALLOC_REAL_OPTIONS=f"tcache_count={tcache_count}"), timeout=60)
+    its class and a freed block serves the next request of its class; a bin keeps
+    tcache_count chunks (and at most 64 KiB), or with tcache_grow raises its limit on
+    overflow and gives half back at its cap; all large bins at most 1 MiB;
+    tcache_count=0 keeps none. Observed through the addresses malloc returns and
+    mallinfo2's in-use bytes."""
+    run = _run([programs["large_cache"], str(tcache_count), str(grow)],
+               _env(library, PYMALLOC_REAL_OPTIONS=f"tcache_count={tcache_count},tcache_grow={grow}"),
+               timeout=60)
     _assert_on_library(run, "large_cache", library)
 
 

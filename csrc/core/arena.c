@@ -45,6 +45,7 @@ static PRM_COLD void initialize(void)
         mp->arena_test = 8;
         mp->arena_max = 0;
         mp->tcache_count = PRM_DEFAULT_TCACHE;
+        mp->tcache_grow = 1;
         prmi_state.arena_count = 1;
 
         prm_mmap_registry *reg = &prmi_state.mmapped;

@@ -203,6 +203,7 @@ typedef struct prm_params {
     size_t arena_test;
     size_t arena_max;           /* 0: 8 x the CPUs, as glibc on 64-bit */
     int tcache_count;           /* chunks per thread-cache bin; 0 disables the caches */
+    int tcache_grow;            /* 1: bins that overflow raise their limits (tcache.c) */
     size_t heap_floor;          /* presize (preload/presize.c): the main heap is never
                                    trimmed below this many bytes from the OS; 0: no floor */
 } prm_params;
@@ -216,6 +217,9 @@ typedef struct prm_state {
     int arena_count;
     int arena_limit;            /* arena_max in force */
     prm_arena *next_to_reuse;   /* round robin once the limit is reached */
+    /* The thread caches' slow events, summed over threads (relaxed atomics): limits
+     * raised, batches given back to an arena, batches taken from one (tcache.c). */
+    uint64_t tcache_raises, tcache_drains, tcache_fills;
 } prm_state;
 
 PRM_INTERNAL extern prm_state prmi_state;
@@ -232,15 +236,25 @@ static inline prm_params *params(void) { return &prmi_state.params; }
  * contents when the thread exits.
  *
  * Two kinds of bins:
- *   - small bins, glibc's: one per chunk size from 32 to 1040 bytes, up to tcache_count
- *     chunks each; the inline fast paths of malloc and free serve them.
+ *   - small bins, glibc's: one per chunk size from 32 to 1040 bytes; the inline fast
+ *     paths of malloc and free serve them.
  *   - large bins (ours): one per size class of requests from 1 KiB to 32 KiB, eight
  *     classes per doubling (1152, 1280, ..., 2048, 2304, ..., 32768 bytes), served out of
  *     line. malloc rounds a request in that range up to its class (at most 12.5% more)
  *     so that a chunk freed at one size serves later requests of nearby sizes; free
  *     files a chunk under the largest class it can serve. A large bin holds at most
- *     tcache_count chunks and PRM_TCACHE_LARGE_BIN_BYTES, and all of a thread's large
- *     bins together at most PRM_TCACHE_LARGE_BUDGET bytes (the RSS the cache may keep). */
+ *     PRM_TCACHE_LARGE_BIN_BYTES, and all of a thread's large bins together at most
+ *     PRM_TCACHE_LARGE_BUDGET bytes (counted as chunks come and go).
+ *
+ * Each bin has its own limit (tcache.c). It starts at tcache_count, glibc's fixed count;
+ * with tcache_grow on (the default) a bin that overflows, and ran dry since it last
+ * grew (the program allocates that size as well as freeing it), doubles its limit, up to
+ * PRM_TCACHE_GROWTH x tcache_count and its byte cap, while the small bins' limits
+ * together stay within PRM_TCACHE_SMALL_BUDGET bytes. A bin at its cap that overflows
+ * gives half its chunks back to the arena in one lock hold (a batch), and a miss in a
+ * bin whose limit has grown takes a quarter of the limit from the arena in one lock
+ * hold. So a program that frees and allocates one size in bursts finds the cache deep
+ * enough, and one that does not keeps glibc's small cache. */
 #define PRM_TCACHE_SMALL_BINS    64
 #define PRM_TCACHE_MAX_SIZE      (PRM_MINSIZE + (PRM_TCACHE_SMALL_BINS - 1) * PRM_ALIGN)   /* 1040 */
 #define PRM_TCACHE_LARGE_CLASSES 40
@@ -250,6 +264,10 @@ static inline prm_params *params(void) { return &prmi_state.params; }
 #define PRM_TCACHE_LARGE_MAX_SIZE    (PRM_TCACHE_LARGE_MAX_REQUEST + 2 * PRM_SIZE_SZ)   /* 32784 */
 #define PRM_TCACHE_LARGE_BIN_BYTES   ((size_t)64 << 10)
 #define PRM_TCACHE_LARGE_BUDGET      ((size_t)1 << 20)
+#define PRM_TCACHE_SMALL_BIN_BYTES   ((size_t)16 << 10)
+#define PRM_TCACHE_SMALL_BUDGET      ((size_t)512 << 10)
+#define PRM_TCACHE_GROWTH        8
+#define PRM_TCACHE_BATCH_MAX     32
 #define PRM_DEFAULT_TCACHE_COUNT 7
 
 typedef struct prm_tcache_entry {
@@ -259,8 +277,12 @@ typedef struct prm_tcache_entry {
 
 typedef struct prm_tcache {
     uint16_t counts[PRM_TCACHE_BINS];
+    uint16_t limits[PRM_TCACHE_BINS];   /* how many each bin may hold now */
+    uint64_t missed[(PRM_TCACHE_BINS + 63) / 64];   /* bins that ran dry since they last grew */
     prm_tcache_entry *entries[PRM_TCACHE_BINS];
     size_t large_bytes;         /* chunk bytes held in the large bins */
+    size_t small_limit_bytes;   /* sum over the small bins of limit x chunk size */
+    int base_count;             /* the tcache_count the limits were set from */
 } prm_tcache;
 
 /* The cache pointer says more than "none": the thread exited, or caches are off. */
@@ -307,6 +329,12 @@ PRM_INTERNAL prm_tcache_entry *prmi_large_class_pop(prm_tcache *tc, size_t *nb);
 PRM_INTERNAL int prmi_realloc_of_cached(void *mem);
 PRM_INTERNAL int prmi_free_large_class(prm_tcache *tc, void *mem, size_t size);
 PRM_INTERNAL int prmi_free_keyed(void *mem);
+PRM_INTERNAL void prmi_tcache_flush(void);
+PRM_INTERNAL int prmi_cache_full(prm_tcache *tc, unsigned index, void *mem);
+PRM_INTERNAL void *prmi_cache_fill(prm_tcache *tc, unsigned index, size_t nb);
+/* malloc.c: the arena side of the cache's batches. */
+PRM_INTERNAL unsigned prmi_arena_malloc_many(size_t nb, void **out, unsigned count);
+PRM_INTERNAL void prmi_arena_free_many(void **mems, unsigned count);
 /* malloc.c: what the cache falls back on. */
 PRM_INTERNAL void *prmi_malloc_slow(size_t bytes);
 PRM_INTERNAL void *prmi_malloc_in_some_arena(size_t nb);

@@ -590,6 +590,69 @@ static void *arena_malloc(prm_arena *av, size_t nb)
     return mem;
 }
 
+/* Up to `count` chunks of nb bytes from one arena, in one lock hold; how many. A
+ * separate function so that nothing of the caller's lives across ARENA_ENTER's setjmp. */
+static unsigned arena_malloc_many(prm_arena *av, size_t nb, void **out, unsigned count)
+{
+    ARENA_ENTER(av, return 0);
+    prmi_drain_if_pending(av);
+    unsigned got = 0;
+    while (got < count) {
+        void *mem = prmi_int_malloc(av, nb);
+        if (mem == NULL)
+            break;
+        account_alloc(av, mem2chunk(mem));
+        out[got++] = mem;
+    }
+    ARENA_LEAVE(av);
+    return got;
+}
+
+/* The thread cache's batch fill (tcache.c): up to `count` chunks of nb bytes from the
+ * thread's arena; how many (0: the caller falls back to malloc's usual path). */
+unsigned prmi_arena_malloc_many(size_t nb, void **out, unsigned count)
+{
+    prm_arena *av = thread_arena();
+    return av != NULL && !av->abandoned ? arena_malloc_many(av, nb, out, count) : 0;
+}
+
+/* Free chunks of arena av, each one of free's checks passed (they come out of a thread
+ * cache, checked as they were popped), in one lock hold. */
+static void arena_free_many(prm_arena *av, void **mems, unsigned count)
+{
+    ARENA_ENTER(av, return);
+    prmi_drain_if_pending(av);
+    for (unsigned i = 0; i < count; i++) {
+        prm_chunk *p = mem2chunk(mems[i]);
+        if (prm_unlikely(!prmi_in_our_heap(av, p))) {
+            prmi_fail_pointer("free(): invalid pointer", "the chunk lies in no heap segment of ours", mems[i]);
+            continue;
+        }
+        account_free(av, chunk_size(p));
+        prmi_int_free(av, p);
+    }
+    ARENA_LEAVE(av);
+}
+
+/* The thread cache's batch drain (tcache.c): chunks of this thread's arena are freed
+ * under one lock hold; any other (cached here after a free from this thread) takes
+ * free's usual way, which knows about other arenas and remote frees. */
+void prmi_arena_free_many(void **mems, unsigned count)
+{
+    prm_arena *own = prmi_self.arena;
+    void *mine[PRM_TCACHE_BATCH_MAX];
+    unsigned n = 0;
+    for (unsigned i = 0; i < count; i++) {
+        prm_chunk *p = mem2chunk(mems[i]);
+        if (own != NULL && n < PRM_TCACHE_BATCH_MAX && !chunk_is_mmapped(p) && prmi_arena_of(p) == own)
+            mine[n++] = mems[i];
+        else
+            prmi_free_to_arena(mems[i]);
+    }
+    if (n > 0 && !own->abandoned)
+        arena_free_many(own, mine, n);
+}
+
 /* The thread's arena; if it cannot serve a request, the main arena (glibc's
  * arena_get_retry), unless the first failure was corruption. */
 void *prmi_malloc_in_some_arena(size_t nb)
@@ -621,6 +684,8 @@ PRM_NOINLINE void *prmi_malloc_slow(size_t bytes)
             if (e != NULL)
                 return e;
         }
+        if (nb <= PRM_TCACHE_MAX_SIZE && tc > PRM_TCACHE_DISABLED)
+            return prmi_cache_fill(tc, tcache_index(nb), nb);
     }
     return prmi_malloc_in_some_arena(nb);
 }
@@ -872,12 +937,13 @@ static inline int free_plain(void *mem)
             prm_tcache_entry *e = mem;
             if (prm_unlikely(tcache_sealed(tc, e)))
                 return prmi_free_keyed(mem);
-            if (prm_likely(tc->counts[index] < (unsigned)params()->tcache_count)) {
+            if (prm_likely(tc->counts[index] < tc->limits[index])) {
                 tcache_link(tc, e, tc->entries[index]);
                 tc->entries[index] = e;
                 tc->counts[index]++;
                 return PRM_OK;
             }
+            return prmi_cache_full(tc, index, mem);
         } else {
             return prmi_free_large_class(tc, mem, size);
         }

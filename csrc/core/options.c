@@ -76,6 +76,11 @@ int prmi_set_param(int param, long value)
         if (value > 0)
             mp->arena_max = (size_t)value;
         return 1;
+    case PRM_TCACHE_GROW:
+        if (value != 0 && value != 1)
+            return 0;
+        mp->tcache_grow = (int)value;
+        return 1;
     case PRM_TCACHE_COUNT:
         if (value < 0 || value > 65535)
             return 0;
@@ -129,6 +134,7 @@ static int trim_arena(prm_arena *av, size_t pad)
 int prm_malloc_trim(size_t pad)
 {
     int released = 0;
+    prmi_tcache_flush();   /* cached chunks pin the memory around them; let them go first */
     FOR_EACH_ARENA(av) {
         released |= trim_arena(av, pad);
     }

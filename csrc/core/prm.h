@@ -33,6 +33,9 @@ enum prm_status {
 /* Not a mallopt number in glibc (there it is the tunable glibc.malloc.tcache_count):
  * chunks kept per size in each thread's cache, 0 to turn the caches off. */
 #define PRM_TCACHE_COUNT     -100
+/* Ours: 1 (the default) lets a thread-cache bin that overflows raise its limit past
+ * tcache_count (tcache.c); 0 keeps every bin at tcache_count, as glibc does. */
+#define PRM_TCACHE_GROW      -102
 /* Not in glibc either: 1 gives every block a canary after its requested size, checked
  * by free, realloc and prm_check (see canary.c); 0 (the default) turns it off. Refused
  * (0) while any block is live, since blocks carry a canary or not from their birth. */
@@ -90,6 +93,7 @@ typedef struct prm_stats {
     size_t segments;            /* heap segments of every arena */
     size_t arenas;              /* arenas in use (abandoned ones not counted) */
     int tcache_count;           /* per-thread cache chunks per size; 0: caches off */
+    int tcache_grow;            /* 1: cache bins that overflow raise their limits */
     uint64_t trims;             /* times the break was lowered */
     uint64_t consolidations;
     uint64_t segments_opened;   /* segments started because the break was not ours */
@@ -97,6 +101,10 @@ typedef struct prm_stats {
     size_t remote_pending;      /* chunks freed by threads not using their arena, waiting for
                                    the arena's next lock holder to free them (counted in use) */
     uint64_t remote_frees;      /* such frees done so far (LD_PRELOAD build; 0 in Python's) */
+    uint64_t tcache_raises;     /* thread-cache bins that overflowed and raised their limit */
+    uint64_t tcache_drains;     /* batches a full cache bin gave back to its arena */
+    uint64_t tcache_fills;      /* batches a cache bin took from its arena on a miss */
+    size_t pagemap_bytes;       /* address space of the ownership map's leaves (pagemap.h) */
     /* parameters in force */
     size_t mmap_threshold;
     size_t trim_threshold;

@@ -310,6 +310,11 @@ void prm_get_stats(prm_stats *out)
     out->arena_test = mp->arena_test;
     out->arena_max = mp->arena_max;
     out->tcache_count = mp->tcache_count;
+    out->tcache_grow = mp->tcache_grow;
+    out->tcache_raises = __atomic_load_n(&prmi_state.tcache_raises, __ATOMIC_RELAXED);
+    out->tcache_drains = __atomic_load_n(&prmi_state.tcache_drains, __ATOMIC_RELAXED);
+    out->tcache_fills = __atomic_load_n(&prmi_state.tcache_fills, __ATOMIC_RELAXED);
+    out->pagemap_bytes = prmi_pagemap_bytes();
 
     out->mmap_threshold = __atomic_load_n(&mp->mmap_threshold, __ATOMIC_RELAXED);
     out->trim_threshold = __atomic_load_n(&mp->trim_threshold, __ATOMIC_RELAXED);

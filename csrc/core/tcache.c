@@ -18,12 +18,45 @@ static const uint32_t large_class_chunk[PRM_TCACHE_LARGE_CLASSES + 1] = {
     32800,
 };
 
-/* The smallest class whose request holds `request` bytes (1024 < request <= 32768). */
+/* Class of a request r (1024 < r <= 32768), by (r - 1) / 128: the smallest class whose
+ * request holds r. Every class's request is a multiple of 128, so the table is exact. */
+static const uint8_t large_class_by_request[256] = {
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 8, 9, 9,
+    10, 10, 11, 11, 12, 12, 13, 13, 14, 14, 15, 15, 16, 16, 16, 16, 17, 17, 17, 17,
+    18, 18, 18, 18, 19, 19, 19, 19, 20, 20, 20, 20, 21, 21, 21, 21, 22, 22, 22, 22,
+    23, 23, 23, 23, 24, 24, 24, 24, 24, 24, 24, 24, 25, 25, 25, 25, 25, 25, 25, 25,
+    26, 26, 26, 26, 26, 26, 26, 26, 27, 27, 27, 27, 27, 27, 27, 27, 28, 28, 28, 28,
+    28, 28, 28, 28, 29, 29, 29, 29, 29, 29, 29, 29, 30, 30, 30, 30, 30, 30, 30, 30,
+    31, 31, 31, 31, 31, 31, 31, 31, 32, 32, 32, 32, 32, 32, 32, 32, 32, 32, 32, 32,
+    32, 32, 32, 32, 33, 33, 33, 33, 33, 33, 33, 33, 33, 33, 33, 33, 33, 33, 33, 33,
+    34, 34, 34, 34, 34, 34, 34, 34, 34, 34, 34, 34, 34, 34, 34, 34, 35, 35, 35, 35,
+    35, 35, 35, 35, 35, 35, 35, 35, 35, 35, 35, 35, 36, 36, 36, 36, 36, 36, 36, 36,
+    36, 36, 36, 36, 36, 36, 36, 36, 37, 37, 37, 37, 37, 37, 37, 37, 37, 37, 37, 37,
+    37, 37, 37, 37, 38, 38, 38, 38, 38, 38, 38, 38, 38, 38, 38, 38, 38, 38, 38, 38,
+    39, 39, 39, 39, 39, 39, 39, 39, 39, 39, 39, 39, 39, 39, 39, 39,
+};
+
+/* Class of a chunk of `size` bytes (1168 <= size <= 32784), by (size - 16) / 128: the
+ * largest class whose chunk fits in it. */
+static const uint8_t large_class_by_chunk[257] = {
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 7, 8, 8,
+    9, 9, 10, 10, 11, 11, 12, 12, 13, 13, 14, 14, 15, 15, 15, 15, 16, 16, 16, 16,
+    17, 17, 17, 17, 18, 18, 18, 18, 19, 19, 19, 19, 20, 20, 20, 20, 21, 21, 21, 21,
+    22, 22, 22, 22, 23, 23, 23, 23, 23, 23, 23, 23, 24, 24, 24, 24, 24, 24, 24, 24,
+    25, 25, 25, 25, 25, 25, 25, 25, 26, 26, 26, 26, 26, 26, 26, 26, 27, 27, 27, 27,
+    27, 27, 27, 27, 28, 28, 28, 28, 28, 28, 28, 28, 29, 29, 29, 29, 29, 29, 29, 29,
+    30, 30, 30, 30, 30, 30, 30, 30, 31, 31, 31, 31, 31, 31, 31, 31, 31, 31, 31, 31,
+    31, 31, 31, 31, 32, 32, 32, 32, 32, 32, 32, 32, 32, 32, 32, 32, 32, 32, 32, 32,
+    33, 33, 33, 33, 33, 33, 33, 33, 33, 33, 33, 33, 33, 33, 33, 33, 34, 34, 34, 34,
+    34, 34, 34, 34, 34, 34, 34, 34, 34, 34, 34, 34, 35, 35, 35, 35, 35, 35, 35, 35,
+    35, 35, 35, 35, 35, 35, 35, 35, 36, 36, 36, 36, 36, 36, 36, 36, 36, 36, 36, 36,
+    36, 36, 36, 36, 37, 37, 37, 37, 37, 37, 37, 37, 37, 37, 37, 37, 37, 37, 37, 37,
+    38, 38, 38, 38, 38, 38, 38, 38, 38, 38, 38, 38, 38, 38, 38, 38, 39,
+};
+
 static inline unsigned large_class_of_request(size_t request)
 {
-    size_t x = request - 1;
-    unsigned top = 63 - (unsigned)__builtin_clzll(x);
-    return (top - 10) * 8 + (unsigned)((x >> (top - 3)) & 7);
+    return large_class_by_request[(request - 1) >> 7];
 }
 
 /* The cache bin a free chunk of `size` bytes goes to: its small bin, the largest large
@@ -34,19 +67,22 @@ static inline unsigned tcache_bin_of_chunk(size_t size)
         return size >= PRM_MINSIZE ? tcache_index(size) : PRM_TCACHE_BINS;
     if (size < large_class_chunk[0] || size > PRM_TCACHE_LARGE_MAX_SIZE)
         return PRM_TCACHE_BINS;
-    unsigned class_index = large_class_of_request(size - 2 * PRM_SIZE_SZ);
-    if (large_class_chunk[class_index] > size)
-        class_index--;
-    return PRM_TCACHE_SMALL_BINS + class_index;
+    return PRM_TCACHE_SMALL_BINS + large_class_by_chunk[(size - 2 * PRM_SIZE_SZ) >> 7];
 }
+
+/* How far past its class's chunk size a chunk filed under the class may be: the next
+ * class's chunk size less this one's (the last class: one chunk size only). */
+static const uint16_t large_class_span[PRM_TCACHE_LARGE_CLASSES] = {
+    128, 128, 128, 128, 128, 128, 128, 256, 256, 256, 256, 256, 256, 256, 256, 512, 512, 512, 512, 512,
+    512, 512, 512, 1024, 1024, 1024, 1024, 1024, 1024, 1024, 1024, 2048, 2048, 2048, 2048, 2048, 2048, 2048, 2048, 16,
+};
 
 /* Does a chunk of `size` belong in large bin `index`? (Its size may have been damaged
  * while it was cached.) */
 static inline int large_bin_holds(unsigned index, size_t size)
 {
     unsigned class_index = index - PRM_TCACHE_SMALL_BINS;
-    return size - large_class_chunk[class_index] <
-           (size_t)(large_class_chunk[class_index + 1] - large_class_chunk[class_index]);
+    return size - large_class_chunk[class_index] < large_class_span[class_index];
 }
 
 /* Is e, a cache bin's entry, one the slow paths may trust? Aligned, keyed to this cache,
@@ -68,12 +104,41 @@ static const uint8_t large_class_capacity[PRM_TCACHE_LARGE_CLASSES] = {
     9, 9, 8, 7, 7, 6, 5, 5, 4, 4, 4, 3, 3, 3, 2, 2, 2, 2, 2, 1,
 };
 
-/* How many chunks large bin `index` may hold: tcache_count, fewer for big classes. */
-static inline unsigned large_bin_limit(unsigned index)
+/* The chunk size cache bin `index` holds (a large class's smallest). */
+static inline size_t bin_chunk_size(unsigned index)
 {
-    unsigned by_bytes = large_class_capacity[index - PRM_TCACHE_SMALL_BINS];
-    unsigned limit = (unsigned)params()->tcache_count;
-    return by_bytes < limit ? by_bytes : limit;
+    return index < PRM_TCACHE_SMALL_BINS ? PRM_MINSIZE + (size_t)index * PRM_ALIGN
+                                         : large_class_chunk[index - PRM_TCACHE_SMALL_BINS];
+}
+
+static inline unsigned min_unsigned(unsigned a, unsigned b) { return a < b ? a : b; }
+
+/* The most bin `index` may ever hold with base count `base`: its byte cap, and with
+ * growth on, PRM_TCACHE_GROWTH x base; never less than base (glibc's count), and at
+ * least one for a large class. */
+static unsigned bin_cap(unsigned index, unsigned base)
+{
+    unsigned by_bytes = index < PRM_TCACHE_SMALL_BINS
+                            ? (unsigned)(PRM_TCACHE_SMALL_BIN_BYTES / bin_chunk_size(index))
+                            : large_class_capacity[index - PRM_TCACHE_SMALL_BINS];
+    unsigned grown = params()->tcache_grow ? base * PRM_TCACHE_GROWTH : base;
+    if (index >= PRM_TCACHE_SMALL_BINS)
+        return min_unsigned(by_bytes, grown);
+    return by_bytes > base ? min_unsigned(by_bytes, grown) : base;
+}
+
+/* Every bin's limit back to where it starts: tcache_count (capped for large classes).
+ * Done when a cache is made, and when tcache_count changed since (mallopt). */
+static void reset_limits(prm_tcache *tc)
+{
+    unsigned base = (unsigned)params()->tcache_count;
+    tc->base_count = (int)base;
+    tc->small_limit_bytes = 0;
+    for (unsigned i = 0; i < PRM_TCACHE_BINS; i++) {
+        tc->limits[i] = (uint16_t)(i < PRM_TCACHE_SMALL_BINS ? base : min_unsigned(base, bin_cap(i, base)));
+        if (i < PRM_TCACHE_SMALL_BINS)
+            tc->small_limit_bytes += tc->limits[i] * bin_chunk_size(i);
+    }
 }
 
 /* A cache bin whose entry failed its checks: report it, and if the check action lets
@@ -91,7 +156,7 @@ static PRM_NOINLINE void drop_poisoned_bin(prm_tcache *tc, unsigned index)
         prmi_fail_block("malloc(): memory corruption (tcache)",
                         "a cached chunk's key or size is not its cache bin's", e);
     if (index >= PRM_TCACHE_SMALL_BINS) {   /* what the bin held, as far as it can be told */
-        size_t held = (size_t)tc->counts[index] * large_class_chunk[index - PRM_TCACHE_SMALL_BINS];
+        size_t held = (size_t)tc->counts[index] * bin_chunk_size(index);
         tc->large_bytes = held < tc->large_bytes ? tc->large_bytes - held : 0;
     }
     tc->entries[index] = NULL;
@@ -155,11 +220,11 @@ PRM_NOINLINE void *prmi_malloc_large_class(size_t bytes)
     prm_tcache *tc = prmi_self.tcache;
     if (prm_unlikely(tc <= PRM_TCACHE_DISABLED))
         return prmi_malloc_slow(bytes);
-    unsigned class_index = large_class_of_request(request2size(bytes) - 2 * PRM_SIZE_SZ);
+    unsigned class_index = large_class_of_request(bytes);   /* a class's request holds bytes */
     unsigned index = PRM_TCACHE_SMALL_BINS + class_index;
     prm_tcache_entry *e = tc->entries[index];
     if (e == NULL)
-        return prmi_malloc_in_some_arena(large_class_chunk[class_index]);
+        return prmi_cache_fill(tc, index, large_class_chunk[class_index]);
     prm_tcache_entry *next = tcache_next(e);
     size_t size = chunk_size(mem2chunk(e));
     if (prm_unlikely(!tcache_link_sane(next) || !large_bin_holds(index, size)))
@@ -205,9 +270,12 @@ int prmi_realloc_of_cached(void *mem)
  * free's inline path. */
 PRM_NOINLINE int prmi_free_large_class(prm_tcache *tc, void *mem, size_t size)
 {
-    unsigned index = tcache_bin_of_chunk(size);
-    if (prm_unlikely(index < PRM_TCACHE_SMALL_BINS || index >= PRM_TCACHE_BINS || !aligned_ok(size)))
-        return prmi_free_to_arena(mem);   /* mmapped (M bit), a tombstone, or past the classes */
+    /* Out of the classes' range, or not a heap chunk's size: mmapped (the M bit stays in
+     * size, so it is misaligned) or a tombstone (0). */
+    if (prm_unlikely(size - large_class_chunk[0] > PRM_TCACHE_LARGE_MAX_SIZE - large_class_chunk[0] ||
+                     !aligned_ok(size)))
+        return prmi_free_to_arena(mem);
+    unsigned index = PRM_TCACHE_SMALL_BINS + large_class_by_chunk[(size - 2 * PRM_SIZE_SZ) >> 7];
     prm_tcache_entry *e = mem;
     if (prm_unlikely(tcache_sealed(tc, e)))
         return prmi_free_keyed(mem);
@@ -222,15 +290,119 @@ PRM_NOINLINE int prmi_free_large_class(prm_tcache *tc, void *mem, size_t size)
                      !aligned_ok(next_head & ~PRM_FLAG_BITS)))
         return prmi_fail_pointer("free(): invalid next size (normal)",
                                  "the next chunk's header holds an impossible size", mem);
-    if (tc->counts[index] < large_bin_limit(index) &&
-        tc->large_bytes + size <= PRM_TCACHE_LARGE_BUDGET) {
-        tcache_link(tc, e, tc->entries[index]);
-        tc->entries[index] = e;
-        tc->counts[index]++;
-        tc->large_bytes += size;
-        return PRM_OK;
+    if (prm_unlikely(tc->large_bytes + size > PRM_TCACHE_LARGE_BUDGET))
+        return prmi_free_to_arena(mem);
+    if (prm_unlikely(tc->counts[index] >= tc->limits[index]))
+        return prmi_cache_full(tc, index, mem);
+    tcache_link(tc, e, tc->entries[index]);
+    tc->entries[index] = e;
+    tc->counts[index]++;
+    tc->large_bytes += size;
+    return PRM_OK;
+}
+
+/* Push e on bin `index`, which has room. */
+static void cache_push(prm_tcache *tc, unsigned index, prm_tcache_entry *e)
+{
+    tcache_link(tc, e, tc->entries[index]);
+    tc->entries[index] = e;
+    tc->counts[index]++;
+    if (index >= PRM_TCACHE_SMALL_BINS)
+        tc->large_bytes += chunk_size(mem2chunk(e));
+}
+
+/* Raise bin `index`'s limit (double it, up to its cap), if it may grow, ran dry since
+ * it last grew, and the small bins' budget allows. 1 if it was raised. */
+static int raise_limit(prm_tcache *tc, unsigned index)
+{
+    unsigned limit = tc->limits[index];
+    unsigned cap = bin_cap(index, (unsigned)tc->base_count);
+    uint64_t bit = (uint64_t)1 << (index & 63);
+    /* A bin that only ever fills (a thread that frees what others allocate) would just
+     * hold more memory: it grows only if it also ran dry since it last grew. */
+    if (limit >= cap || !(tc->missed[index >> 6] & bit))
+        return 0;
+    tc->missed[index >> 6] &= ~bit;
+    unsigned raised = min_unsigned(limit < 1 ? 1 : 2 * limit, cap);
+    if (index < PRM_TCACHE_SMALL_BINS) {
+        size_t more = (size_t)(raised - limit) * bin_chunk_size(index);
+        if (tc->small_limit_bytes + more > PRM_TCACHE_SMALL_BUDGET)
+            return 0;
+        tc->small_limit_bytes += more;
     }
-    return prmi_free_to_arena(mem);
+    tc->limits[index] = (uint16_t)raised;
+    __atomic_fetch_add(&prmi_state.tcache_raises, 1, __ATOMIC_RELAXED);
+    return 1;
+}
+
+/* Give `count` chunks of bin `index` back to their arenas, in one batch. */
+static void drain_bin(prm_tcache *tc, unsigned index, unsigned count)
+{
+    void *batch[PRM_TCACHE_BATCH_MAX];
+    unsigned taken = 0;
+    if (count > PRM_TCACHE_BATCH_MAX)
+        count = PRM_TCACHE_BATCH_MAX;
+    while (taken < count) {
+        prm_tcache_entry *e = cache_bin_pop(tc, index);
+        if (e == NULL)
+            break;
+        batch[taken++] = e;
+    }
+    if (taken > 0) {
+        prmi_arena_free_many(batch, taken);
+        __atomic_fetch_add(&prmi_state.tcache_drains, 1, __ATOMIC_RELAXED);
+    }
+}
+
+/* free of mem, keyed for nothing and checked as free's paths check it, into bin `index`
+ * which is at its limit: raise the limit if the bin may grow, else (growth on) give half
+ * the bin back to the arena in one batch; then cache mem if there is room, as glibc
+ * does with its fixed count (growth off: mem goes to the arena). Also where a change of tcache_count
+ * (mallopt) reaches this thread's cache. Slow path of free. */
+PRM_NOINLINE int prmi_cache_full(prm_tcache *tc, unsigned index, void *mem)
+{
+    if (prm_unlikely(tc->base_count != params()->tcache_count)) {
+        reset_limits(tc);
+        while (tc->counts[index] >= tc->limits[index] && tc->counts[index] > 0)
+            drain_bin(tc, index, tc->counts[index] - tc->limits[index] + 1);
+        if (tc->limits[index] == 0)
+            return prmi_free_to_arena(mem);
+    }
+    if (tc->counts[index] >= tc->limits[index] && !raise_limit(tc, index) && params()->tcache_grow)
+        drain_bin(tc, index, tc->limits[index] / 2 > 0 ? tc->limits[index] / 2 : 1);
+    if (tc->counts[index] >= tc->limits[index])
+        return prmi_free_to_arena(mem);
+    cache_push(tc, index, mem);
+    return PRM_OK;
+}
+
+/* A miss in bin `index` for a chunk of nb bytes: from the arena, and if the bin's limit
+ * has grown past tcache_count (the program uses this size in bursts), a quarter of the
+ * limit more in the same lock hold, cached for the next requests. Slow path of malloc. */
+PRM_NOINLINE void *prmi_cache_fill(prm_tcache *tc, unsigned index, size_t nb)
+{
+    tc->missed[index >> 6] |= (uint64_t)1 << (index & 63);
+    unsigned want = tc->limits[index] > tc->base_count ? tc->limits[index] / 4 : 1;
+    if (want <= 1)
+        return prmi_malloc_in_some_arena(nb);
+    void *batch[PRM_TCACHE_BATCH_MAX];
+    if (want > PRM_TCACHE_BATCH_MAX)
+        want = PRM_TCACHE_BATCH_MAX;
+    if (index >= PRM_TCACHE_SMALL_BINS && tc->large_bytes + want * nb > PRM_TCACHE_LARGE_BUDGET)
+        return prmi_malloc_in_some_arena(nb);
+    unsigned got = prmi_arena_malloc_many(nb, batch, want);
+    if (got == 0)
+        return prmi_malloc_in_some_arena(nb);   /* the main arena's retry, glibc's */
+    for (unsigned i = 1; i < got; i++) {
+        /* The arena may hand out a little more than nb (a remainder too small to split). */
+        if (tc->counts[index] < tc->limits[index] &&
+            tcache_bin_of_chunk(chunk_size(mem2chunk(batch[i]))) == index)
+            cache_push(tc, index, batch[i]);
+        else
+            prmi_arena_free_many(&batch[i], 1);
+    }
+    __atomic_fetch_add(&prmi_state.tcache_fills, 1, __ATOMIC_RELAXED);
+    return batch[0];
 }
 
 /* free of a chunk whose key says it is in this cache: a double free if it is. */
@@ -241,6 +413,22 @@ PRM_NOINLINE int prmi_free_keyed(void *mem)
                                  "the chunk is already in this thread's cache", mem);
     ((prm_tcache_entry *)mem)->key = 0;
     return prm_free(mem);
+}
+
+/* Give everything this thread's cache holds back to the arenas (malloc_trim): batches of
+ * each bin, under one lock hold each. The limits stay as the program taught them. */
+void prmi_tcache_flush(void)
+{
+    prm_tcache *tc = prmi_self.tcache;
+    if (tc <= PRM_TCACHE_DISABLED)
+        return;
+    for (unsigned i = 0; i < PRM_TCACHE_BINS; i++)
+        while (tc->entries[i] != NULL) {
+            unsigned before = tc->counts[i];
+            drain_bin(tc, i, PRM_TCACHE_BATCH_MAX);
+            if (tc->counts[i] == before)
+                break;   /* a poisoned bin was dropped (reported), or nothing moved */
+        }
 }
 
 /* A thread's cache, or PRM_TCACHE_DISABLED. With the canary on there is none: every
@@ -254,6 +442,7 @@ prm_tcache *prmi_tcache_create(void)
     if (tc == NULL)
         return PRM_TCACHE_DISABLED;
     memset(tc, 0, sizeof *tc);
+    reset_limits(tc);
     return tc;
 }
 

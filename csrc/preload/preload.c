@@ -126,6 +126,7 @@ static const struct option_key {
     { "arena_test", PRM_M_ARENA_TEST },
     { "arena_max", PRM_M_ARENA_MAX },
     { "tcache_count", PRM_TCACHE_COUNT },
+    { "tcache_grow", PRM_TCACHE_GROW },
 };
 
 /* A decimal (or 0x hex) integer with an optional K, M or G suffix (powers of 1024). */
@@ -202,7 +203,7 @@ static void apply_option(const char *item, size_t length)
         }
     }
     complain("an unknown key (known: mxfast, trim_threshold, top_pad, mmap_threshold, mmap_max, "
-             "check_action, perturb, canary, arena_test, arena_max, tcache_count, stats, trace, "
+             "check_action, perturb, canary, arena_test, arena_max, tcache_count, tcache_grow, stats, trace, "
              "profile, presize):", item, key_length);
 }
 
@@ -505,6 +506,11 @@ static __attribute__((destructor)) void write_exit_report(void)
     json_number(&t, "remote_frees", s.remote_frees, 0);
     json_number(&t, "remote_pending", s.remote_pending, 0);
     json_number(&t, "tcache_count", (uint64_t)s.tcache_count, 0);
+    json_number(&t, "tcache_grow", (uint64_t)s.tcache_grow, 0);
+    json_number(&t, "tcache_raises", s.tcache_raises, 0);
+    json_number(&t, "tcache_drains", s.tcache_drains, 0);
+    json_number(&t, "tcache_fills", s.tcache_fills, 0);
+    json_number(&t, "pagemap_bytes", s.pagemap_bytes, 0);
     json_number(&t, "mmap_threshold", s.mmap_threshold, 0);
     json_number(&t, "trim_threshold", s.trim_threshold, 0);
     prmi_text_str(&t, "\"size_classes\": {");

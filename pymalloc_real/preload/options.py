@@ -10,6 +10,7 @@ OPTIONS_VARIABLE = "PYMALLOC_REAL_OPTIONS"
 # typo fails before the run rather than as a warning inside it.
 OPTION_KEYS = ("mmap_threshold", "trim_threshold", "top_pad", "mxfast", "mmap_max",
                "arena_max", "arena_test", "perturb", "canary", "check_action", "tcache_count",
+               "tcache_grow",
                "stats", "trace", "profile", "presize")
 
 

@@ -14,6 +14,7 @@
 #define MISUSE_H
 
 #include <errno.h>
+#include <malloc.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,10 +29,16 @@ static inline void *opaque(void *p)
     return misuse_launder;
 }
 
+/* pymalloc_real's mallopt number for tcache_grow (csrc/core/prm.h); glibc ignores it. */
+#define MISUSE_TCACHE_GROW (-102)
+
 /* Fill the thread cache's bin for `size` (7 entries by default) so that the next free
- * of that size goes to the arena's bins. */
+ * of that size goes to the arena's bins. Our cache's bins grow when they overflow
+ * (tcache_grow), which would take that free too: growth is turned off first, so the bin
+ * stays at glibc's 7 and the arena's own checks are the ones exercised. */
 static inline void fill_thread_cache(size_t size)
 {
+    mallopt(MISUSE_TCACHE_GROW, 0);
     void *held[7];
     for (int i = 0; i < 7; i++)
         held[i] = malloc(size);
