@@ -134,6 +134,7 @@ class Block(_fastpath.BlockBase):
     def read(self, length=None, offset=0):
         """``length`` bytes starting at ``offset`` (default: to the end of the block)."""
         self._require_live("read")
+        _require_ints("read", offset=offset, length=length)
         if length is None:
             length = self.size - offset
         self._check_range("read", offset, length)
@@ -142,6 +143,7 @@ class Block(_fastpath.BlockBase):
     def write(self, data, offset=0):
         """Copy a bytes-like object into the block at ``offset``; returns its length."""
         self._require_live("write")
+        _require_ints("write", offset=offset)
         view = memoryview(data).cast("B")
         self._check_range("write", offset, view.nbytes)
         ffi.memmove(self._pointer() + offset, view, view.nbytes)
@@ -150,6 +152,7 @@ class Block(_fastpath.BlockBase):
     def fill(self, byte, offset=0, length=None):
         """Set ``length`` bytes from ``offset`` (default: the rest of the block) to ``byte``."""
         self._require_live("fill")
+        _require_ints("fill", byte=byte, offset=offset, length=length)
         if not 0 <= byte <= 255:
             raise ValueError(f"fill: byte must be in 0..255, got {byte}")
         if length is None:
@@ -170,6 +173,7 @@ class Block(_fastpath.BlockBase):
         block), in C, keeping the contents: every page not yet backed by physical memory
         takes its first-touch page fault now, and nothing else faults."""
         self._require_live("touch")
+        _require_ints("touch", offset=offset, length=length)
         if length is None:
             length = self.size - offset
         self._check_range("touch", offset, length)
@@ -310,6 +314,13 @@ def malloc_usable_size(block_or_address):
     if error is not None:
         raise error
     return usable
+
+
+def _require_ints(what, **values):
+    """TypeError naming the argument unless each value is an int (None: the default)."""
+    for name, value in values.items():
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+            raise TypeError(f"{what}: {name} must be an int, not {type(value).__name__}")
 
 
 def _require_block(obj, what):

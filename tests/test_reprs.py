@@ -97,6 +97,21 @@ def test_wrong_types_raise_type_error_naming_what_is_expected(call, expected):
         call()
 
 
+@pytest.mark.parametrize("method, args, expected", [
+    ("read", ("x",), "read: length must be an int, not str"),
+    ("read", (4, 1.5), "read: offset must be an int, not float"),
+    ("write", (b"a", "x"), "write: offset must be an int, not str"),
+    ("fill", ("x",), "fill: byte must be an int, not str"),
+    ("fill", (1, 0, "x"), "fill: length must be an int, not str"),
+    ("touch", ("x",), "touch: offset must be an int, not str"),
+])
+def test_block_methods_name_the_argument_of_the_wrong_type(method, args, expected):
+    with prm.malloc(64) as block:
+        with pytest.raises(TypeError, match=expected):
+            getattr(block, method)(*args)
+        assert block.read(3) == bytes(block.buffer[:3])        # still usable
+
+
 def test_wrong_values_still_raise_value_error():
     with pytest.raises(ValueError, match="pad must be >= 0, got -1"):
         prm.malloc_trim(-1)
