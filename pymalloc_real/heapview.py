@@ -14,6 +14,8 @@ same operations then print the same text although ASLR moves the heap.
 from dataclasses import dataclass
 from typing import Optional
 
+from . import heap, introspect
+from ._core import ffi, lib
 from .errors import PymallocError
 from .reprs import readable
 
@@ -294,8 +296,7 @@ class HeapView:
 def _hexdump_range(target, chunks):
     """(start, length) for a hexdump argument: (address, length), or a Block (its chunk,
     its first HEXDUMP_MAX bytes if it is larger)."""
-    from .heap import Block
-    if isinstance(target, Block):
+    if isinstance(target, heap.Block):
         chunk = next((c for c in chunks if c.mem == target.address), None)
         if chunk is None:
             raise HeapViewError(f"hexdump: {target!r} is not a live chunk of our heap")
@@ -322,9 +323,6 @@ def heap_view(relative=False, hexdump=None, names=None, ledger=True):
     Block or an (address, length) tuple inside our heap, shown split at chunk boundaries;
     ``names``: {Block or memory address: label}; ``relative``: addresses as region+offset;
     ``ledger``: include the ledger line (it asks mincore about every chunk)."""
-    from . import introspect
-    from ._core import ffi
-    from .kernel.procfs import brk
     if not isinstance(relative, bool):
         raise TypeError(f"heap_view: relative must be a bool, not {type(relative).__name__}")
     labels = {}
@@ -337,7 +335,7 @@ def heap_view(relative=False, hexdump=None, names=None, ledger=True):
     chunks = introspect.chunks()
     bins = introspect.bins()
     stats = introspect.stats()
-    context = HeapContext(brk=brk(), tcache_count=stats.tcache_count,
+    context = HeapContext(brk=lib.prm_current_break(), tcache_count=stats.tcache_count,
                           remote_pending=stats.remote_pending, mmap_threshold=stats.mmap_threshold)
     dump = None
     if hexdump is not None:
@@ -366,7 +364,6 @@ def run_ops(text=DEFAULT_OPS):
     """Do ``text``'s operations (OPS_SYNTAX) on our heap; returns the blocks, numbered
     from 0 in the order of their malloc (a realloc'ed block keeps its number; a freed
     one stays in the list, freed)."""
-    from . import heap
     if not isinstance(text, str):
         raise TypeError(f"run_ops: expected a str of operations, not {type(text).__name__}")
     blocks = []
