@@ -22,7 +22,6 @@ from .reprs import readable
 __all__ = ["HeapContext", "HeapView", "render", "heap_view", "show", "run_ops", "HeapViewError",
            "DEFAULT_OPS"]
 
-CHUNK_HEADER = 16           # prev_size and size: the memory starts this far into a chunk
 HEXDUMP_MAX = 64 * 1024     # bytes a hexdump shows at most
 LIST_FIRST = 5              # entries shown of each bin list (then "N more")
 RUN_SHOWN = 2               # identical chunks in a row shown before "N more like them"
