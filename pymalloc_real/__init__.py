@@ -24,6 +24,8 @@ from .kernel.procfs import (Layout, MapRegion, PageFrames, PhysicalPage, Trackin
                      faults_from_stat, is_mapped, mapped_pages, maps, no_huge_pages, page_size,
                      physical_pages, process_layout, region_of, residency, thp_setting,
                      totals_by_kind, track)
+from .heapview import HeapContext, HeapView, HeapViewError, heap_view, show
+from .serve import ServeRefused, Serving, in_our_heap, serve_python
 
 from . import preload      # preload.run / preload.compare: programs on any allocator
 
@@ -39,6 +41,8 @@ __all__ = [
     "brk", "maps", "region_of", "totals_by_kind", "faults", "faults_from_stat", "page_size",
     "residency", "is_mapped", "mapped_pages", "physical_pages", "no_huge_pages", "thp_setting",
     "process_layout", "track", "MapRegion", "PhysicalPage", "PageFrames", "Layout", "Tracking",
+    "show", "heap_view", "HeapView", "HeapContext", "HeapViewError",
+    "serve_python", "Serving", "ServeRefused", "in_our_heap",
     "PymallocError", "HeapCorruption", "InvalidFree", "DoubleFree", "UseAfterFree",
     "OutOfBounds",
 ]

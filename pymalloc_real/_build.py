@@ -70,8 +70,13 @@ LAB_SOURCES = [
     "lab/lab_replay.c",
 ]
 
+# What only the cffi module has for serving the interpreter (csrc/python/): the O(1)
+# "is this pointer ours?" that the interpreter's allocator router (csrc/python/serve.c,
+# the extension pymalloc_real._serve) asks for every block it frees.
+PYTHON_SOURCES = ["python/owner.c"]
+
 # The headers that state the C API: cffi reads them, the generated wrapper includes them.
-HEADERS = ["core/prm.h", "pagesim/pagesim.h", "lab/lab.h"]
+HEADERS = ["core/prm.h", "pagesim/pagesim.h", "lab/lab.h", "python/owner.h"]
 
 # -Werror keeps the core honest; cffi's generated wrapper is compiled with the same flags.
 COMPILE_ARGS = ["-std=gnu11", "-O2", "-g", "-Wall", "-Wextra", "-Werror",
@@ -102,7 +107,7 @@ ffibuilder.set_source(
     "pymalloc_real._core",
     "#include <stdlib.h>\n" + "".join(f'#include "{name}"\n' for name in HEADERS),
     # setuptools insists on paths relative to setup.py's directory, where it runs.
-    sources=[os.path.join("csrc", name) for name in CORE_SOURCES + LAB_SOURCES],
+    sources=[os.path.join("csrc", name) for name in CORE_SOURCES + LAB_SOURCES + PYTHON_SOURCES],
     # csrc for the wrapper's "core/prm.h" & co, csrc/core for the probe's "prm.h", "os.h".
     include_dirs=["csrc", "csrc/core"],
     define_macros=[("PRM_RECOVERABLE", "1"), ("_GNU_SOURCE", None)],

@@ -134,6 +134,7 @@ class Block(_fastpath.BlockBase):
     def read(self, length=None, offset=0):
         """``length`` bytes starting at ``offset`` (default: to the end of the block)."""
         self._require_live("read")
+        _require_ints("read", offset=offset, length=length)
         if length is None:
             length = self.size - offset
         self._check_range("read", offset, length)
@@ -142,6 +143,7 @@ class Block(_fastpath.BlockBase):
     def write(self, data, offset=0):
         """Copy a bytes-like object into the block at ``offset``; returns its length."""
         self._require_live("write")
+        _require_ints("write", offset=offset)
         view = memoryview(data).cast("B")
         self._check_range("write", offset, view.nbytes)
         ffi.memmove(self._pointer() + offset, view, view.nbytes)
@@ -150,6 +152,7 @@ class Block(_fastpath.BlockBase):
     def fill(self, byte, offset=0, length=None):
         """Set ``length`` bytes from ``offset`` (default: the rest of the block) to ``byte``."""
         self._require_live("fill")
+        _require_ints("fill", byte=byte, offset=offset, length=length)
         if not 0 <= byte <= 255:
             raise ValueError(f"fill: byte must be in 0..255, got {byte}")
         if length is None:
@@ -170,6 +173,7 @@ class Block(_fastpath.BlockBase):
         block), in C, keeping the contents: every page not yet backed by physical memory
         takes its first-touch page fault now, and nothing else faults."""
         self._require_live("touch")
+        _require_ints("touch", offset=offset, length=length)
         if length is None:
             length = self.size - offset
         self._check_range("touch", offset, length)
@@ -277,7 +281,9 @@ def realloc(block, size):
 def memalign(alignment, size):
     """Allocate ``size`` bytes at an address that is a multiple of ``alignment``
     (a power of two)."""
-    if not isinstance(alignment, int) or alignment <= 0 or alignment & (alignment - 1):
+    if isinstance(alignment, bool) or not isinstance(alignment, int):
+        raise TypeError(f"memalign: alignment must be an int, not {type(alignment).__name__}")
+    if alignment <= 0 or alignment & (alignment - 1):
         raise ValueError(f"memalign: alignment must be a power of two, got {alignment!r}")
     if alignment > _SIZE_MAX:
         raise MemoryError(f"memalign: alignment {alignment} is larger than the address space")
@@ -310,6 +316,13 @@ def malloc_usable_size(block_or_address):
     return usable
 
 
+def _require_ints(what, **values):
+    """TypeError naming the argument unless each value is an int (None: the default)."""
+    for name, value in values.items():
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+            raise TypeError(f"{what}: {name} must be an int, not {type(value).__name__}")
+
+
 def _require_block(obj, what):
     if type(obj) is not Block:
         raise TypeError(f"{what}: expected a Block, not {type(obj).__name__}")
@@ -321,10 +334,17 @@ def mallopt(param, value):
     """Set an allocator parameter, with glibc's names and meanings (``M_MMAP_THRESHOLD``,
     ``M_TRIM_THRESHOLD``, ...). Setting a threshold turns off the dynamic mmap
     threshold, as in glibc. Raises ValueError for an unknown parameter or a refused value."""
+    if isinstance(param, bool) or not isinstance(param, int):
+        raise TypeError(f"mallopt: param must be an int (M_MMAP_THRESHOLD, ...), not "
+                        f"{type(param).__name__}")
     name = _MALLOPT_NAMES.get(param)
     if name is None:
-        raise ValueError(f"mallopt: unknown parameter {param!r}")
-    if not isinstance(value, int) or not _INT_MIN <= value <= _INT_MAX:
+        raise ValueError(f"mallopt: unknown parameter {param!r}: expected one of "
+                         f"{', '.join(sorted(_MALLOPT_NAMES.values()))}")
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"mallopt({name}, {value!r}): value must be an int, not "
+                        f"{type(value).__name__}")
+    if not _INT_MIN <= value <= _INT_MAX:
         raise ValueError(f"mallopt({name}, {value!r}): value must be an int that fits a C int")
     if not lib.prm_mallopt(param, value):
         error = _core_error()
@@ -341,8 +361,10 @@ def malloc_trim(pad=0):
     """Give free memory back to the OS: lower the break down to ``pad`` bytes above the
     last chunk in use, and MADV_DONTNEED the whole free pages inside the heap.
     Returns True if anything was released."""
-    if not isinstance(pad, int) or pad < 0:
-        raise ValueError(f"malloc_trim: pad must be an int >= 0, got {pad!r}")
+    if isinstance(pad, bool) or not isinstance(pad, int):
+        raise TypeError(f"malloc_trim: pad must be an int, not {type(pad).__name__}")
+    if pad < 0:
+        raise ValueError(f"malloc_trim: pad must be >= 0, got {pad}")
     released = lib.prm_malloc_trim(min(pad, _SIZE_MAX))
     error = _core_error()
     if error is not None:

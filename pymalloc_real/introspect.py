@@ -10,6 +10,7 @@ from typing import Dict, List, Optional
 
 from ._core import ffi, lib
 from .errors import HeapCorruption
+from .reprs import readable
 
 __all__ = ["HeapStats", "Chunk", "BinEntry", "Bins", "Arena", "Segment", "Ledger",
            "stats", "chunks", "bins", "arenas", "segments", "check", "chunk_of", "ledger"]
@@ -30,7 +31,7 @@ def _dataclass_from_struct(name, ctype, doc):
     cls = dataclasses.make_dataclass(name, [(f, int) for f in _struct_fields(ctype)], frozen=True)
     cls.__doc__ = doc
     cls.__module__ = __name__
-    return cls
+    return readable(cls)
 
 
 HeapStats = _dataclass_from_struct("HeapStats", "prm_stats", """\
@@ -101,6 +102,7 @@ class Ledger(_LedgerFields):
         return "\n".join(lines)
 
 
+@readable
 @dataclass(frozen=True)
 class Segment:
     """A contiguous run of memory an arena carves chunks from."""
@@ -145,6 +147,14 @@ class Chunk:
         return ("P" if self.prev_inuse else "-") + ("M" if self.mmapped else "-") + \
                ("A" if self.non_main_arena else "-")
 
+    def __repr__(self):
+        state = "in use" if self.in_use else self.kind if self.kind in ("top", "fence") else \
+            f"free in {self.bin}[{self.bin_index}]" if self.bin else "free"
+        kind = "" if self.kind in ("chunk", "top", "fence") else f" {self.kind}"
+        place = f"mapping {self.mapping_start:#x}-{self.mapping_end:#x}" if self.mmapped \
+            else f"arena {self.arena}"
+        return f"Chunk({self.address:#x}, size={self.size:#x}, {self.flags}{kind}, {state}, {place})"
+
 
 @dataclass(frozen=True)
 class BinEntry:
@@ -154,6 +164,10 @@ class BinEntry:
     address: int
     size: int
     arena: int = 0          # the arena whose bin it is
+
+    def __repr__(self):
+        return (f"BinEntry({self.kind}[{self.index}], {self.address:#x}, size={self.size:#x}, "
+                f"arena {self.arena})")
 
 
 @dataclass(frozen=True)
@@ -182,6 +196,15 @@ class Bins:
 
     def __len__(self):
         return len(self.entries())
+
+    def __repr__(self):
+        def kind(lists):
+            filled = [index for index in sorted(lists) if lists[index]]
+            count = sum(len(lists[index]) for index in filled)
+            shown = ", ".join(map(str, filled[:5])) + (", ..." if len(filled) > 5 else "")
+            return f"{count}" + (f" in [{shown}]" if filled else "")
+        return (f"Bins(fast={kind(self.fast)}, unsorted={len(self.unsorted)}, "
+                f"small={kind(self.small)}, large={kind(self.large)})")
 
 
 # ---- collecting from C ------------------------------------------------------------------
@@ -253,6 +276,9 @@ def chunks():
 def chunk_of(block_or_address):
     """The Chunk holding a Block (or a memory address malloc returned), or None."""
     address = getattr(block_or_address, "address", block_or_address)
+    if isinstance(address, bool) or not isinstance(address, int):
+        raise TypeError(f"chunk_of: expected a Block or an int address, not "
+                        f"{type(block_or_address).__name__}")
     for chunk in chunks():
         if chunk.mem == address:
             return chunk

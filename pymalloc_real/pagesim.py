@@ -24,6 +24,7 @@ import subprocess
 
 from ._core import ffi, lib
 from .errors import PymallocError
+from .reprs import readable
 
 __all__ = ["ALGORITHMS", "Trace", "Reference", "Result", "Curve", "Anomaly", "Recording",
            "PagesimError", "simulate", "curve", "belady_anomalies", "record"]
@@ -282,6 +283,7 @@ def _as_trace(trace):
     return trace if isinstance(trace, Trace) else Trace.from_pages(trace)
 
 
+@readable
 @dataclasses.dataclass(frozen=True)
 class Result:
     """One run of one algorithm: ``faults + hits == references``; ``evictions`` are
@@ -320,6 +322,7 @@ def simulate(trace, frames, algorithm="lru", tick=None):
                   out.writebacks)
 
 
+@readable
 @dataclasses.dataclass(frozen=True)
 class Anomaly:
     """Belady's anomaly: with ``frames`` frames the algorithm faults ``faults`` times,
@@ -331,6 +334,7 @@ class Anomaly:
     fewer_faults: int
 
 
+@readable
 @dataclasses.dataclass(frozen=True)
 class Curve:
     """Faults against frames for several algorithms on one trace: ``results[name]``
@@ -442,6 +446,7 @@ def belady_anomalies(trace, frames=range(1, 17), algorithm="fifo"):
     return _anomalies(frames, [simulate(trace, count, algorithm).faults for count in frames])
 
 
+@readable
 @dataclasses.dataclass(frozen=True)
 class Recording:
     """A command run under lackey: its trace in ``path``, its exit status."""

@@ -23,7 +23,7 @@ KiB = 1024
 MiB = 1024 * 1024
 
 
-def fresh_interpreter(test):
+def fresh_interpreter(test, interpreter_flags=("-X", "dev")):
     """Run the decorated test in a new Python process; its failure fails the test."""
     if os.environ.get(_INSIDE):
         return test
@@ -34,14 +34,20 @@ def fresh_interpreter(test):
         code = (f"import sys; sys.path.insert(0, {HERE!r}); import {module}; "
                 f"{module}.{test.__name__}()")
         env = dict(os.environ, **{_INSIDE: "1"})
-        proc = subprocess.run([sys.executable, "-X", "dev", "-c", code], cwd=ROOT, env=env,
-                              capture_output=True, text=True, timeout=300)
+        proc = subprocess.run([sys.executable, *interpreter_flags, "-c", code], cwd=ROOT,
+                              env=env, capture_output=True, text=True, timeout=300)
         if proc.returncode != 0:
             raise AssertionError(
                 f"{test.__name__} failed in a fresh interpreter (exit {proc.returncode}):\n"
                 f"{proc.stderr[-6000:]}{proc.stdout[-2000:]}")
 
     return run_in_child
+
+
+def fresh_plain_interpreter(test):
+    """``fresh_interpreter`` without ``-X dev``, whose debug allocator hooks
+    ``serve_python()`` refuses to sit under."""
+    return fresh_interpreter(test, interpreter_flags=())
 
 
 def compile_programs(sources, names, bin_dir, prefix, cflags, what):

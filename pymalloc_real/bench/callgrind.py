@@ -26,6 +26,7 @@ from typing import Dict, List, Optional, Tuple
 from .. import preload
 from .workloads import (BenchError, BuildError, _Counter, _read_result_line,
                         available_workloads, build)
+from ..reprs import readable
 
 
 # Each pattern's workload runs under callgrind at two -n values and the difference
@@ -34,6 +35,7 @@ from .workloads import (BenchError, BuildError, _Counter, _read_result_line,
 CALLGRIND_OPS = (200_000, 1_000_000)
 
 
+@readable
 @dataclass(frozen=True)
 class Pattern:
     """A pattern: its ``name``, the ``workload`` it runs, the two -n values."""
@@ -57,6 +59,7 @@ PATTERNS = (
 
 # ---- the record --------------------------------------------------------------------------------
 
+@readable
 @dataclass
 class PatternCount:
     """One pattern's counts: its workload at the two -n values ``ops``; per allocator
@@ -79,6 +82,7 @@ class PatternCount:
                 "per_pair": self.per_pair, "per_pair_total": self.per_pair_total}
 
 
+@readable
 @dataclass
 class Callgrind:
     """Instructions per malloc+free pair, measured with callgrind: ``counts`` holds every

@@ -27,6 +27,7 @@ from .results import METRICS, BenchResult, Cell, Run, WorkloadResult
 from .workloads import (C_FLAGS, BenchError, BuildError, Progress, Workload, _Counter,
                         _invocation, available_workloads, build, default_bench_dir,
                         select_workloads)
+from ..reprs import readable
 
 
 REPEAT, QUICK_REPEAT = 5, 3
@@ -34,6 +35,7 @@ REPEAT, QUICK_REPEAT = 5, 3
 
 # ---- running the benchmark -------------------------------------------------------------------
 
+@readable
 @dataclass
 class BenchConfig:
     """What to run. ``workloads``/``allocators``: names (None: every workload
@@ -67,6 +69,7 @@ class BenchConfig:
         return self.repeat or (QUICK_REPEAT if self.quick else REPEAT)
 
 
+@readable
 @dataclass
 class Plan:
     """What a benchmark will run, settled before anything runs: the settings, the

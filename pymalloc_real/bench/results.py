@@ -15,6 +15,7 @@ from typing import Dict, List, Optional
 
 from ..preload import GLIBC, OURS, Spread
 from .callgrind import CACHED, Callgrind, markdown_lines
+from ..reprs import readable
 
 
 RESULT_FILES = ("results.json", "results.md", "results.png")
@@ -22,6 +23,7 @@ RESULT_FILES = ("results.json", "results.md", "results.png")
 
 # ---- results ---------------------------------------------------------------------------------
 
+@readable
 @dataclass
 class Run:
     """One run of a workload on an allocator: what wait4 measured (times in seconds,
@@ -49,6 +51,7 @@ class Run:
 METRICS = ("wall_time", "cpu_time", "max_rss", "minor_faults", "major_faults")
 
 
+@readable
 @dataclass
 class Cell:
     """One workload on one allocator: its runs, and over the runs that passed the
@@ -66,6 +69,7 @@ class Cell:
                 if not run.passed]
 
 
+@readable
 @dataclass
 class WorkloadResult:
     """A workload's part of the benchmark: the command run (``command``), its -n and
@@ -98,6 +102,7 @@ class WorkloadResult:
         return mine.metrics[metric].median / base if base else None
 
 
+@readable
 @dataclass
 class BenchResult:
     """A whole benchmark run: where and when (``machine``, ``date``, ``commit``), the
@@ -153,6 +158,7 @@ SPEED_TARGETS = ((CACHED, 74), ("4 KiB", 120), ("mixed", 120))
 
 # ---- targets -----------------------------------------------------------------------------------
 
+@readable
 @dataclass
 class Target:
     """One line of the targets table: what was aimed at, what was measured, and whether
@@ -166,6 +172,7 @@ class Target:
         return "not measured" if self.met is None else "met" if self.met else "missed"
 
 
+@readable
 @dataclass
 class TargetRow:
     """Our ratios for one workload: wall time and peak RSS to glibc's, wall time to

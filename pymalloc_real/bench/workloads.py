@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional
 
 from ..errors import PymallocError
+from ..reprs import readable
 
 
 C_FLAGS = ("-O2", "-g", "-pthread")
@@ -37,6 +38,7 @@ class BenchError(PymallocError):
 
 # ---- the workloads ---------------------------------------------------------------------------
 
+@readable
 @dataclass(frozen=True)
 class Workload:
     """A benchmark program.
@@ -221,6 +223,7 @@ def _c_expression(rng, names, depth):
 
 # ---- how one workload is run and checked -----------------------------------------------------
 
+@readable
 @dataclass
 class Invocation:
     """A workload ready to run: its command, the variables it needs, and how a finished

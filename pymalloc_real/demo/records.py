@@ -10,6 +10,7 @@ from .. import introspect
 from ..introspect import Chunk
 from ..kernel.space import Band, address_space
 from .walkthrough import (Operation, _chunk_dicts)
+from ..reprs import readable
 
 
 __all__ = ["Step", "Chart", "AGREES", "DISAGREES", "NOT_APPLICABLE", "FAULT_SLACK"]
@@ -26,6 +27,7 @@ FAULT_SLACK = 16
 
 # ---- records ------------------------------------------------------------------------------
 
+@readable
 @dataclass(frozen=True)
 class Chart:
     """Counts a step measured, for a small chart: one value per category and series
@@ -38,6 +40,7 @@ class Chart:
     series: Dict[str, List[float]]
 
 
+@readable
 @dataclass(frozen=True)
 class Step:
     """One of the demo's seven steps: the prediction, the verdict and its reason, what

@@ -11,6 +11,7 @@ from ..kernel import procfs
 from .glibc import reserve_glibc_slack
 from ..introspect import Chunk
 from ..kernel.space import KiB, size_text
+from ..reprs import readable
 
 __all__ = ["Operation", "seed_walkthrough", "pin_seed_thresholds", "glibc_default_walk",
            "SEED_THRESHOLD"]
@@ -22,6 +23,7 @@ SEED_THRESHOLD = 128 * KiB      # the seeds' mmap and trim thresholds
 _COUNTERS = ("brk_moves", "mmap_calls", "munmap_calls", "trims")
 
 
+@readable
 @dataclass(frozen=True)
 class Operation:
     """One operation of the walk-through: the seeds' prediction and what happened."""

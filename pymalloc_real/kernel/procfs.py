@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Tuple
 
 from .._core import ffi, lib
+from ..reprs import readable
 
 __all__ = ["brk", "page_size", "MapRegion", "maps", "region_of", "totals_by_kind",
            "faults", "faults_from_stat", "residency", "is_mapped", "mapped_pages", "PhysicalPage",
@@ -31,6 +32,7 @@ def page_size():
 
 # ---- /proc/<pid>/maps -------------------------------------------------------------------
 
+@readable(addresses=("ours",))
 @dataclass(frozen=True)
 class MapRegion:
     """One line of /proc/<pid>/maps, with its kind and the parts that are ours."""
@@ -99,11 +101,22 @@ def _our_ranges():
     return ranges
 
 
+def _require_int(value, what, name, low=0):
+    """TypeError unless ``value`` is an int (bools are not), ValueError below ``low``."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{what}: {name} must be an int, not {type(value).__name__}")
+    if value < low:
+        raise ValueError(f"{what}: {name} must be >= {low}, got {value}")
+    return value
+
+
 def maps(pid=None) -> List[MapRegion]:
     """/proc/<pid>/maps (this process by default), parsed. For this process, each
     region also lists the parts that are pymalloc_real's heap segments and mmapped
     chunks."""
-    path = f"/proc/{'self' if pid is None else int(pid)}/maps"
+    if pid is not None:
+        _require_int(pid, "maps", "pid", low=1)
+    path = f"/proc/{'self' if pid is None else pid}/maps"
     with open(path, encoding="utf-8", errors="replace") as f:
         regions = [_parse_maps_line(line) for line in f if line.strip()]
     if pid is not None and int(pid) != os.getpid():
@@ -119,6 +132,7 @@ def maps(pid=None) -> List[MapRegion]:
 
 def region_of(address, regions=None) -> Optional[MapRegion]:
     """The mapping that contains ``address``, or None."""
+    _require_int(address, "region_of", "address")
     for region in regions if regions is not None else maps():
         if address in region:
             return region
@@ -130,7 +144,10 @@ def totals_by_kind(regions=None) -> Dict[str, int]:
     pymalloc_real's segments and mmapped chunks (also counted under their kind)."""
     totals = dict.fromkeys(KINDS, 0)
     totals["ours"] = 0
-    for region in regions if regions is not None else maps():
+    regions = regions if regions is not None else maps()
+    if not all(isinstance(region, MapRegion) for region in regions):
+        raise TypeError("totals_by_kind: expected a list of MapRegion (what maps() returns)")
+    for region in regions:
         totals[region.kind] += region.size
         totals["ours"] += region.ours_bytes
     return totals
@@ -147,7 +164,9 @@ def faults():
 def faults_from_stat(pid=None):
     """(minor, major) page faults of a process (this one by default), from
     /proc/<pid>/stat, fields 10 and 12 (minflt, majflt)."""
-    with open(f"/proc/{'self' if pid is None else int(pid)}/stat", encoding="utf-8") as f:
+    if pid is not None:
+        _require_int(pid, "faults_from_stat", "pid", low=1)
+    with open(f"/proc/{'self' if pid is None else pid}/stat", encoding="utf-8") as f:
         text = f.read()
     # The command name, field 2, is in parentheses and may contain spaces.
     rest = text[text.rindex(")") + 2:].split()
@@ -158,14 +177,15 @@ def faults_from_stat(pid=None):
 
 def _address_range(block_or_address, length, what):
     address = getattr(block_or_address, "address", block_or_address)
+    if isinstance(address, bool) or not isinstance(address, int):
+        raise TypeError(f"{what}: expected a Block or an int address, not "
+                        f"{type(block_or_address).__name__}")
     if length is None:
         length = getattr(block_or_address, "size", None)
         if length is None:
             raise TypeError(f"{what}: give a length with a plain address")
-    if not isinstance(address, int) or not isinstance(length, int):
-        raise TypeError(f"{what}: address and length must be ints")
-    if address < 0 or length < 0:
-        raise ValueError(f"{what}: address and length must be >= 0")
+    _require_int(address, what, "address")
+    _require_int(length, what, "length")
     return address, length
 
 
@@ -191,6 +211,7 @@ def residency(block_or_address, length=None):
 def is_mapped(address, length=1):
     """True if every page of [address, address + length) is mapped in this process,
     asked of the kernel directly (mincore), without reading /proc."""
+    _address_range(address, length, "is_mapped")
     vec = ffi.new("unsigned char[]", max(_pages_covering(address, length), 1))
     return lib.prm_residency(address, length, vec) == 0
 
@@ -199,11 +220,13 @@ def mapped_pages(address, length=1):
     """One bool per page of [address, address + length): is that page mapped? Each
     page is asked of the kernel on its own (mincore), so a range that is partly mapped
     says which part; ``is_mapped`` only says whether all of it is."""
+    _address_range(address, length, "mapped_pages")
     page = page_size()
     first = address - address % page
     return [is_mapped(first + i * page, 1) for i in range(_pages_covering(address, length))]
 
 
+@readable
 @dataclass(frozen=True)
 class PhysicalPage:
     """One virtual page and the physical page frame behind it (/proc/self/pagemap)."""
@@ -213,6 +236,7 @@ class PhysicalPage:
     frame: Optional[int]    # page frame number; None if not present or hidden
 
 
+@readable
 @dataclass(frozen=True)
 class PageFrames:
     """The frames behind a range of pages. ``hidden`` is True when the kernel withholds
@@ -279,6 +303,7 @@ def thp_setting():
 
 # ---- the process layout -------------------------------------------------------------------
 
+@readable
 @dataclass(frozen=True)
 class Layout:
     """Addresses taken in C (csrc/probe/layout.c), one per part of the address space."""
@@ -308,6 +333,7 @@ class process_layout:
 
 # ---- before/after ----------------------------------------------------------------------------
 
+@readable
 @dataclass
 class Tracking:
     """Deltas measured by ``track()``: filled in when the with block ends."""

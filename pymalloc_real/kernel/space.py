@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import List, Tuple
 
 from . import procfs
+from ..reprs import readable
 
 __all__ = ["Band", "address_space", "size_text", "GAP"]
 
@@ -21,6 +22,7 @@ GAP = 1 << 30
 _KERNEL_HALF = 1 << 63
 
 
+@readable
 @dataclass(frozen=True)
 class Band:
     """One line of the address-space diagram: a region of /proc/self/maps, a run of

@@ -9,10 +9,12 @@ import dataclasses
 from .._core import ffi, lib
 from .packing import _CHECKS, _KINDS, _SAMPLES, DEFAULT_REGION, POLICIES, LabError, pack
 from .results import ReplayResult, Sample
+from ..reprs import readable
 
 
 # ---- one policy --------------------------------------------------------------------------------
 
+@readable
 @dataclasses.dataclass(frozen=True)
 class Block:
     """One entry of a policy's walk, in address order. ``kind`` is ``used``, ``free``,
@@ -30,6 +32,7 @@ _BLOCK_KINDS = {lib.LAB_BLOCK_FREE: "free", lib.LAB_BLOCK_USED: "used",
                 lib.LAB_BLOCK_META: "meta", lib.LAB_BLOCK_UNTOUCHED: "untouched"}
 
 
+@readable
 @dataclasses.dataclass(frozen=True)
 class CacheInfo:
     """A slab cache: its slabs on each list and its objects in use."""

@@ -4,11 +4,13 @@
 
 
 import dataclasses
+from ..reprs import readable
 
 
 
 # ---- results -----------------------------------------------------------------------------------
 
+@readable
 @dataclasses.dataclass(frozen=True)
 class Sample:
     """One point of a replay's time series, after ``op`` ops. free_total and
@@ -28,6 +30,7 @@ class Sample:
         return 1 - self.free_largest / self.free_total if self.free_total else 0.0
 
 
+@readable
 @dataclasses.dataclass
 class ReplayResult:
     """What one replay measured.
@@ -111,6 +114,7 @@ def _size(n):
     return f"{n} B"
 
 
+@readable
 @dataclasses.dataclass
 class Comparison:
     """The replays of one trace under several policies: :meth:`as_table` (Markdown),

@@ -18,10 +18,12 @@ from . import libraries, runner
 from . import options as options_module     # `options` is an argument below
 from .libraries import ALLOCATORS, GLIBC, LibraryMissing
 from .options import OptionError
+from ..reprs import readable
 
 _MiB = 1024 * 1024
 
 
+@readable
 @dataclass(frozen=True)
 class Metric:
     """A measured quantity: the RunReport attribute, its name in the table, its kind
@@ -35,6 +37,7 @@ METRICS = (Metric("wall_time", "wall", "time"), Metric("cpu_time", "CPU", "time"
            Metric("max_rss", "peak RSS", "bytes"), Metric("minor_faults", "minor faults", "count"))
 
 
+@readable
 @dataclass
 class Spread:
     """One metric over the repeats: median, lowest and highest."""
@@ -47,6 +50,7 @@ class Spread:
         return cls(statistics.median(values), min(values), max(values))
 
 
+@readable
 @dataclass
 class AllocatorResult:
     """One allocator's part of a comparison.
@@ -75,6 +79,7 @@ class AllocatorResult:
         return sum(run.ok for run in self.runs)
 
 
+@readable
 @dataclass
 class Comparison:
     """The result of ``compare``: per allocator, in the order asked, the spreads, the

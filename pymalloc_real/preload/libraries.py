@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 from .options import OptionError
+from ..reprs import readable
 
 
 OURS = "pymalloc_real"
@@ -23,6 +24,7 @@ _PRELOAD_STEM = "_preload"
 _MiB = 1024 * 1024
 
 
+@readable
 @dataclass(frozen=True)
 class Peer:
     """A peer allocator as Debian ships it: the library's file name and its package."""
@@ -135,6 +137,7 @@ def peer_path(name):
                       f"{', '.join(library_directories())}; {hint}", name, searched, hint)
 
 
+@readable
 @dataclass(frozen=True)
 class Allocator:
     """An allocator ready to run: its name as given, its library (None for glibc,

@@ -40,12 +40,14 @@ from typing import Dict, List, Optional
 
 from .libraries import OURS, is_ours, resolve
 from .options import OPTIONS_VARIABLE, OptionError, format_options, parse_options
+from ..reprs import readable
 
 _MiB = 1024 * 1024
 
 
 # ---- the report ------------------------------------------------------------------------------
 
+@readable
 @dataclass
 class RunReport:
     """What one run cost, from ``os.wait4``'s resource usage of that child.

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Dict
 
 from ..errors import PymallocError
+from ..reprs import readable
 
 
 MALLOC, FREE, REALLOC, CALLOC, MEMALIGN = 1, 2, 3, 4, 5
@@ -58,6 +59,7 @@ class TraceError(PymallocError, ValueError):
         super().__init__(message if line is None else f"line {line}: {message}")
 
 
+@readable
 @dataclass(frozen=True)
 class Summary:
     """What a trace holds: operations by kind, objects, threads, the bytes asked for by

@@ -14,10 +14,12 @@ from typing import Dict, Optional
 
 from .. import preload
 from .model import Trace, TraceError
+from ..reprs import readable
 
 
 # ---- recording programs ---------------------------------------------------------------------
 
+@readable
 @dataclass
 class Recording:
     """One run recorded: the command's own trace, the traces of the processes it started
@@ -74,6 +76,7 @@ def _command_text(cmd):
 
 # ---- profiles and presizing (seed 001's working set) ------------------------------------------
 
+@readable
 @dataclass
 class Profile:
     """The size-class profile the preload library writes at exit with ``profile=PATH``:
