@@ -7,7 +7,8 @@ a fraction of a second. This module builds traces (from page lists, from the mem
 accesses of valgrind's lackey tool or any list of accesses, from generators), runs
 one algorithm (:func:`simulate`) or all of them over a range of frame counts
 (:func:`curve`, a table that prints and plots), finds Belady's anomaly
-(:func:`belady_anomalies`) and records a program's accesses (:func:`record`).
+(:func:`belady_anomalies`) and records a program's accesses (:func:`record`, from
+``lackey.py``, with a size limit).
 
     >>> from pymalloc_real import pagesim
     >>> pagesim.simulate([7, 0, 1, 2, 0, 3, 0, 4, 2, 3, 0, 3, 2, 1, 2, 0, 1, 7, 0, 1], 3, "opt").faults
@@ -15,18 +16,17 @@ one algorithm (:func:`simulate`) or all of them over a range of frame counts
 """
 import array
 import collections
-import contextlib
 import dataclasses
 import os
 import re
-import shutil
-import subprocess
 
 from ._core import ffi, lib
 from .errors import PymallocError
+from .lackey import LackeyError, Recording, TraceTooLarge, record
 
 __all__ = ["ALGORITHMS", "Trace", "Reference", "Result", "Curve", "Anomaly", "Recording",
-           "PagesimError", "simulate", "curve", "belady_anomalies", "record"]
+           "PagesimError", "LackeyError", "TraceTooLarge", "simulate", "curve",
+           "belady_anomalies", "record"]
 
 # Every algorithm, by the name used in the API and on the command line, in the order of
 # the tables: the optimum first, then the exact and approximate LRUs, then the FIFOs.
@@ -440,39 +440,3 @@ def belady_anomalies(trace, frames=range(1, 17), algorithm="fifo"):
     trace = _as_trace(trace)
     frames = sorted(frames)
     return _anomalies(frames, [simulate(trace, count, algorithm).faults for count in frames])
-
-
-@dataclasses.dataclass(frozen=True)
-class Recording:
-    """A command run under lackey: its trace in ``path``, its exit status."""
-    command: tuple
-    path: str
-    exit_status: int
-
-
-def record(command, path, stdout=None, stderr=None, timeout=None):
-    """Run ``command`` (a list) under ``valgrind --tool=lackey --trace-mem=yes`` and
-    write its memory trace into ``path`` (valgrind's log file: lackey's lines and
-    valgrind's own "==pid==" messages, which the parser skips). ``stdout`` and
-    ``stderr`` are the command's, as for subprocess.run. Returns a :class:`Recording`.
-    The trace is of the first process only: lackey does not follow children."""
-    command = [os.fspath(arg) for arg in command]
-    if not command:
-        raise PagesimError("no command to record")
-    valgrind = shutil.which("valgrind")
-    if valgrind is None:
-        raise PagesimError("valgrind is not installed (recording runs the command under "
-                           "valgrind --tool=lackey; on Debian: apt-get install valgrind)")
-    with contextlib.suppress(FileNotFoundError):
-        os.remove(path)         # so that an old trace is never taken for this one
-    try:
-        proc = subprocess.run([valgrind, "--tool=lackey", "--trace-mem=yes",
-                               f"--log-file={os.fspath(path)}", *command],
-                              stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr,
-                              timeout=timeout)
-    except subprocess.TimeoutExpired:
-        raise PagesimError(f"{command[0]} under lackey ran longer than {timeout} s") from None
-    if not os.path.exists(path) or os.path.getsize(path) == 0:
-        raise PagesimError(f"valgrind wrote no trace for {command[0]} (exit status "
-                           f"{proc.returncode}): is it a program valgrind can run?")
-    return Recording(tuple(command), os.fspath(path), proc.returncode)
