@@ -20,6 +20,7 @@ import dataclasses
 import os
 import re
 
+from . import charts
 from ._core import ffi, lib
 from .errors import PymallocError
 from .lackey import LackeyError, Recording, TraceTooLarge, record
@@ -366,16 +367,25 @@ class Curve:
 
     def plot(self, path, title=None):
         """Draw faults against frames, one line per algorithm, into the PNG ``path``;
-        return the path. Belady's anomalies of FIFO are circled. Needs matplotlib."""
+        return the path. Needs matplotlib."""
+        self.figure(title).savefig(path, dpi=80)
+        return path
+
+    def figure(self, title=None):
+        """The chart of :meth:`plot` as a matplotlib Figure: each algorithm with a
+        marker of its own, curves that coincide (clock and second chance always do)
+        labelled "= other" and their markers set apart, Belady's anomalies of FIFO
+        circled."""
         from matplotlib.figure import Figure     # optional dependency: only when plotting
 
         figure = Figure(figsize=(8, 5), layout="constrained")
         ax = figure.add_subplot()
-        styles = ("-", "--", "-.", ":")     # clock and second chance coincide: both show
-        for number, name in enumerate(self.algorithms):
-            ax.plot(self.frames, self.faults(name), linestyle=styles[number % len(styles)],
-                    marker="." if len(self.frames) > 20 else "o", markersize=4,
-                    linewidth=1.2, label=name)
+        curves = {name: self.faults(name) for name in self.algorithms}
+        same = charts.coinciding(curves)
+        for number, (name, faults) in enumerate(curves.items()):
+            under = same.get(name)
+            ax.plot(self.frames, faults, linewidth=1.2, label=charts.same_label(name, under),
+                    **charts.curve_style(number, len(curves), len(self.frames), under))
         if "fifo" in self.algorithms:
             found = self.anomalies("fifo")
             if found:
@@ -384,17 +394,17 @@ class Curve:
                            label="Belady's anomaly (FIFO)", zorder=3)
         ax.set_xlabel("page frames")
         ax.set_ylabel("page faults")
-        every = [n for name in self.algorithms for n in self.faults(name)]
+        every = [n for faults in curves.values() for n in faults]
         if min(every) > 0 and max(every) > 50 * min(every):
             ax.set_yscale("log")        # compulsory faults to thrashing: decades apart
         else:
             ax.set_ylim(bottom=0)
+        charts.plain_numbers(ax, "xy")
         ax.grid(alpha=0.3)
         ax.legend()
         ax.set_title(title or f"{self.description}: {self.references:,} references to "
                               f"{self.pages:,} pages", fontsize=10)
-        figure.savefig(path, dpi=80)
-        return path
+        return figure
 
 
 def curve(trace, frames=range(1, 65), algorithms=ALGORITHMS, tick=None, progress=None):

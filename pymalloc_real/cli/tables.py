@@ -48,7 +48,7 @@ def _fitted(lines, columns):
     if len(rows) < 2 or not all(set(cell) <= set(":- ") for cell in rows[1]):
         return lines                    # not a table with a header: leave it alone
     header, body = rows[0], rows[2:]
-    label = min(max(len(name) for name in header[1:]) + 2, columns // 2)
+    label = min(max(len(name) for name in header[1:]), max(columns - 12, columns // 2))
     out = []
     for row in body:
         if out:
@@ -57,8 +57,8 @@ def _fitted(lines, columns):
                                     columns, placeholder="..."))
         for name, value in zip(header[1:], row[1:]):
             out.append(textwrap.fill(value or "-", columns, break_on_hyphens=False,
-                                     initial_indent=f"  {name:<{label}}",
-                                     subsequent_indent=" " * (label + 2)))
+                                     initial_indent=f"  {name:<{label}}  ",
+                                     subsequent_indent=" " * (label + 4)))
     return out
 
 
