@@ -52,10 +52,11 @@ def curve_style(index, count, points, same_as=None):
     ``points`` points: its own marker, the markers of curves spread apart along x (so
     curves on top of each other all show theirs), a dashed line when it lies under an
     earlier curve ``same_as``."""
-    every = max(1, points // _MARKS_PER_CURVE)
+    # Every curve marks one point in `every`, each from its own start: no two curves
+    # put a marker at the same x.
+    every = max(count, points // _MARKS_PER_CURVE, 1)
     style = {"marker": MARKERS[index % len(MARKERS)], "markersize": 5,
-             "markevery": (min(index * every // max(count, 1), points - 1) if points else 0,
-                           every)}
+             "markevery": (min(index, max(points - 1, 0)), every)}
     if same_as is not None:
         style["linestyle"] = (index % 4, (4, 3))     # dashed, its dashes offset too
     return style

@@ -18,8 +18,8 @@ import pytest
 
 from helpers import ROOT
 
-from pymalloc_real import lackey, preload
-from pymalloc_real.cli import main, tables
+from pymalloc_real import preload
+from pymalloc_real.cli import main
 from pymalloc_real.preload import OptionError, parse_options
 
 PY = sys.executable
@@ -135,8 +135,9 @@ def test_ctrl_c_stops_a_recording_instead_of_simulating_what_it_left(tmp_path):
 # ---- mistakes: one line, status 2, before the work ---------------------------------------
 
 @pytest.mark.parametrize("argv, command, says", [
-    (["bench", "--repeat", "0"], "bench", "at least 1"),
-    (["bench", "--threads", "0"], "bench", "at least 1"),
+    # (A workload that does not exist: a run that takes the 0 for a default fails fast.)
+    (["bench", "--repeat", "0", "--workloads", "nope"], "bench", "at least 1"),
+    (["bench", "--threads", "0", "--workloads", "nope"], "bench", "at least 1"),
     (["run", "--timeout", "0", "--", "true"], "run", "above 0"),
     (["run", "--timeout", "-1", "--", "true"], "run", "above 0"),
     (["run", "--timeout", "soon", "--", "true"], "run", "not a number"),
@@ -271,10 +272,11 @@ def test_tables_fit_the_terminal_and_stay_markdown_when_asked(capsys, monkeypatc
 
 
 def test_a_wide_table_becomes_one_block_per_row():
+    from pymalloc_real.cli import tables
     table = "| name | a long column header | b |\n|---|---:|---:|\n| x | 1 | 2 |\n| y | 3 | 4 |"
     assert tables.fit(table, columns=200) == table
     assert tables.fit(table, markdown=True, columns=10) == table
-    assert tables.fit(table, columns=30).splitlines() == [
+    assert tables.fit(table, columns=34).splitlines() == [
         "name: x", "  a long column header  1", "  b                     2", "",
         "name: y", "  a long column header  3", "  b                     4"]
 
@@ -320,6 +322,7 @@ def test_recording_goes_to_a_temporary_file_and_reports_its_size(tmp_path):
 
 @needs_valgrind
 def test_record_reports_progress_and_its_limit(tmp_path):
+    from pymalloc_real import lackey
     seen = []
     path = tmp_path / "ls.lackey"
     recording = lackey.record(["ls", "/"], path, stdout=subprocess.DEVNULL,
