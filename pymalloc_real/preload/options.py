@@ -31,11 +31,11 @@ OPTION_RANGES = {
     "canary": (0, 1, "0 or 1"),
     "check_action": (0, 7, "M_CHECK_ACTION's bits, 0 to 7"),
     "tcache_count": (0, 65535, "a count from 0 to 65535"),
+    "tcache_grow": (0, 1, "0 or 1"),    # main's newer key (issue 14's adaptive limits)
 }
-# Keys whose value is a file the library writes at exit (%p becomes the pid), and the
-# one it reads at start-up.
+# Keys whose value is a file the library writes (%p becomes the pid). presize's file is
+# left to the library, which says what is wrong with it (missing, or no heap_peak).
 OUTPUT_KEYS = ("stats", "trace", "profile")
-INPUT_KEYS = ("presize",)
 _NUMBER = re.compile(r"(-?)(0[xX][0-9a-fA-F]+|[0-9]+)([kKmMgG]?)")
 _SHIFTS = {"": 0, "k": 10, "m": 20, "g": 30}
 
@@ -52,8 +52,7 @@ def parse_options(options):
     ``"key=value,key=value"`` string (None: no options; spaces around keys and values
     are dropped). Raises OptionError, naming what is valid, for an unknown key, an empty
     value, a value holding a comma, a number out of its range (OPTION_RANGES) or a
-    file the library could not write (stats, trace, profile: no such directory) or
-    read (presize)."""
+    file the library could not write (stats, trace, profile: no such directory)."""
     if options is None:
         return {}
     if isinstance(options, str):
@@ -90,9 +89,6 @@ def _check_value(key, text):
         if not os.path.isdir(directory):
             raise OptionError(f"option {key}={text}: the directory {directory} does not "
                               "exist; give a file in an existing directory")
-    elif key in INPUT_KEYS and not os.path.isfile(text):
-        raise OptionError(f"option {key}={text}: no such file; give a profile written "
-                          "with profile=")
 
 
 def format_options(options):
