@@ -62,7 +62,8 @@ def test_the_pattern_reads_ellipses_as_the_readme_means_them():
     assert not re.fullmatch(pattern, "a b\nc\nend\n")
 
 
-@pytest.mark.parametrize("line, steps", _sessions())
+@pytest.mark.parametrize("line, steps", [pytest.param(line, steps, id=f"README.md:{line}")
+                                         for line, steps in _sessions()])
 def test_the_readme_command_line_walkthrough_runs_as_written(tmp_path, line, steps):
     bin_dir = os.path.dirname(sys.executable)
     env = dict(os.environ, PATH=f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
