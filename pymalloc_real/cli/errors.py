@@ -52,7 +52,10 @@ def run_command(parser, argv, no_command=None):
         return exit.code
     except KeyboardInterrupt:
         # Whoever started a child killed and reaped it while this unwound (runner's
-        # _reap, subprocess.run, pagesim's recorder); nothing is left to say.
+        # _reap, subprocess.run, pagesim's recorder); nothing is left to say. On a
+        # terminal, end the line a progress counter or the ^C echo left open.
+        if sys.stderr.isatty():
+            sys.stderr.write("\n")
         return EXIT_INTERRUPTED
     except BrokenPipeError:
         # The reader went away (`| head`): say nothing more, and keep Python's flush at
