@@ -7,7 +7,8 @@ a fraction of a second. This module builds traces (from page lists, from the mem
 accesses of valgrind's lackey tool or any list of accesses, from generators), runs
 one algorithm (:func:`simulate`) or all of them over a range of frame counts
 (:func:`curve`, a table that prints and plots), finds Belady's anomaly
-(:func:`belady_anomalies`) and records a program's accesses (:func:`record`).
+(:func:`belady_anomalies`) and records a program's accesses (:func:`record`, from
+``lackey.py``, with a size limit).
 
     >>> from pymalloc_real import pagesim
     >>> pagesim.simulate([7, 0, 1, 2, 0, 3, 0, 4, 2, 3, 0, 3, 2, 1, 2, 0, 1, 7, 0, 1], 3, "opt").faults
@@ -15,19 +16,19 @@ one algorithm (:func:`simulate`) or all of them over a range of frame counts
 """
 import array
 import collections
-import contextlib
 import dataclasses
 import os
 import re
-import shutil
-import subprocess
 
+from . import charts
 from ._core import ffi, lib
 from .errors import PymallocError
+from .lackey import LackeyError, Recording, TraceTooLarge, record
 from .reprs import readable
 
 __all__ = ["ALGORITHMS", "Trace", "Reference", "Result", "Curve", "Anomaly", "Recording",
-           "PagesimError", "simulate", "curve", "belady_anomalies", "record"]
+           "PagesimError", "LackeyError", "TraceTooLarge", "simulate", "curve",
+           "belady_anomalies", "record"]
 
 # Every algorithm, by the name used in the API and on the command line, in the order of
 # the tables: the optimum first, then the exact and approximate LRUs, then the FIFOs.
@@ -370,16 +371,25 @@ class Curve:
 
     def plot(self, path, title=None):
         """Draw faults against frames, one line per algorithm, into the PNG ``path``;
-        return the path. Belady's anomalies of FIFO are circled. Needs matplotlib."""
+        return the path. Needs matplotlib."""
+        self.figure(title).savefig(path, dpi=80)
+        return path
+
+    def figure(self, title=None):
+        """The chart of :meth:`plot` as a matplotlib Figure: each algorithm with a
+        marker of its own, curves that coincide (clock and second chance always do)
+        labelled "= other" and their markers set apart, Belady's anomalies of FIFO
+        circled."""
         from matplotlib.figure import Figure     # optional dependency: only when plotting
 
         figure = Figure(figsize=(8, 5), layout="constrained")
         ax = figure.add_subplot()
-        styles = ("-", "--", "-.", ":")     # clock and second chance coincide: both show
-        for number, name in enumerate(self.algorithms):
-            ax.plot(self.frames, self.faults(name), linestyle=styles[number % len(styles)],
-                    marker="." if len(self.frames) > 20 else "o", markersize=4,
-                    linewidth=1.2, label=name)
+        curves = {name: self.faults(name) for name in self.algorithms}
+        same = charts.coinciding(curves)
+        for number, (name, faults) in enumerate(curves.items()):
+            under = same.get(name)
+            ax.plot(self.frames, faults, linewidth=1.2, label=charts.same_label(name, under),
+                    **charts.curve_style(number, len(curves), len(self.frames), under))
         if "fifo" in self.algorithms:
             found = self.anomalies("fifo")
             if found:
@@ -388,17 +398,17 @@ class Curve:
                            label="Belady's anomaly (FIFO)", zorder=3)
         ax.set_xlabel("page frames")
         ax.set_ylabel("page faults")
-        every = [n for name in self.algorithms for n in self.faults(name)]
+        every = [n for faults in curves.values() for n in faults]
         if min(every) > 0 and max(every) > 50 * min(every):
             ax.set_yscale("log")        # compulsory faults to thrashing: decades apart
         else:
             ax.set_ylim(bottom=0)
+        charts.plain_numbers(ax, "xy")
         ax.grid(alpha=0.3)
         ax.legend()
         ax.set_title(title or f"{self.description}: {self.references:,} references to "
                               f"{self.pages:,} pages", fontsize=10)
-        figure.savefig(path, dpi=80)
-        return path
+        return figure
 
 
 def curve(trace, frames=range(1, 65), algorithms=ALGORITHMS, tick=None, progress=None):
@@ -444,40 +454,3 @@ def belady_anomalies(trace, frames=range(1, 17), algorithm="fifo"):
     trace = _as_trace(trace)
     frames = sorted(frames)
     return _anomalies(frames, [simulate(trace, count, algorithm).faults for count in frames])
-
-
-@readable
-@dataclasses.dataclass(frozen=True)
-class Recording:
-    """A command run under lackey: its trace in ``path``, its exit status."""
-    command: tuple
-    path: str
-    exit_status: int
-
-
-def record(command, path, stdout=None, stderr=None, timeout=None):
-    """Run ``command`` (a list) under ``valgrind --tool=lackey --trace-mem=yes`` and
-    write its memory trace into ``path`` (valgrind's log file: lackey's lines and
-    valgrind's own "==pid==" messages, which the parser skips). ``stdout`` and
-    ``stderr`` are the command's, as for subprocess.run. Returns a :class:`Recording`.
-    The trace is of the first process only: lackey does not follow children."""
-    command = [os.fspath(arg) for arg in command]
-    if not command:
-        raise PagesimError("no command to record")
-    valgrind = shutil.which("valgrind")
-    if valgrind is None:
-        raise PagesimError("valgrind is not installed (recording runs the command under "
-                           "valgrind --tool=lackey; on Debian: apt-get install valgrind)")
-    with contextlib.suppress(FileNotFoundError):
-        os.remove(path)         # so that an old trace is never taken for this one
-    try:
-        proc = subprocess.run([valgrind, "--tool=lackey", "--trace-mem=yes",
-                               f"--log-file={os.fspath(path)}", *command],
-                              stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr,
-                              timeout=timeout)
-    except subprocess.TimeoutExpired:
-        raise PagesimError(f"{command[0]} under lackey ran longer than {timeout} s") from None
-    if not os.path.exists(path) or os.path.getsize(path) == 0:
-        raise PagesimError(f"valgrind wrote no trace for {command[0]} (exit status "
-                           f"{proc.returncode}): is it a program valgrind can run?")
-    return Recording(tuple(command), os.fspath(path), proc.returncode)

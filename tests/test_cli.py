@@ -67,10 +67,12 @@ def test_demo_report_shows_seven_steps_and_the_nine_operations():
     assert max(len(line) for line in lines) <= WIDTH
 
 
-def test_demo_is_the_default_command():
+def test_the_bare_command_prints_its_usage_and_runs_nothing():
     proc = _run_program()
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert proc.stdout.startswith("pymalloc-real demo:")
+    assert proc.stdout.startswith("usage: pymalloc-real")
+    assert all(name in proc.stdout for name in ("demo", "run", "compare", "pagesim"))
+    assert "== Step" not in proc.stdout and proc.stderr == ""
 
 
 @fresh_interpreter

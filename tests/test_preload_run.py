@@ -67,12 +67,18 @@ TOUCH_200_MIB = textwrap.dedent("""
 """)
 
 
+# The first 64 bytes of an ELF shared object's header (ET_DYN) and nothing more: resolve()
+# takes it for a library, the loader refuses it (and the command runs anyway).
+ELF_STUB = b"\x7fELF\x02\x01\x01" + bytes(9) + (3).to_bytes(2, "little") + bytes(46)
+
+
 @pytest.fixture
 def fake_ours(tmp_path):
-    """A file named like our library: the loader refuses to preload it and says so on
-    stderr, the command runs anyway, and run() treats the path as ours."""
+    """A file named like our library, with the start of an ELF shared object's header
+    and nothing else: the loader refuses to preload it and says so on stderr, the
+    command runs anyway, and run() treats the path as ours."""
     path = tmp_path / "_preload.abi3.so"
-    path.write_bytes(b"not an ELF file")
+    path.write_bytes(ELF_STUB)
     return str(path)
 
 
@@ -376,7 +382,7 @@ def test_compare_table_has_every_allocator_and_the_ratio_columns():
 def test_compare_interleaves_the_runs(tmp_path):
     libraries = []
     for name in ("liba.so", "libb.so"):
-        (tmp_path / name).write_bytes(b"")
+        (tmp_path / name).write_bytes(ELF_STUB)
         libraries.append(str(tmp_path / name))
     order = []
     result = preload.compare(["true"], allocators=["glibc", *libraries], repeat=3,
@@ -390,7 +396,7 @@ def test_compare_interleaves_the_runs(tmp_path):
 
 def test_compare_flags_failed_runs_and_different_output(tmp_path):
     fake = tmp_path / "libfake.so"
-    fake.write_bytes(b"")
+    fake.write_bytes(ELF_STUB)
     # Prints its LD_PRELOAD and fails when there is one: both checks trip for the fake.
     cmd = ["sh", "-c", 'echo "$LD_PRELOAD"; test -z "$LD_PRELOAD"']
     result = preload.compare(cmd, allocators=["glibc", str(fake)], repeat=1)
@@ -409,7 +415,7 @@ def test_compare_flags_failed_runs_and_different_output(tmp_path):
 
 def test_compare_without_glibc_takes_the_first_allocator_as_baseline(tmp_path):
     fake = tmp_path / "libfake.so"
-    fake.write_bytes(b"")
+    fake.write_bytes(ELF_STUB)
     result = preload.compare(["true"], allocators=[str(fake)], repeat=1)
     assert result.baseline == str(fake)
     assert any("ratios are to" in note for note in result.notes)

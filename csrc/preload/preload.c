@@ -10,6 +10,8 @@
  *
  * Options: PYMALLOC_REAL_OPTIONS="key=value,key=value", documented in README.md.
  * Unknown keys and bad values are reported on stderr and ignored (defaults stay). */
+#include <errno.h>
+#include <limits.h>
 #include <malloc.h>
 #include <stdio.h>
 #include <string.h>
@@ -95,9 +97,11 @@ static inline void count_live(void *mem, int sign)
 
 /* ---- options ------------------------------------------------------------------------ */
 
-static void complain(const char *what, const char *option, size_t length)
+/* One line on stderr: what was wrong with an option, the option itself, and what is
+ * valid (`valid`, or NULL). */
+static void complain(const char *what, const char *option, size_t length, const char *valid)
 {
-    char line[256];
+    char line[512];
     prmi_text t = { line, sizeof line, 0 };
     char quoted[96];
     size_t n = length < sizeof quoted - 1 ? length : sizeof quoted - 1;
@@ -107,26 +111,35 @@ static void complain(const char *what, const char *option, size_t length)
     prmi_text_str(&t, what);
     prmi_text_str(&t, " '");
     prmi_text_str(&t, quoted);
-    prmi_text_str(&t, "' ignored\n");
+    prmi_text_str(&t, "' ignored");
+    if (valid != NULL) {
+        prmi_text_str(&t, ": ");
+        prmi_text_str(&t, valid);
+    }
+    prmi_text_str(&t, "\n");
     prm_os_write_stderr(line, t.length);
 }
 
+/* The numeric keys, their mallopt parameter and valid values; the Python side checks
+ * the same ranges before a run (pymalloc_real/preload/options.py, OPTION_RANGES). */
 static const struct option_key {
     const char *name;
     int param;
+    long min, max;
+    const char *valid;
 } option_keys[] = {
-    { "mxfast", PRM_M_MXFAST },
-    { "trim_threshold", PRM_M_TRIM_THRESHOLD },
-    { "top_pad", PRM_M_TOP_PAD },
-    { "mmap_threshold", PRM_M_MMAP_THRESHOLD },
-    { "mmap_max", PRM_M_MMAP_MAX },
-    { "check_action", PRM_M_CHECK_ACTION },
-    { "perturb", PRM_M_PERTURB },
-    { "canary", PRM_M_CANARY },
-    { "arena_test", PRM_M_ARENA_TEST },
-    { "arena_max", PRM_M_ARENA_MAX },
-    { "tcache_count", PRM_TCACHE_COUNT },
-    { "tcache_grow", PRM_TCACHE_GROW },
+    { "mxfast", PRM_M_MXFAST, 0, 160, "give a size from 0 to 160" },
+    { "trim_threshold", PRM_M_TRIM_THRESHOLD, -1, LONG_MAX, "give a size, or -1 for never" },
+    { "top_pad", PRM_M_TOP_PAD, 0, LONG_MAX, "give a size" },
+    { "mmap_threshold", PRM_M_MMAP_THRESHOLD, 0, 32L << 20, "give a size from 0 to 32M" },
+    { "mmap_max", PRM_M_MMAP_MAX, 0, 0x7fffffff, "give a count from 0 to 2147483647" },
+    { "check_action", PRM_M_CHECK_ACTION, 0, 7, "give M_CHECK_ACTION's bits, 0 to 7" },
+    { "perturb", PRM_M_PERTURB, 0, 255, "give a byte from 0 to 255" },
+    { "canary", PRM_M_CANARY, 0, 1, "give 0 or 1" },
+    { "arena_test", PRM_M_ARENA_TEST, 1, LONG_MAX, "give a count of at least 1" },
+    { "arena_max", PRM_M_ARENA_MAX, 1, LONG_MAX, "give a count of at least 1" },
+    { "tcache_count", PRM_TCACHE_COUNT, 0, 65535, "give a count from 0 to 65535" },
+    { "tcache_grow", PRM_TCACHE_GROW, 0, 1, "give 0 or 1" },
 };
 
 /* A decimal (or 0x hex) integer with an optional K, M or G suffix (powers of 1024). */
@@ -167,44 +180,81 @@ static int parse_number(const char *text, size_t length, long *out)
     return 1;
 }
 
+static int is_blank(char c)
+{
+    return c == ' ' || c == '\t';
+}
+
+/* Does the directory part of `path` exist? Opening a directory works and reading it
+ * fails with EISDIR, which tells it apart from a missing one (ENOENT, ENOTDIR). */
+static int directory_exists(const char *path)
+{
+    char directory[sizeof report.path];
+    const char *slash = strrchr(path, '/');
+    if (slash == NULL || memchr(path, '%', (size_t)(slash - path)) != NULL)
+        return 1;           /* the current directory, or one named by the pid: not known yet */
+    size_t n = slash == path ? 1 : (size_t)(slash - path);
+    memcpy(directory, path, n);
+    directory[n] = '\0';
+    char byte;
+    int saved = errno;      /* the program's errno is not ours to change */
+    int exists = prm_os_read_file(directory, &byte, 1) < 0 && errno == EISDIR;
+    errno = saved;
+    return exists;
+}
+
 static void apply_option(const char *item, size_t length)
 {
     const char *equals = memchr(item, '=', length);
     if (equals == NULL) {
-        complain("an option without '=':", item, length);
+        complain("an option without '=':", item, length, "give key=value pairs separated by commas");
         return;
     }
     size_t key_length = (size_t)(equals - item);
+    while (key_length > 0 && is_blank(item[key_length - 1]))   /* "key = value" */
+        key_length--;
     const char *value = equals + 1;
-    size_t value_length = length - key_length - 1;
+    size_t value_length = length - (size_t)(value - item);
+    while (value_length > 0 && is_blank(*value)) {
+        value++;
+        value_length--;
+    }
 
     int recorder = prmi_rec_option(item, key_length, value, value_length);   /* trace.h */
     if (recorder >= 0) {
         if (recorder == 0)
-            complain("a bad value:", item, length);
+            complain("a bad value:", item, length, "give a file that can be created (trace, "
+                     "profile) or read (presize)");
         return;
     }
     if (key_length == 5 && memcmp(item, "stats", 5) == 0) {
         if (value_length == 0 || value_length >= sizeof report.path) {
-            complain("a bad stats path:", item, length);
+            complain("a bad stats path:", item, length, "give a file path shorter than 1 KiB");
             return;
         }
         memcpy(report.path, value, value_length);
         report.path[value_length] = '\0';
+        if (!directory_exists(report.path)) {     /* say so now, not silently at exit */
+            complain("a stats path in no existing directory:", item, length,
+                     "give a file in an existing directory");
+            return;
+        }
         report.enabled = 1;
         return;
     }
     for (size_t k = 0; k < sizeof option_keys / sizeof option_keys[0]; k++) {
-        if (strlen(option_keys[k].name) == key_length && memcmp(item, option_keys[k].name, key_length) == 0) {
+        const struct option_key *key = &option_keys[k];
+        if (strlen(key->name) == key_length && memcmp(item, key->name, key_length) == 0) {
             long number;
-            if (!parse_number(value, value_length, &number) || !prmi_set_param(option_keys[k].param, number))
-                complain("a bad value:", item, length);
+            if (!parse_number(value, value_length, &number) || number < key->min ||
+                number > key->max || !prmi_set_param(key->param, number))
+                complain("a bad value:", item, length, key->valid);
             return;
         }
     }
-    complain("an unknown key (known: mxfast, trim_threshold, top_pad, mmap_threshold, mmap_max, "
-             "check_action, perturb, canary, arena_test, arena_max, tcache_count, tcache_grow, stats, trace, "
-             "profile, presize):", item, key_length);
+    complain("an unknown key:", item, key_length, "the keys are mxfast, trim_threshold, "
+             "top_pad, mmap_threshold, mmap_max, check_action, perturb, canary, arena_test, "
+             "arena_max, tcache_count, tcache_grow, stats, trace, profile, presize");
 }
 
 /* Called by the core while it initialises, before it serves the first allocation. */
@@ -229,9 +279,16 @@ void prmi_configure(void)
         while (*item != '\0') {
             const char *comma = strchr(item, ',');
             size_t length = comma ? (size_t)(comma - item) : strlen(item);
+            const char *next = item + length + (comma ? 1 : 0);
+            while (length > 0 && is_blank(*item)) {      /* "a=1, b=2": spaces are no part */
+                item++;
+                length--;
+            }
+            while (length > 0 && is_blank(item[length - 1]))
+                length--;
             if (length > 0)
                 apply_option(item, length);
-            item += length + (comma ? 1 : 0);
+            item = next;
         }
         break;
     }
@@ -541,7 +598,11 @@ static __attribute__((destructor)) void write_exit_report(void)
         }
     }
     if (prm_os_write_file(path, buffer, t.length) != 0) {
-        static const char msg[] = "pymalloc_real: could not write the stats file\n";
-        prm_os_write_stderr(msg, sizeof msg - 1);
+        char line[sizeof path + 64];
+        prmi_text m = { line, sizeof line, 0 };
+        prmi_text_str(&m, "pymalloc_real: could not write the stats file ");
+        prmi_text_str(&m, path);
+        prmi_text_str(&m, "\n");
+        prm_os_write_stderr(line, m.length);
     }
 }

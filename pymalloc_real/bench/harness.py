@@ -66,7 +66,9 @@ class BenchConfig:
 
     @property
     def runs_each(self):
-        return self.repeat or (QUICK_REPEAT if self.quick else REPEAT)
+        if self.repeat is not None:     # 0 is a mistake plan() refuses, not "default"
+            return self.repeat
+        return QUICK_REPEAT if self.quick else REPEAT
 
 
 @readable
@@ -98,8 +100,13 @@ def plan(config):
     allocator name) when the request cannot be met: an unknown workload, no allocator
     installed, no valgrind for callgrind."""
     if config.runs_each < 1:
-        raise BenchError("--repeat must be at least 1")
+        raise BenchError(f"--repeat must be at least 1, not {config.runs_each}")
+    if config.threads is not None and config.threads < 1:
+        raise BenchError(f"--threads must be at least 1, not {config.threads}")
     bench_dir = os.path.abspath(config.bench_dir or default_bench_dir())
+    if not os.path.isdir(os.path.join(bench_dir, "workloads")):
+        raise BenchError(f"--bench-dir {config.bench_dir}: no workloads/ directory there; "
+                         "give the benchmarks/ directory of a pymalloc_real source tree")
     workloads = select_workloads(available_workloads(bench_dir), config.workloads)
     unknown_ops = set(config.ops) - {w.name for w in workloads}
     if unknown_ops:

@@ -3,7 +3,7 @@
 programs (``--json``). The command line is the only part of the package that prints,
 and nothing else in the package imports it.
 
-Subcommands: ``demo`` (the default), the seed articles replayed on real memory in
+Subcommands: ``demo``, the seed articles replayed on real memory in
 seven steps; ``maps [PID]``, a process's address space grouped by kind; ``run``, a
 command on one allocator (LD_PRELOAD) with what it cost; ``compare``, a command on
 several allocators side by side; ``bench``, every benchmark workload on every allocator;
@@ -11,16 +11,14 @@ several allocators side by side; ``bench``, every benchmark workload on every al
 ``trace``, a command's allocation calls recorded into a trace file;
 ``replay``, a malloc trace replayed under the placement policies of the lab;
 ``heap``, our heap after a known sequence of operations, as text (``heapview``).
-``text`` holds what they share in how they print. Errors of the package's own kinds
-become one line on stderr and exit status 2, here, in one place.
+``text`` holds what they share in how they print, ``tables`` how a table fits the
+terminal, ``errors`` how every command fails and ends (a user's mistake: one line on
+stderr and status 2; Ctrl-C: status 130). Without a subcommand the command prints its
+usage.
 """
-import argparse
-import os
-import sys
-
 from .. import __version__
-from ..errors import PymallocError
 from . import bench, compare, demo, heap, maps, pagesim, replay, run, trace
+from .errors import Parser, run_command
 from .text import WIDTH
 
 __all__ = ["main", "WIDTH"]
@@ -31,33 +29,26 @@ SUBCOMMANDS = (demo, maps, heap, run, compare, bench, pagesim, trace, replay)
 
 def main(argv=None):
     """Run the command line with ``argv`` (default: sys.argv[1:]); return the exit code:
-    0 when every applicable prediction held, 1 when one did not, 2 on an error (for
-    ``run``, the command's own exit code; for ``compare``, 1 when a run failed or the
-    outputs differ; for ``bench``, 1 when a run was rejected)."""
-    parser = _parser()
-    try:
-        args = parser.parse_args(argv)
-    except SystemExit as exit:      # --help, --version and usage errors stop here
-        return exit.code
-    try:
-        return args.run(args)
-    except BrokenPipeError:
-        # The reader went away (`| head`): say nothing more, and keep Python's flush at
-        # exit from failing on the closed pipe too.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 1
-    except (PymallocError, MemoryError, OSError, ImportError) as error:
-        print(f"pymalloc-real {args.command or 'demo'}: error: {error}", file=sys.stderr)
-        return 2
+    0 when every applicable prediction held, 1 when one did not, 2 on an error, 130 on
+    Ctrl-C (for ``run``, the command's own exit code; for ``compare``, 1 when a run
+    failed or the outputs differ; for ``bench``, 1 when a run was rejected). Without a
+    subcommand, the usage and the list of subcommands, status 0."""
+    return run_command(_parser(), argv, no_command=_usage)
+
+
+def _usage(parser):
+    parser.print_help()
+    return 0
 
 
 def _parser():
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="pymalloc-real",
         description="A real ptmalloc-style allocator on brk and mmap: see what malloc and "
-                    "the kernel do. Without a subcommand, runs the demo.")
+                    "the kernel do. `pymalloc-real demo` replays the seed articles on real "
+                    "memory; `pymalloc-real COMMAND --help` says more of each command.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    parser.set_defaults(run=demo._demo, json=False, step=None, plot=None, command=None)
+    parser.set_defaults(command=None)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     for subcommand in SUBCOMMANDS:
         subcommand.add_parser(commands)

@@ -7,6 +7,8 @@ import json
 import sys
 
 from .. import bench, preload
+from .tables import fit, markdown_argument
+from .errors import check_output_directory, positive_float, positive_int
 from .text import ALLOCATOR_HELP, ProgressBar, names_list, ops_list
 
 
@@ -34,12 +36,12 @@ def add_parser(commands):
     parser.add_argument("--allocators", default=",".join(preload.ALLOCATORS),
                         metavar="A,B,...", help=f"comma-separated; each one of "
                                                 f"{ALLOCATOR_HELP} (default: all five)")
-    parser.add_argument("--repeat", type=int, metavar="N",
+    parser.add_argument("--repeat", type=positive_int, metavar="N",
                         help=f"runs per workload and allocator (default {bench.REPEAT}, "
                              f"{bench.QUICK_REPEAT} with --quick)")
     parser.add_argument("--ops", "-n", action="append", default=[], metavar="NAME=N",
                         help="-n for one workload (repeatable), instead of its default")
-    parser.add_argument("--threads", "-t", type=int, metavar="N",
+    parser.add_argument("--threads", "-t", type=positive_int, metavar="N",
                         help="threads of the multi-threaded workloads (larson, prodcons; "
                              "default: the CPUs usable, at least 2)")
     parser.add_argument("--seed", "-s", type=int, default=1, help="-s of every workload")
@@ -52,14 +54,17 @@ def add_parser(commands):
     parser.add_argument("--bench-dir", metavar="DIR",
                         help="the directory holding workloads/ and pyworkload.py (default: "
                              "the source tree's benchmarks/)")
-    parser.add_argument("--timeout", type=float, default=900, metavar="SECONDS",
+    parser.add_argument("--timeout", type=positive_float, default=900, metavar="SECONDS",
                         help="kill a run (SIGKILL) after this long (default 900)")
     parser.add_argument("--json", action="store_true",
                         help="print results.json to stdout instead of the tables")
+    markdown_argument(parser)
     parser.set_defaults(run=_bench)
 
 
 def _bench(args):
+    if args.out:
+        check_output_directory(args.out, "--out")
     config = bench.BenchConfig(
         workloads=names_list(args.workloads) if args.workloads else None,
         allocators=names_list(args.allocators), repeat=args.repeat, quick=args.quick,
@@ -74,7 +79,7 @@ def _bench(args):
         json.dump(result.as_dict(), sys.stdout, indent=2)
         print()
     else:
-        print(result.markdown(), end="")
+        print(fit(result.markdown(), args.markdown), end="")
         print(f"Written: {', '.join(result.files.values())}")
     if not result.ok:
         print(f"pymalloc-real bench: {len(result.failures)} run(s) rejected or workload(s) "

@@ -8,7 +8,9 @@ import json
 import sys
 
 from .. import preload
-from .text import WIDTH, ALLOCATOR_HELP, OPTION_HELP, command_argv
+from .tables import fit, markdown_argument
+from .errors import non_negative_int, positive_float, positive_int
+from .text import width, ALLOCATOR_HELP, OPTION_HELP, command_argv
 
 
 def add_parser(commands):
@@ -24,19 +26,20 @@ def add_parser(commands):
     compare.add_argument("--allocators", default=",".join(preload.ALLOCATORS),
                          metavar="A,B,...", help=f"comma-separated; each one of "
                                                  f"{ALLOCATOR_HELP} (default: all five)")
-    compare.add_argument("--repeat", "-n", type=int, default=5, metavar="N",
+    compare.add_argument("--repeat", "-n", type=positive_int, default=5, metavar="N",
                          help="runs per allocator (default 5)")
-    compare.add_argument("--warmup", type=int, default=0, metavar="N",
+    compare.add_argument("--warmup", type=non_negative_int, default=0, metavar="N",
                          help="rounds run first and not counted (default 0)")
     compare.add_argument("--baseline", default=preload.GLIBC, metavar="NAME",
                          help="the allocator the ratios are to (default glibc)")
     compare.add_argument("--option", "-o", action="append", default=[], metavar="KEY=VALUE",
                          help=OPTION_HELP)
-    compare.add_argument("--timeout", type=float, metavar="SECONDS",
+    compare.add_argument("--timeout", type=positive_float, metavar="SECONDS",
                          help="kill a run (SIGKILL) when it runs longer")
     compare.add_argument("--no-check-stdout", action="store_true",
                          help="do not require the same stdout from every run")
     compare.add_argument("--json", action="store_true", help="print the result as JSON")
+    markdown_argument(compare)
     compare.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- CMD ...",
                          help="the command and its arguments, after --")
     compare.set_defaults(run=_compare)
@@ -60,12 +63,12 @@ def _compare(args):
         json.dump(comparison.as_dict(), sys.stdout, indent=2)
         print()
     else:
-        print(comparison.table(), end="")
+        print(fit(comparison.table(), args.markdown), end="")
     return 0 if comparison.ok else 1
 
 
 def _progress_line(done, total, allocator):
     """A counter on one terminal line, rewritten in place and cleared at the end."""
     text = f"compare: run {done + 1}/{total} ({allocator})" if done < total else ""
-    sys.stderr.write(f"\r{text:<{WIDTH - 1}}\r" if text else f"\r{'':<{WIDTH - 1}}\r")
+    sys.stderr.write(f"\r{text:<{width() - 1}}\r")
     sys.stderr.flush()

@@ -1,4 +1,4 @@
-"""`pymalloc-real demo` (the default): the seed articles replayed on real memory, and
+"""`pymalloc-real demo`: the seed articles replayed on real memory, and
 everything it prints: the header, each step with its observations, the walk-through's
 operations and chunks, the address-space diagram, and the summary.
 """
@@ -13,7 +13,8 @@ from .. import __version__, demo
 from ..demo import AGREES, DISAGREES, NOT_APPLICABLE
 from ..kernel import procfs
 from ..kernel.space import size_text
-from .text import WIDTH, delta, detail, wrap
+from .errors import check_output_directory
+from .text import delta, detail, width, wrap
 
 
 _COUNTER_NAMES = {"brk_moves": "brk", "mmap_calls": "mmap", "munmap_calls": "munmap",
@@ -41,8 +42,9 @@ def add_parser(commands):
 
 
 def _demo(args):
-    """The demo; also what runs without a subcommand."""
-    """The demo; also what runs without a subcommand."""
+    """The demo: each step as it ends, then the summary."""
+    if args.plot:
+        check_output_directory(args.plot, "--plot")
     numbers = [args.step] if args.step is not None else sorted(demo.STEPS)
     # Fail before the run without matplotlib, but import it only after the run: loading
     # it grows the interpreter's heap and maps, and the experiments should not pay.
@@ -79,7 +81,8 @@ def _demo_document(steps, pictures):
 
 
 def _print_header():
-    print(f"pymalloc-real demo: the seed articles replayed on real memory (pid {os.getpid()})")
+    print(wrap(f"pymalloc-real demo: the seed articles replayed on real memory (pid "
+               f"{os.getpid()})", ""))
     print(wrap(f"Page size {procfs.page_size()} B. Transparent huge pages: "
                 f"{procfs.thp_setting()}; every block whose page faults are counted is marked "
                 "MADV_NOHUGEPAGE, so one fault means one page. Fault counts may exceed a "
@@ -89,7 +92,7 @@ def _print_header():
 def _print_step(step):
     print()
     title = f"== Step {step.number}: {step.title} "
-    print(f"{title:=<{WIDTH - len(step.verdict) - 1}} {step.verdict}")
+    print(f"{title:=<{width() - len(step.verdict) - 1}} {step.verdict}")
     detail("predicted", step.prediction)
     detail("observed" if step.verdict != NOT_APPLICABLE else "why n/a", step.reason)
     for label, text in step.observations:
@@ -117,7 +120,7 @@ def _print_operation(number, total, op):
     print()
     title = f"  [{number}/{total}] {op.operation} "
     verdict = "agrees" if op.held else "DISAGREES"
-    print(f"{title:-<{WIDTH - len(verdict) - 1}} {verdict}")
+    print(f"{title:-<{width() - len(verdict) - 1}} {verdict}")
     detail("predicted", op.prediction)
     detail("observed", op.reason)
     detail("break", f"{op.break_before:#x} -> {op.break_after:#x}  ({delta(op.break_delta)})")
@@ -162,17 +165,17 @@ _AREAS = {"stack": "stack", "mapping": "mmap area", "heap": "heap", "program": "
 def _space_lines(bands):
     """The address-space diagram: one line per band, its notes below it, and the name
     of each area beside its first band."""
-    width = max(len(f"{band.start:x}-{band.end:x}") for band in bands)
+    spans = max(len(f"{band.start:x}-{band.end:x}") for band in bands)
     lines, area = [], None
     for band in bands:
         span = f"{band.start:x}-{band.end:x}"
         name = _AREAS[band.area] if band.area and band.area != area else ""
         area = band.area or area
         if band.kind == "gap":
-            lines.append(f"  {'':11}{'~' * width}  {band.label}, {size_text(band.end - band.start)}")
+            lines.append(f"  {'':11}{'~' * spans}  {band.label}, {size_text(band.end - band.start)}")
             continue
-        lines.append(f"  {name:<11}{span:>{width}} {size_text(band.mapped):>7} {band.perms:4} "
-                     f"{band.label}"[:WIDTH])
+        lines.append(f"  {name:<11}{span:>{spans}} {size_text(band.mapped):>7} {band.perms:4} "
+                     f"{band.label}"[:width()])
         lines += [wrap(note, " " * 15, " " * 17) for note in band.notes]
     return lines
 

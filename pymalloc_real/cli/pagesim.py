@@ -10,9 +10,12 @@ import os
 import re
 import shlex
 import sys
+import tempfile
 
 from .. import pagesim
-from .text import ProgressBar, names_list, wrap
+from .tables import fit, markdown_argument
+from .errors import UsageError, check_output_file, positive_int
+from .text import ProgressBar, byte_size, names_list, width, wrap
 
 
 # ---- pagesim -----------------------------------------------------------------------------------
@@ -28,14 +31,20 @@ def add_parser(commands):
                     "Belady's anomaly (more frames, more faults). TRACE is the output of "
                     "`valgrind --tool=lackey --trace-mem=yes` or a plain list of page numbers "
                     "(decimal or 0x-hex, a trailing w for a store). With --record, CMD is run "
-                    "under lackey first (its output goes to stderr) and its trace saved. "
-                    "Exit status: 0, or 2 on an error.")
+                    "under lackey first (its output goes to stderr), with the trace's size "
+                    "on stderr as it grows and a limit (--max-trace); the trace is a "
+                    "temporary file unless --save names one. "
+                    "Exit status: 0, 2 on an error, 130 on Ctrl-C.")
     parser.add_argument("words", nargs="*", metavar="TRACE | -- CMD ...",
                         help="the trace file; with --record, the command after --")
     parser.add_argument("--record", action="store_true",
                         help="run CMD under valgrind's lackey and simulate its trace")
     parser.add_argument("--save", metavar="FILE",
-                        help="where --record writes the trace (default pagesim-CMD.lackey)")
+                        help="keep the trace --record writes in FILE (default: a temporary "
+                             "file, removed at the end)")
+    parser.add_argument("--max-trace", default="256M", metavar="SIZE",
+                        help="stop --record when the trace passes SIZE, e.g. 64M, 2G "
+                             "(default 256M; lackey writes about 20 bytes per access)")
     parser.add_argument("--frames", default="1-64", metavar="RANGE",
                         help="frame counts: N, A-B, A-B:STEP, comma-separated (default 1-64)")
     parser.add_argument("--algorithms", default="all", metavar="A,B,...",
@@ -43,17 +52,18 @@ def add_parser(commands):
                              "(default all)")
     parser.add_argument("--format", choices=("auto", "lackey", "pages"), default="auto",
                         help="what TRACE holds (default: recognised from its first lines)")
-    parser.add_argument("--page-size", type=int, default=pagesim.PAGE_SIZE, metavar="BYTES",
+    parser.add_argument("--page-size", type=positive_int, default=pagesim.PAGE_SIZE, metavar="BYTES",
                         help="page size for lackey's addresses (default 4096)")
     parser.add_argument("--no-instructions", action="store_true",
                         help="leave out lackey's instruction fetches (I lines)")
-    parser.add_argument("--tick", type=int, metavar="N",
+    parser.add_argument("--tick", type=positive_int, metavar="N",
                         help="references between R-bit clearings of NRU and aging "
                              "(default 4 x frames)")
     parser.add_argument("--plot", metavar="FILE",
                         help="also draw faults against frames into this PNG (needs matplotlib)")
     parser.add_argument("--json", action="store_true",
                         help="print every run (faults, hits, evictions, write-backs) as JSON")
+    markdown_argument(parser)
     parser.set_defaults(run=_pagesim)
 
 
@@ -63,28 +73,68 @@ def _pagesim(args):
                   else names_list(args.algorithms))
     if args.plot and importlib.util.find_spec("matplotlib") is None:
         raise ImportError("--plot needs matplotlib: pip install 'pymalloc_real[plot]'")
-    recording = None
-    if args.record:
-        if not args.words:
-            raise pagesim.PagesimError("no command given: pymalloc-real pagesim --record "
-                                       "[OPTIONS] -- CMD [ARG ...]")
-        path = args.save or f"pagesim-{os.path.basename(args.words[0])}.lackey"
-        print(f"pymalloc-real pagesim: recording {shlex.join(args.words)} under valgrind "
-              f"--tool=lackey into {path}", file=sys.stderr)
+    for option, path in (("--plot", args.plot), ("--save", args.save)):
+        if path:
+            check_output_file(path, option)
+    if not args.record:
+        if len(args.words) != 1:
+            raise UsageError("give one TRACE file, or --record -- CMD [ARG ...]")
+        return _simulate(args, frames, algorithms, args.words[0], args.format, None)
+    if not args.words:
+        raise UsageError("no command given: pymalloc-real pagesim --record [OPTIONS] -- "
+                         "CMD [ARG ...]")
+    limit = byte_size(args.max_trace, "--max-trace")
+    if limit < 1:
+        raise UsageError("--max-trace takes a size of at least 1 byte, such as 64M")
+    with tempfile.TemporaryDirectory(prefix="pymalloc-real-pagesim-") as scratch:
+        path = args.save or os.path.join(scratch, f"{os.path.basename(args.words[0])}.lackey")
+        where = path if args.save else "a temporary file (--save FILE keeps it)"
+        print(wrap(f"pymalloc-real pagesim: recording {shlex.join(args.words)} under "
+                   f"valgrind --tool=lackey into {where}, at most {args.max_trace}", ""),
+              file=sys.stderr)
         # fd 2: the command's own output must not mix with the report on stdout.
-        recording = pagesim.record(args.words, path, stdout=2)
+        try:
+            recording = pagesim.record(args.words, path, stdout=2, limit=limit,
+                                       progress=_RecordingProgress())
+        except pagesim.TraceTooLarge as error:
+            raise UsageError(f"{error} (--max-trace SIZE)") from None
         if recording.exit_status != 0:
             print(f"pymalloc-real pagesim: {args.words[0]} exited with status "
                   f"{recording.exit_status}; simulating the trace it left", file=sys.stderr)
-        trace_path, trace_format = path, "lackey"
-    elif len(args.words) == 1:
-        trace_path, trace_format = args.words[0], args.format
-    else:
-        raise pagesim.PagesimError("give one TRACE file, or --record -- CMD [ARG ...]")
+        return _simulate(args, frames, algorithms, path, "lackey", recording)
+
+
+class _RecordingProgress:
+    """The trace's size on stderr as it grows: redrawn in place on a terminal, a line
+    every 5 s otherwise; a last line with the total."""
+
+    def __init__(self):
+        self.tty, self.shown = sys.stderr.isatty(), 0.0
+
+    def __call__(self, size, seconds):
+        text = f"pagesim: recording: {size / (1 << 20):,.1f} MiB of trace, {seconds:.0f} s"
+        if self.tty:
+            sys.stderr.write(f"\r{text:<{width() - 1}}\r")
+        elif seconds - self.shown >= 5:
+            self.shown = seconds
+            sys.stderr.write(text + "\n")
+        sys.stderr.flush()
+
+
+def _simulate(args, frames, algorithms, trace_path, trace_format, recording):
     trace = pagesim.Trace.load(trace_path, trace_format, page_size=args.page_size,
                                instructions=not args.no_instructions)
+    if not len(trace):
+        raise pagesim.PagesimError(
+            f"{trace_path} holds no page references read as "
+            f"{'lackey output' if trace.page_size else 'a list of page numbers'}: give "
+            "`valgrind --tool=lackey --trace-mem=yes` output or page numbers (7 0 1 2w ...)"
+            + ("; --format auto recognises which" if args.format != "auto" else ""))
     if recording:       # the plot's title names the program, not the file
         trace.description = f"{shlex.join(args.words)} under lackey"
+        done = (f"pymalloc-real pagesim: recorded {recording.size / (1 << 20):,.1f} MiB in "
+                f"{recording.seconds:.1f} s")
+        print(f"\r{done:<{width() - 1}}" if sys.stderr.isatty() else done, file=sys.stderr)
     progress = ProgressBar("pagesim") if sys.stderr.isatty() else None
     table = pagesim.curve(trace, frames, algorithms, tick=args.tick, progress=progress)
     anomalies = table.anomalies() if "fifo" in table.algorithms else None
@@ -105,14 +155,15 @@ def _pagesim(args):
     source = ("a plain list of page numbers" if trace.page_size is None else
               f"lackey, {trace.page_size}-byte pages, instruction fetches "
               f"{'left out' if args.no_instructions else 'included'}")
-    print(wrap(f"pymalloc-real pagesim: {trace_path} ({source})", ""))
+    shown = trace_path if not recording or args.save else trace.description
+    print(wrap(f"pymalloc-real pagesim: {shown} ({source})", ""))
     stores = f" ({trace.stores / len(trace):.1%})" if len(trace) else ""
     print(f"  {len(trace):,} references to {trace.pages:,} pages, {trace.stores:,} "
           f"stores{stores}")
     print()
     print("Page faults by frames (--json adds hits, evictions and write-backs):")
     print()
-    print(table.markdown())
+    print(fit(table.markdown(), args.markdown))
     if anomalies is not None:
         span = f"{min(frames)}-{max(frames)} frames"
         text = ("none for " + span if not anomalies else

@@ -8,6 +8,8 @@ import json
 import os
 import sys
 
+from .tables import fit, markdown_argument
+from .errors import UsageError, check_output_file, positive_float, positive_int
 from .text import byte_size, names_list, wrap
 
 
@@ -32,11 +34,11 @@ def add_parser(commands):
     parser.add_argument("--region", metavar="SIZE",
                         help="address space of each region policy, e.g. 64M, 1G "
                              "(default 256M)")
-    parser.add_argument("--block-size", type=int, metavar="BYTES",
+    parser.add_argument("--block-size", type=positive_int, metavar="BYTES",
                         help="bitmap: the one block size (default 256)")
     parser.add_argument("--no-verify", action="store_true",
                         help="skip the pattern checks in every block (faster, for timing)")
-    parser.add_argument("--time-limit", type=float, default=30.0, metavar="SECONDS",
+    parser.add_argument("--time-limit", type=positive_float, default=30.0, metavar="SECONDS",
                         help="stop a policy after this long (the fits and the minimal "
                              "allocator are O(free blocks) per op; default 30)")
     parser.add_argument("--plot", metavar="FILE",
@@ -46,6 +48,7 @@ def add_parser(commands):
                              "as text")
     parser.add_argument("--json", action="store_true",
                         help="print every result, with its time series, as JSON")
+    markdown_argument(parser)
     parser.set_defaults(run=_replay)
 
 
@@ -54,8 +57,12 @@ def _replay(args):
     policies = lab.POLICIES if args.policies == "all" else names_list(args.policies)
     if args.plot and importlib.util.find_spec("matplotlib") is None:
         raise ImportError("--plot needs matplotlib: pip install 'pymalloc_real[plot]'")
+    for option, path in (("--plot", args.plot),):
+        if path:
+            check_output_file(path, option)
     region = byte_size(args.region) if args.region else None
-    trace = lab.pack(lab.load(args.trace))
+    trace = _well_formed(lab.load(args.trace), args.trace)
+    trace = lab.pack(trace)
     table = lab.compare(trace, policies, region_size=region, verify=not args.no_verify,
                         block_size=args.block_size, time_limit=args.time_limit,
                         description=os.path.basename(args.trace))
@@ -79,7 +86,7 @@ def _replay(args):
     print(f"  {trace.n_ops:,} ops on {trace.n_objects:,} objects; the replay loop alone costs "
           f"{table.loop_ns_per_op:.0f} ns/op{'' if args.no_verify else ' (ns/op below include the pattern checks)'}")
     print()
-    print(table.as_table())
+    print(fit(table.as_table(), args.markdown))
     print()
     print(wrap("Footprint: region policies, the high-water mark of their region and side "
                 "tables (never given back); ptmalloc and glibc, what their heaps and mmaps "
@@ -90,3 +97,16 @@ def _replay(args):
     if plot:
         print(f"Plot: {plot}")
     return 0
+
+
+def _well_formed(trace, path):
+    """The trace, refused when it is empty or not a program's history (a double free,
+    a free of an object never made): the replay would be meaningless."""
+    if not len(trace):
+        raise UsageError(f"{path} holds no operations: give a trace of `pymalloc-real "
+                         "trace` or the text form (m ID SIZE, f ID, r ID SIZE, ...)")
+    problems = trace.problems(limit=3)
+    if problems:
+        raise UsageError(f"{path} is not a well-formed trace: {'; '.join(problems)} (each "
+                         "object is made once, then freed at most once, by its id)")
+    return trace

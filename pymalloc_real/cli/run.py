@@ -10,6 +10,7 @@ import sys
 
 from .. import preload
 from ..kernel.space import size_text
+from .errors import positive_float
 from .text import LABEL, ALLOCATOR_HELP, OPTION_HELP, command_argv, wrap
 
 
@@ -26,7 +27,7 @@ def add_parser(commands):
                      help=f"{ALLOCATOR_HELP} (default: {preload.OURS})")
     run.add_argument("--option", "-o", action="append", default=[], metavar="KEY=VALUE",
                      help=OPTION_HELP)
-    run.add_argument("--timeout", type=float, metavar="SECONDS",
+    run.add_argument("--timeout", type=positive_float, metavar="SECONDS",
                      help="kill the command (SIGKILL) when it runs longer")
     run.add_argument("--no-stats", action="store_true",
                      help="do not collect pymalloc_real's statistics")

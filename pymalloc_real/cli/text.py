@@ -5,6 +5,7 @@ arguments, list and size arguments, and the progress bar on stderr.
 
 
 import re
+import shutil
 import sys
 import textwrap
 
@@ -13,7 +14,20 @@ from ..errors import PymallocError
 from ..kernel.space import size_text
 
 
-WIDTH = 100                 # everything printed fits a terminal this wide
+WIDTH = 100                 # text is wrapped to the terminal, at most this wide
+
+
+NARROWEST = 60              # below this, wrapping costs more than it saves
+
+
+def terminal_columns():
+    """The terminal's width (COLUMNS, else the terminal of stdout, else 100)."""
+    return shutil.get_terminal_size((WIDTH, 24)).columns
+
+
+def width():
+    """The width text is wrapped to: the terminal's, between NARROWEST and WIDTH."""
+    return max(NARROWEST, min(WIDTH, terminal_columns()))
 
 
 LABEL = 11                  # width of the label column of a step's details
@@ -63,22 +77,23 @@ class ProgressBar:
         self.shown_tenth = -1
 
     def __call__(self, done, total, label):
+        columns = width()
         fraction = done / total if total else 1.0
         filled = int(self.width * fraction)
         bar = f"{self.name}: [{'#' * filled}{'.' * (self.width - filled)}] {done}/{total}"
         if self.tty:
-            text = f"{bar} {label}"[:WIDTH - 1] if done < total else ""
-            sys.stderr.write(f"\r{text:<{WIDTH - 1}}\r" if text else f"\r{'':<{WIDTH - 1}}\r")
+            text = f"{bar} {label}"[:columns - 1] if done < total else ""
+            sys.stderr.write(f"\r{text:<{columns - 1}}\r")
         elif int(fraction * 10) > self.shown_tenth:
             self.shown_tenth = int(fraction * 10)
             sys.stderr.write(f"{bar} {label}".rstrip() + "\n")
         sys.stderr.flush()
 
 
-def byte_size(text):
+def byte_size(text, option="--region"):
     match = re.fullmatch(r"(\d+)\s*([kKmMgGtT]?)(?:i?[bB])?", text.strip())
     if not match:
-        raise PymallocError(f"--region takes a size such as 64M or 1G, not {text!r}")
+        raise PymallocError(f"{option} takes a size such as 64M or 1G, not {text!r}")
     return int(match[1]) << {"": 0, "k": 10, "m": 20, "g": 30, "t": 40}[match[2].lower()]
 
 
@@ -89,7 +104,7 @@ def detail(label, text):
 
 
 def wrap(text, first, rest=None):
-    return textwrap.fill(text, WIDTH, initial_indent=first,
+    return textwrap.fill(text, width(), initial_indent=first,
                          subsequent_indent=rest if rest is not None else
                          (INDENT if first else ""), break_on_hyphens=False)
 

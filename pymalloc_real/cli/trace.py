@@ -4,12 +4,14 @@ and its summary.
 
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import os
 import sys
 
 from .. import trace as tracing
+from .errors import check_output_file, positive_float
 from .text import OPTION_HELP, command_argv
 
 
@@ -23,7 +25,9 @@ def add_parser(commands):
                     "memalign & co, with object ids, sizes, alignments and threads) to FILE "
                     "in the compact binary form (or text with --text). The command's "
                     "output passes through; a one-line summary goes to stderr (--json: a "
-                    "JSON summary on stdout). Exit status: the command's, 2 on an error.")
+                    "JSON summary on stdout, and the command's stdout goes to stderr so "
+                    "that stdout holds the JSON alone). Exit status: the command's, 2 on "
+                    "an error, 130 on Ctrl-C.")
     parser.add_argument("-o", "--output", required=True, metavar="FILE",
                         help="where to write the trace")
     parser.add_argument("--text", action="store_true", help="write the text form")
@@ -32,7 +36,7 @@ def add_parser(commands):
                              "all the command started (gcc: cc1), not the command's own")
     parser.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
                         help=OPTION_HELP)
-    parser.add_argument("--timeout", type=float, metavar="SECONDS",
+    parser.add_argument("--timeout", type=positive_float, metavar="SECONDS",
                         help="kill the command (SIGKILL) when it runs longer")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
     parser.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- CMD ...",
@@ -42,8 +46,10 @@ def add_parser(commands):
 
 def _trace(args):
     argv = command_argv(args)
-    recording = tracing.record_run(argv, options=",".join(args.option) or None,
-                                   timeout=args.timeout, capture=args.json)
+    check_output_file(args.output, "-o")
+    with _stdout_to_stderr(args.json):
+        recording = tracing.record_run(argv, options=",".join(args.option) or None,
+                                       timeout=args.timeout, capture=False)
     chosen = recording.largest() if args.largest else recording.trace
     if chosen is None:
         raise tracing.TraceError(f"the command's process (pid {recording.report.pid}) wrote "
@@ -65,3 +71,20 @@ def _trace(args):
         print(f"pymalloc-real trace: {summary.line()}; {args.output}: {size:,} bytes "
               f"({size / max(len(chosen), 1):.2f} bytes/op)", file=sys.stderr)
     return recording.report.shell_status
+
+
+@contextlib.contextmanager
+def _stdout_to_stderr(active):
+    """While active, file descriptor 1 (what the command inherits as its stdout) is our
+    stderr, so the command's output passes through without mixing with the JSON."""
+    if not active:
+        yield
+        return
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        os.dup2(2, 1)
+        yield
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)

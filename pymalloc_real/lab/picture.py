@@ -4,6 +4,7 @@ as text or (with matplotlib) a PNG.
 
 
 
+from .. import charts
 from .packing import REGION_POLICIES, LabError
 from .policy import Policy
 from .results import _size
@@ -74,6 +75,7 @@ def _draw_picture(path, policy, moment, blocks, base, extent):
             ax.broken_barh(spans, (0, 1), facecolors=color, edgecolor="white",
                            linewidth=0.2, label=kind)
     ax.set_xlim(0, extent / 1024)
+    charts.plain_numbers(ax, "x")
     ax.set_yticks([])
     ax.set_xlabel("offset in the region (KiB)")
     ax.set_title(f"{policy} {moment}")

@@ -6,6 +6,7 @@
 import dataclasses
 from ..reprs import readable
 
+from .. import charts
 
 
 # ---- results -----------------------------------------------------------------------------------
@@ -152,17 +153,30 @@ class Comparison:
     def plot(self, path, title=None):
         """Footprint over time per policy (and the live bytes) into a PNG; returns the
         path. Needs matplotlib."""
+        figure = self.figure(title)
+        figure.savefig(path, dpi=110)
+        return path
+
+    def figure(self, title=None):
+        """The chart of :meth:`plot` as a matplotlib Figure. Policies whose footprints
+        coincide (the buddy and the pooled buddy often do) keep markers of their own,
+        set apart, and say "= other" in the legend."""
         from matplotlib.figure import Figure     # optional dependency: only when plotting
         import matplotlib
         palette = matplotlib.colormaps["tab20"].colors
         figure = Figure(figsize=(10, 5.5))
         ax = figure.add_subplot()
+        curves = {r.policy: [s.footprint for s in r.series] for r in self.results}
+        same = charts.coinciding(curves)
         for n, r in enumerate(self.results):
             label = r.policy + (f" (stopped at {r.ops:,})" if r.timed_out else "")
             real = r.policy in ("ptmalloc", "glibc")
+            style = charts.curve_style(n, len(self.results), len(r.series), same.get(r.policy))
+            style.setdefault("linestyle", ":" if real else "-")
             ax.plot([s.op for s in r.series], [s.footprint / 2 ** 20 for s in r.series],
-                    label=label, color=palette[(2 * n) % 20 + (n >= 10)],
-                    linewidth=2.2 if real else 1.3, linestyle=":" if real else "-")
+                    label=charts.same_label(label, same.get(r.policy)),
+                    color=palette[(2 * n) % 20 + (n >= 10)],
+                    linewidth=2.2 if real else 1.3, **style)
         # The live bytes are the trace's, the same under every policy that took every
         # request: drawn from the longest run.
         longest = max(self.results, key=lambda r: (r.ops, -r.failed), default=None)
@@ -173,8 +187,8 @@ class Comparison:
         ax.set_xlabel("operations")
         ax.set_ylabel("footprint (MiB)")
         ax.set_title(title or f"Footprint over time{': ' + self.description if self.description else ''}")
+        charts.plain_numbers(ax, "xy")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8, ncol=2)
         figure.tight_layout()
-        figure.savefig(path, dpi=110)
-        return path
+        return figure

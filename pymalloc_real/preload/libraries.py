@@ -164,9 +164,26 @@ def resolve(allocator):
                     "`make peers` installs jemalloc, mimalloc and tcmalloc")
             raise PeerMissing(f"no allocator library at {path}; {hint}", allocator,
                               [path], hint)
+        if not _is_shared_library(path):
+            raise OptionError(f"{path} is not a shared library (an ELF file of type "
+                              f"ET_DYN), so LD_PRELOAD would ignore it: give a library's "
+                              f"path or one of {', '.join(ALLOCATORS)}")
         return Allocator(allocator, path, is_ours(allocator))
     raise OptionError(f"unknown allocator {allocator!r}: use one of {', '.join(ALLOCATORS)} "
                       "or the path of a shared library")
+
+
+def _is_shared_library(path):
+    """Whether ``path`` starts like an ELF shared object: the magic, then e_type
+    ET_DYN (3) in the file's own byte order."""
+    try:
+        with open(path, "rb") as f:
+            header = f.read(18)
+    except OSError:
+        return False
+    if len(header) < 18 or header[:4] != b"\x7fELF" or header[5] not in (1, 2):
+        return False
+    return int.from_bytes(header[16:18], "little" if header[5] == 1 else "big") == 3
 
 
 def is_ours(allocator):
