@@ -27,6 +27,7 @@ prm_chunk *prmi_mmap_chunk(size_t nb)
     prm_mmap_header *h = prm_os_mmap(length);
     if (h == NULL)
         return NULL;
+    prm_os_name_mapping(h, length, PRM_MAP_NAME_MMAPPED);
     h->length = length;
     prm_chunk *p = (prm_chunk *)((char *)h + offset);
     h->chunk = p;

@@ -53,6 +53,16 @@ int   prm_os_mincore(void *addr, size_t length, unsigned char *vec);
 
 size_t prm_os_page_size(void);
 
+/* Name an anonymous mapping so that /proc/PID/maps shows it as "[anon:NAME]"
+ * (prctl PR_SET_VMA_ANON_NAME, Linux 5.17 with CONFIG_ANON_VMA_NAME). `name` must be a
+ * string that lives as long as the process (the kernel copies it, but the caller's
+ * string is its identity). Best effort: a kernel that refuses (EINVAL) is asked once
+ * and never again. Never changes errno (it runs inside malloc): 0 if named, or -1. */
+int prm_os_name_mapping(void *addr, size_t length, const char *name);
+/* What naming did so far: 1 the kernel named a mapping, 0 not tried yet, or -errno of
+ * the refusal that stopped it (-EINVAL: a kernel without CONFIG_ANON_VMA_NAME). */
+int prm_os_naming_status(void);
+
 /* Futex wait/wake on a 32-bit word, for the allocator's locks. */
 void prm_os_futex_wait(int *word, int expected);
 void prm_os_futex_wake(int *word, int count);
@@ -115,6 +125,9 @@ typedef struct prm_os_counters {
 } prm_os_counters;
 
 void prm_os_get_counters(prm_os_counters *out);
+/* Where the counters live, for the live view's directory (publish.c): a reader in
+ * another process copies them from there. */
+const prm_os_counters *prm_os_counters_address(void);
 
 /* Failure injection for tests: the next `count` calls of `op` fail with ENOMEM without
  * reaching the kernel. count 0 clears the injection. */

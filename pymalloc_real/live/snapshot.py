@@ -1,0 +1,229 @@
+"""A consistent copy of another process's allocator, taken without stopping it.
+
+What an arena's lock guards (the arena, its segments and every chunk header in them) is
+copied between two reads of that lock's sequence counter (csrc/core/glue.h): an odd
+value means the lock is held, a different value afterwards means somebody changed the
+arena while we copied; either way the copy is thrown away and taken again. The
+mmapped-chunk registry is copied the same way under its own lock. The process never
+waits for us: it only pays two plain stores per lock cycle it would take anyway.
+
+Pages the process never touched (or gave back) are not read at all (pagemap says they
+are absent; they hold zeros), so looking never faults memory into the process and
+never changes what its own ledger calls resident.
+"""
+import bisect
+import struct
+import time
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional
+
+from .remote import LiveViewError, UnmappedRead
+
+__all__ = ["Snapshot", "ArenaImage", "SegmentImage", "MappedImage", "take_snapshot"]
+
+ATTEMPTS = 200                 # copies of one arena before we give up on it
+SEGMENT_LIMIT = 1 << 16        # more segments than that: the copy is not a heap
+
+
+@dataclass
+class SegmentImage:
+    address: int                # the prm_segment header
+    raw_start: int
+    end: int
+    first: int                  # the first chunk
+    kind: int
+    serial: int
+    data: bytes                 # [raw_start, end)
+    present: List[bool]         # per page from raw_start rounded down to a page
+
+
+@dataclass
+class ArenaImage:
+    address: int
+    fields: Dict[str, int]      # the prm_arena members the live view reads
+    raw: bytes                  # the whole struct (bins and fast bins are read from it)
+    segments: List[SegmentImage]
+    copies: int                 # attempts it took to get a consistent copy
+
+
+@dataclass
+class MappedImage:
+    header: int                 # the mapping (its prm_mmap_header)
+    length: int
+    chunk: int
+    size_word: int              # the chunk's size with its flag bits
+    present: List[bool]
+
+
+@dataclass
+class Snapshot:
+    """Everything the live view knows about the process at one moment."""
+    pid: int
+    taken: float                # time.time()
+    params: Dict[str, int]
+    os_counters: Dict[str, int]
+    report: Optional[Dict[str, object]]     # the shim's call counters, None without stats=
+    arenas: List[ArenaImage]
+    registry: Dict[str, int]
+    mapped: List[MappedImage]
+    page: int
+    _starts: List[int] = field(default_factory=list, repr=False)
+    _segments: List[SegmentImage] = field(default_factory=list, repr=False)
+
+    def __post_init__(self):
+        segments = sorted((s for a in self.arenas for s in a.segments), key=lambda s: s.raw_start)
+        self._segments = segments
+        self._starts = [s.raw_start for s in segments]
+
+    def segment_at(self, address) -> Optional[SegmentImage]:
+        i = bisect.bisect_right(self._starts, address) - 1
+        if i >= 0 and address < self._segments[i].end:
+            return self._segments[i]
+        return None
+
+    def u64(self, address):
+        """The word at `address` in the copy of the heap; KeyError outside it."""
+        seg = self.segment_at(address)
+        if seg is None or address + 8 > seg.end:
+            raise KeyError(address)
+        return struct.unpack_from("<Q", seg.data, address - seg.raw_start)[0]
+
+
+def _members(directory, struct_name, raw, names):
+    """{member: int} of the little-endian integer members `names` of a struct copy."""
+    out = {}
+    for name in names:
+        offset, size = directory.fields[f"{struct_name}.{name}"]
+        out[name] = int.from_bytes(raw[offset:offset + size], "little")
+    return out
+
+
+_ARENA_MEMBERS = ("index", "corrupt", "abandoned", "attached_threads", "next", "remote_head",
+                  "remote_frees", "top", "last_remainder", "segments", "segment_count",
+                  "system_bytes", "max_system_bytes", "in_use_bytes", "in_use_chunks", "trims",
+                  "consolidations", "segments_opened", "discards")
+_SEGMENT_MEMBERS = ("older", "raw_start", "end", "first", "kind", "serial")
+_REGISTRY_MEMBERS = ("broken", "count", "max_count", "mapped_bytes", "max_mapped_bytes",
+                     "chunk_bytes")
+_PARAMS = ("max_fast", "trim_threshold", "top_pad", "mmap_threshold", "n_mmaps_max",
+           "no_dyn_threshold", "perturb_byte", "check_action", "canary", "arena_test",
+           "arena_max", "tcache_count")
+_SIGNED_PARAMS = ("n_mmaps_max", "perturb_byte", "check_action", "canary", "no_dyn_threshold",
+                  "tcache_count")
+
+
+def _seq(memory, directory, lock_address):
+    offset = directory.offset("prm_lock.seq")
+    return int.from_bytes(memory.read(lock_address + offset, 4), "little")
+
+
+def _consistently(memory, directory, what, address, lock_offset, copy):
+    """copy() between two even, equal reads of the sequence counter of the lock at
+    address + lock_offset: (result, attempts)."""
+    lock = address + lock_offset
+    for attempt in range(1, ATTEMPTS + 1):
+        before = _seq(memory, directory, lock)
+        if before % 2 == 0:
+            try:
+                result = copy()
+            except UnmappedRead:
+                result = None   # a segment went away while we read: try again
+            if result is not None and _seq(memory, directory, lock) == before:
+                return result, attempt
+        time.sleep(min(0.0002 * attempt, 0.01))
+    raise LiveViewError(f"process {memory.pid}: {what} kept changing (or its lock stayed "
+                        f"held) through {ATTEMPTS} copies; try again")
+
+
+def _copy_arena(memory, directory, address):
+    size = directory.size("prm_arena")
+    raw = memory.read(address, size)
+    fields = _members(directory, "prm_arena", raw, _ARENA_MEMBERS)
+    segments, seg = [], fields["segments"]
+    segment_size = directory.size("prm_segment")
+    while seg and len(segments) < SEGMENT_LIMIT:
+        header = _members(directory, "prm_segment", memory.read(seg, segment_size), _SEGMENT_MEMBERS)
+        if not header["raw_start"] <= seg < header["end"]:
+            return None         # read mid-update
+        data, present = memory.read_pages(header["raw_start"], header["end"])
+        segments.append(SegmentImage(seg, header["raw_start"], header["end"], header["first"],
+                                     header["kind"], header["serial"], data, present))
+        seg = header["older"]
+    return raw, fields, segments
+
+
+def _copy_registry(memory, directory, address):
+    raw = memory.read(address, directory.size("prm_mmap_registry"))
+    fields = _members(directory, "prm_mmap_registry", raw, _REGISTRY_MEMBERS)
+    head = address + directory.offset("prm_mmap_registry.list")
+    list_offset = directory.offset("prm_mmap_registry.list")
+    h = int.from_bytes(raw[list_offset:list_offset + 8], "little")
+    header_size = directory.size("prm_mmap_header")
+    mapped = []
+    while not fields["broken"] and h != head:
+        if len(mapped) > fields["count"]:
+            return None         # more than it counts: read mid-update
+        header = _members(directory, "prm_mmap_header", memory.read(h, header_size),
+                          ("next", "length", "chunk"))
+        size_word = memory.u64(header["chunk"] + directory.offset("prm_chunk.size"))
+        present = memory.present_pages(h, h + header["length"])
+        mapped.append(MappedImage(h, header["length"], header["chunk"], size_word, present))
+        h = header["next"]
+    return fields, mapped
+
+
+def take_snapshot(memory, directory) -> Snapshot:
+    """A consistent copy of every arena and of the mmapped-chunk registry."""
+    d = directory
+    state = d.state
+    try:
+        params_raw = memory.read(state + d.offset("prm_state.params"),
+                                 max(d.offset(f"prm_params.{p}") + d.size(f"prm_params.{p}") for p in _PARAMS))
+        params = _members(d, "prm_params", params_raw, _PARAMS)
+        for name in _SIGNED_PARAMS:
+            width = d.size(f"prm_params.{name}") * 8
+            if params[name] >> (width - 1):
+                params[name] -= 1 << width
+        counters_raw = memory.read(d.os_counters, d.size("prm_os_counters"))
+        counter_names = [n.split(".", 1)[1] for n in d.fields if n.startswith("prm_os_counters.")]
+        os_counters = _members(d, "prm_os_counters", counters_raw, counter_names)
+        report = _copy_report(memory, d)
+
+        arenas = []
+        address = state + d.offset("prm_state.main_arena")
+        lock_offset = d.offset("prm_arena.lock")
+        while address and len(arenas) < 4096:
+            (raw, fields, segments), copies = _consistently(
+                memory, d, f"arena {len(arenas)}", address, lock_offset,
+                lambda a=address: _copy_arena(memory, d, a))
+            if not fields["abandoned"]:
+                arenas.append(ArenaImage(address, fields, raw, segments, copies))
+            address = fields["next"]
+
+        registry_address = state + d.offset("prm_state.mmapped")
+        (registry, mapped), _ = _consistently(
+            memory, d, "the mmapped-chunk registry", registry_address,
+            d.offset("prm_mmap_registry.lock"), lambda: _copy_registry(memory, d, registry_address))
+    except UnmappedRead:
+        raise LiveViewError(f"process {memory.pid}: the allocator's state is not mapped where "
+                            "its directory says (a library built differently?)") from None
+    return Snapshot(memory.pid, time.time(), params, os_counters, report, arenas, registry,
+                    mapped, memory.page)
+
+
+def _copy_report(memory, d):
+    """The shim's call counters (csrc/preload/preload.c), or None when they are not
+    counted (PYMALLOC_REAL_OPTIONS without stats=) or there is no shim."""
+    if not d.report or "report.calls" not in d.fields:
+        return None
+    end = max(offset + size for name, (offset, size) in d.fields.items() if name.startswith("report."))
+    raw = memory.read(d.report, end)
+    value = _members(d, "report", raw, ("enabled", "bytes_requested", "live_bytes", "peak_live_bytes"))
+    if not value["enabled"]:
+        return None
+    offset, size = d.fields["report.calls"]
+    counts = struct.unpack_from(f"<{size // 8}Q", raw, offset)
+    value["calls"] = dict(zip(d.call_names(), counts))
+    offset, size = d.fields["report.size_classes"]
+    value["size_classes"] = list(struct.unpack_from(f"<{size // 8}Q", raw, offset))
+    return value
