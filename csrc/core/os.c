@@ -229,11 +229,13 @@ int prm_os_name_mapping(void *addr, size_t length, const char *name)
     int saved = errno;
     if (prctl(PR_SET_VMA, PR_SET_VMA_ANON_NAME, (unsigned long)addr, (unsigned long)length,
               (unsigned long)name) == 0) {
+        COUNT(mappings_named, 1);
         if (status == 0)
             __atomic_store_n(&os_naming_status, 1, __ATOMIC_RELAXED);
         return 0;
     }
     int error = errno;
+    COUNT(naming_refused, 1);
     /* EINVAL: the kernel does not know the option (before 5.17, or built without
      * CONFIG_ANON_VMA_NAME); asking again would only cost a system call per mapping. */
     if (error == EINVAL && status == 0)

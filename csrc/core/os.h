@@ -122,6 +122,8 @@ typedef struct prm_os_counters {
     uint64_t mmap_bytes;        /* total length mapped */
     uint64_t munmap_bytes;      /* total length unmapped */
     uint64_t discard_bytes;     /* total length handed to MADV_DONTNEED */
+    uint64_t mappings_named;    /* mappings the kernel named (prm_os_name_mapping) */
+    uint64_t naming_refused;    /* names it refused (once EINVAL, we stop asking) */
 } prm_os_counters;
 
 void prm_os_get_counters(prm_os_counters *out);

@@ -65,6 +65,7 @@ static const prm_live_field live_fields[] = {
     FIELD(prm_os_counters, tombstone_calls), FIELD(prm_os_counters, brk_bytes_grown),
     FIELD(prm_os_counters, brk_bytes_shrunk), FIELD(prm_os_counters, mmap_bytes),
     FIELD(prm_os_counters, munmap_bytes), FIELD(prm_os_counters, discard_bytes),
+    FIELD(prm_os_counters, mappings_named), FIELD(prm_os_counters, naming_refused),
     CONSTANT(PRM_NFASTBINS), CONSTANT(PRM_NBINS), CONSTANT(PRM_UNSORTED_BIN),
     CONSTANT(PRM_FIRST_LARGE_BIN), CONSTANT(PRM_LAST_BIN), CONSTANT(PRM_FENCE_SIZE),
     CONSTANT(PRM_MINSIZE), CONSTANT(PRM_REMOTE_FREES), CONSTANT(PRM_RECOVERABLE),

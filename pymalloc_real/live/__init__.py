@@ -24,9 +24,10 @@ from .directory import Directory, find_directory
 from .remote import LiveViewError, RemoteMemory, command_name, rss_and_faults
 from .snapshot import take_snapshot
 from .walk import Walker
+from . import text      # heap_text, top_text: the live view for people
 
 __all__ = ["attach", "LiveProcess", "LiveSnapshot", "LiveViewError", "SizeClass", "Counters",
-           "naming_supported"]
+           "RemoteMemory", "naming_supported"]
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,7 @@ class LiveSnapshot:
     def __init__(self, process, snapshot, counters):
         self.process, self.raw, self.counters = process, snapshot, counters
         self._walker = Walker(snapshot, process.directory)
+        self._views = {}
 
     @property
     def taken(self):
@@ -63,8 +65,12 @@ class LiveSnapshot:
         return self.raw.report
 
     def _walk(self, name):
+        """A view of the copy, computed once (the copy never changes)."""
+        if name in self._views:
+            return self._views[name]
         try:
-            return getattr(self._walker, name)()
+            self._views[name] = getattr(self._walker, name)()
+            return self._views[name]
         except KeyError as error:
             raise LiveViewError(f"process {self.process.pid}: a chunk at {error.args[0]:#x} "
                                 "lies outside every heap segment of the copy") from None

@@ -101,17 +101,37 @@ class RemoteMemory:
         return struct.unpack("<Q", self.read(address, 8))[0]
 
     def _readv(self, ranges):
+        buffer = bytearray(sum(length for _, length in ranges))
+        self._readv_into(ranges, buffer, self._offsets(ranges))
+        out, offset = [], 0
+        for _, length in ranges:
+            out.append(bytes(buffer[offset:offset + length]))
+            offset += length
+        return out
+
+    @staticmethod
+    def _offsets(ranges):
+        offsets, offset = [], 0
+        for _, length in ranges:
+            offsets.append(offset)
+            offset += length
+        return offsets
+
+    def _readv_into(self, ranges, buffer, offsets):
+        """Copy each (address, length) of `ranges` into `buffer` at the matching offset,
+        in one system call (at most IOV_MAX ranges)."""
+        if not ranges:
+            return
         total = sum(length for _, length in ranges)
-        buffer = ctypes.create_string_buffer(max(total, 1))
         local = (_IoVec * len(ranges))()
         remote = (_IoVec * len(ranges))()
-        offset = 0
-        base = ctypes.addressof(buffer)
-        for i, (address, length) in enumerate(ranges):
+        holder = (ctypes.c_char * len(buffer)).from_buffer(buffer) if buffer else None
+        base = ctypes.addressof(holder) if holder is not None else 0
+        for i, ((address, length), offset) in enumerate(zip(ranges, offsets)):
             local[i].iov_base, local[i].iov_len = base + offset, length
             remote[i].iov_base, remote[i].iov_len = address, length
-            offset += length
         done = _process_vm_readv(self.pid, local, len(ranges), remote, len(ranges), 0)
+        del holder
         if done < 0:
             error = ctypes.get_errno()
             if error == errno_codes.EPERM:
@@ -123,12 +143,6 @@ class RemoteMemory:
             raise LiveViewError(f"process_vm_readv of process {self.pid}: {os.strerror(error)}")
         if done != total:
             raise UnmappedRead()     # a partial copy stops at the first unmapped range
-        data = buffer.raw
-        out, offset = [], 0
-        for _, length in ranges:
-            out.append(data[offset:offset + length])
-            offset += length
-        return out
 
     def present_pages(self, start, end):
         """One bool per page of [start, end): present in RAM or in swap (so it holds
@@ -158,9 +172,10 @@ class RemoteMemory:
                 hi = min(end, base + i * self.page)
                 runs.append((lo, hi - lo))
                 run_start = None
-        for (address, length), chunk in zip(runs, self.read_many(runs)):
-            data[address - start:address - start + length] = chunk
-        return bytes(data), present
+        for first in range(0, len(runs), IOV_MAX):
+            part = runs[first:first + IOV_MAX]
+            self._readv_into(part, data, [address - start for address, _ in part])
+        return data, present
 
 
 # ---- /proc ---------------------------------------------------------------------------------

@@ -4,8 +4,11 @@ What an arena's lock guards (the arena, its segments and every chunk header in t
 copied between two reads of that lock's sequence counter (csrc/core/glue.h): an odd
 value means the lock is held, a different value afterwards means somebody changed the
 arena while we copied; either way the copy is thrown away and taken again. The
-mmapped-chunk registry is copied the same way under its own lock. The process never
-waits for us: it only pays two plain stores per lock cycle it would take anyway.
+mmapped-chunk registry is copied the same way under its own lock. Usually the process
+never waits for us: it only pays two plain stores per lock cycle it would take anyway.
+A program that takes its locks so often that a few tries all fail is held still for
+the length of one copy (freeze.py) and resumed; when a stopped thread holds a lock,
+it is resumed, and the copy tried again a little later.
 
 Pages the process never touched (or gave back) are not read at all (pagemap says they
 are absent; they hold zeros), so looking never faults memory into the process and
@@ -17,11 +20,13 @@ import time
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional
 
+from .freeze import Frozen
 from .remote import LiveViewError, UnmappedRead
 
 __all__ = ["Snapshot", "ArenaImage", "SegmentImage", "MappedImage", "take_snapshot"]
 
-ATTEMPTS = 200                 # copies of one arena before we give up on it
+ATTEMPTS = 8                   # copies of one lock's data before we hold the process still
+FROZEN_ATTEMPTS = 50           # times we hold it still before we give up
 SEGMENT_LIMIT = 1 << 16        # more segments than that: the copy is not a heap
 
 
@@ -117,25 +122,33 @@ def _seq(memory, directory, lock_address):
     return int.from_bytes(memory.read(lock_address + offset, 4), "little")
 
 
-def _consistently(memory, directory, what, address, lock_offset, copy):
-    """copy() between two even, equal reads of the sequence counter of the lock at
-    address + lock_offset: (result, attempts)."""
+class _Busy(Exception):
+    """No consistent copy within the attempts: a lock was held or changed each time."""
+
+
+def _consistently(memory, directory, address, lock_offset, copy, attempts):
+    """copy(unchanged) between two even, equal reads of the sequence counter of the lock
+    at address + lock_offset: (result, attempts it took), or _Busy. copy calls
+    unchanged() between its reads, which gives up early (None) once the counter moved."""
     lock = address + lock_offset
-    for attempt in range(1, ATTEMPTS + 1):
+    for attempt in range(1, attempts + 1):
         before = _seq(memory, directory, lock)
-        if before % 2 == 0:
-            try:
-                result = copy()
-            except UnmappedRead:
-                result = None   # a segment went away while we read: try again
-            if result is not None and _seq(memory, directory, lock) == before:
-                return result, attempt
-        time.sleep(min(0.0002 * attempt, 0.01))
-    raise LiveViewError(f"process {memory.pid}: {what} kept changing (or its lock stayed "
-                        f"held) through {ATTEMPTS} copies; try again")
+        if before % 2:
+            continue
+
+        def unchanged():
+            return _seq(memory, directory, lock) == before
+
+        try:
+            result = copy(unchanged)
+        except UnmappedRead:
+            result = None       # a segment went away while we read: try again
+        if result is not None and unchanged():
+            return result, attempt
+    raise _Busy()
 
 
-def _copy_arena(memory, directory, address):
+def _copy_arena(memory, directory, address, unchanged):
     size = directory.size("prm_arena")
     raw = memory.read(address, size)
     fields = _members(directory, "prm_arena", raw, _ARENA_MEMBERS)
@@ -143,7 +156,7 @@ def _copy_arena(memory, directory, address):
     segment_size = directory.size("prm_segment")
     while seg and len(segments) < SEGMENT_LIMIT:
         header = _members(directory, "prm_segment", memory.read(seg, segment_size), _SEGMENT_MEMBERS)
-        if not header["raw_start"] <= seg < header["end"]:
+        if not header["raw_start"] <= seg < header["end"] or not unchanged():
             return None         # read mid-update
         data, present = memory.read_pages(header["raw_start"], header["end"])
         segments.append(SegmentImage(seg, header["raw_start"], header["end"], header["first"],
@@ -152,7 +165,7 @@ def _copy_arena(memory, directory, address):
     return raw, fields, segments
 
 
-def _copy_registry(memory, directory, address):
+def _copy_registry(memory, directory, address, unchanged):
     raw = memory.read(address, directory.size("prm_mmap_registry"))
     fields = _members(directory, "prm_mmap_registry", raw, _REGISTRY_MEMBERS)
     head = address + directory.offset("prm_mmap_registry.list")
@@ -161,8 +174,8 @@ def _copy_registry(memory, directory, address):
     header_size = directory.size("prm_mmap_header")
     mapped = []
     while not fields["broken"] and h != head:
-        if len(mapped) > fields["count"]:
-            return None         # more than it counts: read mid-update
+        if len(mapped) > fields["count"] or not unchanged():
+            return None         # more than it counts, or changed: read mid-update
         header = _members(directory, "prm_mmap_header", memory.read(h, header_size),
                           ("next", "length", "chunk"))
         size_word = memory.u64(header["chunk"] + directory.offset("prm_chunk.size"))
@@ -173,7 +186,24 @@ def _copy_registry(memory, directory, address):
 
 
 def take_snapshot(memory, directory) -> Snapshot:
-    """A consistent copy of every arena and of the mmapped-chunk registry."""
+    """A consistent copy of every arena and of the mmapped-chunk registry: a few tries
+    while the process runs, then with the process held still for each try."""
+    try:
+        return _take(memory, directory, ATTEMPTS)
+    except _Busy:
+        pass
+    for attempt in range(FROZEN_ATTEMPTS):
+        with Frozen(memory.pid):
+            try:
+                return _take(memory, directory, 1)
+            except _Busy:
+                pass            # a stopped thread holds a lock: let it run on
+        time.sleep(min(0.001 * (attempt + 1), 0.02))
+    raise LiveViewError(f"process {memory.pid}: its allocator's locks were held every time "
+                        f"it was looked at ({FROZEN_ATTEMPTS} times); try again")
+
+
+def _take(memory, directory, attempts) -> Snapshot:
     d = directory
     state = d.state
     try:
@@ -194,16 +224,16 @@ def take_snapshot(memory, directory) -> Snapshot:
         lock_offset = d.offset("prm_arena.lock")
         while address and len(arenas) < 4096:
             (raw, fields, segments), copies = _consistently(
-                memory, d, f"arena {len(arenas)}", address, lock_offset,
-                lambda a=address: _copy_arena(memory, d, a))
+                memory, d, address, lock_offset, lambda unchanged, a=address: _copy_arena(memory, d, a, unchanged),
+                attempts)
             if not fields["abandoned"]:
                 arenas.append(ArenaImage(address, fields, raw, segments, copies))
             address = fields["next"]
 
         registry_address = state + d.offset("prm_state.mmapped")
         (registry, mapped), _ = _consistently(
-            memory, d, "the mmapped-chunk registry", registry_address,
-            d.offset("prm_mmap_registry.lock"), lambda: _copy_registry(memory, d, registry_address))
+            memory, d, registry_address, d.offset("prm_mmap_registry.lock"),
+            lambda unchanged: _copy_registry(memory, d, registry_address, unchanged), attempts)
     except UnmappedRead:
         raise LiveViewError(f"process {memory.pid}: the allocator's state is not mapped where "
                             "its directory says (a library built differently?)") from None

@@ -9,10 +9,8 @@
  *   MEDIUM_COUNT blocks of MEDIUM_BYTES, every other one freed (beyond the thread cache's
  *     large classes: they land in the unsorted bin, then small or large bins);
  *   MAPPED_COUNT blocks of MAPPED_BYTES, above the mmap threshold: one mapping each.
- * Argument "threads": a second thread allocates THREAD_BYTES too (a second arena).
  * A line on stdin ends the program; it frees nothing more, so what is live at the
  * snapshot is what the exit report calls in_use_at_exit. */
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,20 +22,9 @@
 #define MEDIUM_BYTES 40000
 #define MAPPED_COUNT 2
 #define MAPPED_BYTES (512 * 1024)
-#define THREAD_BYTES 5000
 
 static void *small[SMALL_COUNT], *medium[MEDIUM_COUNT], *mapped[MAPPED_COUNT];
-static void *from_thread;
-
-static void *other_thread(void *arg)
-{
-    (void)arg;
-    from_thread = malloc(THREAD_BYTES);
-    memset(from_thread, 0x5a, THREAD_BYTES);
-    return NULL;
-}
-
-int main(int argc, char **argv)
+int main(void)
 {
     for (int i = 0; i < SMALL_COUNT; i++)
         memset(small[i] = malloc(SMALL_BYTES), 0x11, SMALL_BYTES);
@@ -49,11 +36,6 @@ int main(int argc, char **argv)
         free(small[i]);
     for (int i = 0; i < MEDIUM_COUNT; i += 2)
         free(medium[i]);
-    if (argc > 1 && strcmp(argv[1], "threads") == 0) {
-        pthread_t thread;
-        if (pthread_create(&thread, NULL, other_thread, NULL) != 0 || pthread_join(thread, NULL) != 0)
-            return 3;
-    }
 
     /* One line, formatted on the stack and written with write(2): no stdio buffer. */
     char line[256];
