@@ -52,7 +52,8 @@ def run_top(args):
                 if args.json:
                     print(json.dumps(_sample_json(view)), flush=True)
                 else:
-                    text = live.text.top_text(view, previous, sample, args.interval)
+                    text = live.text.top_text(view, previous, sample,
+                                              args.interval if count != 1 else None)
                     print(("\x1b[H\x1b[2J" if clear else ("\n" if sample > 1 else "")) + text,
                           flush=True)
                 if count and sample >= count:

@@ -68,9 +68,9 @@ def find_directory(memory, pid) -> Directory:
     found = find_symbol(pid, SYMBOL)
     if not found:
         raise LiveViewError(
-            f"process {pid} ({command_name(pid)}) does not use pymalloc_real: none of its "
-            f"mapped libraries exports {SYMBOL} (run it with LD_PRELOAD set to "
-            "pymalloc_real.preload.library_path())")
+            f"process {pid} ({command_name(pid)}) does not use pymalloc_real: no mapped "
+            f"library exports {SYMBOL} (start it with LD_PRELOAD=pymalloc_real.preload."
+            "library_path())")
     # The LD_PRELOAD library serves the process's malloc; the Python extension's
     # allocator is only a second one beside glibc's.
     errors = []

@@ -50,27 +50,31 @@ class Frozen:
         try:
             # Threads started while we stop the others are caught by the next round.
             while True:
-                new = _threads(self.pid) - set(self.stopped)
+                new = sorted(_threads(self.pid) - set(self.stopped))
                 if not new:
                     return self
-                for tid in new:
-                    self._stop(tid)
+                # Interrupt them all, then wait for each: one scheduling delay, not one
+                # per thread.
+                interrupted = [tid for tid in new if self._interrupt(tid)]
+                for tid in interrupted:
+                    self._wait(tid)
         except BaseException:
             self.__exit__()
             raise
 
-    def _stop(self, tid):
+    def _interrupt(self, tid):
         error = _ptrace(PTRACE_SEIZE, tid)
         if error == errno_codes.ESRCH:
             self.stopped[tid] = None    # it exited meanwhile
-            return
+            return False
         if error == errno_codes.EPERM:
             raise no_permission(self.pid)
         if error:
             raise LiveViewError(f"ptrace(PTRACE_SEIZE) of process {self.pid}: {os.strerror(error)}")
         self.stopped[tid] = 0
-        if _ptrace(PTRACE_INTERRUPT, tid):
-            return
+        return _ptrace(PTRACE_INTERRUPT, tid) == 0
+
+    def _wait(self, tid):
         while True:
             try:
                 _, status = os.waitpid(tid, WALL)

@@ -8,14 +8,13 @@ what went wrong and what would make it work.
 import ctypes
 import errno as errno_codes
 import os
+import re
 import struct
 
 from ..errors import PymallocError
 
 __all__ = ["LiveViewError", "RemoteMemory", "find_symbol", "rss_and_faults", "command_name"]
 
-PAGEMAP_PRESENT = 1 << 63
-PAGEMAP_SWAPPED = 1 << 62
 IOV_MAX = 1024
 
 
@@ -145,8 +144,9 @@ class RemoteMemory:
             raise UnmappedRead()     # a partial copy stops at the first unmapped range
 
     def present_pages(self, start, end):
-        """One bool per page of [start, end): present in RAM or in swap (so it holds
-        data); absent pages were never touched or were given back, and read as zero."""
+        """One byte per page of [start, end): 1 if present in RAM or in swap (so it
+        holds data); absent pages were never touched or were given back, and read as
+        zero."""
         first, last = start // self.page, (end + self.page - 1) // self.page
         try:
             raw = os.pread(self._pagemap, (last - first) * 8, first * 8)
@@ -154,24 +154,20 @@ class RemoteMemory:
             raise no_permission(self.pid) from None
         except OSError as error:
             raise LiveViewError(f"/proc/{self.pid}/pagemap: {error.strerror}") from None
-        entries = struct.unpack(f"<{len(raw) // 8}Q", raw)
-        return [bool(e & (PAGEMAP_PRESENT | PAGEMAP_SWAPPED)) for e in entries]
+        # The two flag bits are the top bits of each little-endian entry's last byte.
+        return bytes(1 if b & 0xC0 else 0 for b in raw[7::8])
 
     def read_pages(self, start, end):
-        """[start, end) as bytes, copying only the pages that hold data (the others are
-        zeros), and the page presence list (the ledger's residency)."""
+        """[start, end) as a bytearray, copying only the pages that hold data (the
+        others are zeros), and the page presence bytes (the ledger's residency)."""
         present = self.present_pages(start, end)
         data = bytearray(end - start)
         base = start - start % self.page
-        runs, run_start = [], None
-        for i, here in enumerate(present + [False]):
-            if here and run_start is None:
-                run_start = i
-            elif not here and run_start is not None:
-                lo = max(start, base + run_start * self.page)
-                hi = min(end, base + i * self.page)
-                runs.append((lo, hi - lo))
-                run_start = None
+        runs = []
+        for run in re.finditer(b"\x01+", present):
+            lo = max(start, base + run.start() * self.page)
+            hi = min(end, base + run.end() * self.page)
+            runs.append((lo, hi - lo))
         for first in range(0, len(runs), IOV_MAX):
             part = runs[first:first + IOV_MAX]
             self._readv_into(part, data, [address - start for address, _ in part])

@@ -39,7 +39,7 @@ class SegmentImage:
     kind: int
     serial: int
     data: bytes                 # [raw_start, end)
-    present: List[bool]         # per page from raw_start rounded down to a page
+    present: bytes              # 1 per page present, from raw_start rounded down
 
 
 @dataclass
@@ -57,7 +57,7 @@ class MappedImage:
     length: int
     chunk: int
     size_word: int              # the chunk's size with its flag bits
-    present: List[bool]
+    present: bytes              # 1 per page present, from the header
 
 
 @dataclass
@@ -194,13 +194,31 @@ def take_snapshot(memory, directory) -> Snapshot:
         pass
     for attempt in range(FROZEN_ATTEMPTS):
         with Frozen(memory.pid):
-            try:
-                return _take(memory, directory, 1)
-            except _Busy:
-                pass            # a stopped thread holds a lock: let it run on
+            if _locks_free(memory, directory):
+                try:
+                    return _take(memory, directory, 1)
+                except _Busy:
+                    pass        # a stopped thread holds a lock: let it run on
         time.sleep(min(0.001 * (attempt + 1), 0.02))
     raise LiveViewError(f"process {memory.pid}: its allocator's locks were held every time "
                         f"it was looked at ({FROZEN_ATTEMPTS} times); try again")
+
+
+def _locks_free(memory, d):
+    """While the process is held still: is every arena lock and the registry's free?
+    (Cheap: two small reads per arena, so a stop that cannot copy is short.)"""
+    try:
+        address = d.state + d.offset("prm_state.main_arena")
+        seen = 0
+        while address and seen < 4096:
+            if _seq(memory, d, address + d.offset("prm_arena.lock")) % 2:
+                return False
+            address = memory.u64(address + d.offset("prm_arena.next"))
+            seen += 1
+        registry = d.state + d.offset("prm_state.mmapped") + d.offset("prm_mmap_registry.lock")
+        return _seq(memory, d, registry) % 2 == 0
+    except UnmappedRead:
+        return False
 
 
 def _take(memory, directory, attempts) -> Snapshot:

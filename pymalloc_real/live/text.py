@@ -4,11 +4,27 @@ snapshot, with rates against the one before: ``pymalloc-real top PID``). Both re
 strings; the command line prints them. They take the dataclasses of
 ``pymalloc_real.introspect``, so they would render this process's heap as well.
 """
+import textwrap
+
 from ..kernel.space import size_text
 
-__all__ = ["heap_text", "top_text", "chunk_table", "bins_text"]
+__all__ = ["heap_text", "top_text", "chunk_table", "bins_text", "naming_text"]
 
 RUN = 3             # identical neighbours (size, state, bin) shown as one line from here
+WIDTH = 100         # as the command line: everything fits a terminal this wide
+
+
+def _fit(lines, indent=10):
+    """Lines longer than WIDTH wrapped, continuations indented."""
+    out = []
+    for line in lines:
+        if len(line) <= WIDTH:
+            out.append(line)
+        else:
+            lead = len(line) - len(line.lstrip())
+            out += textwrap.wrap(line, WIDTH, subsequent_indent=" " * (lead + indent),
+                                 break_on_hyphens=False)
+    return out
 
 
 def _state(chunk):
@@ -38,18 +54,18 @@ def chunk_table(chunks, every_chunk=False, indent="    "):
         extra = ""
         if c.kind == "mmapped":
             extra = f"mapping {c.mapping_start:#x}-{c.mapping_end:#x} " \
-                    f"({size_text(c.mapping_end - c.mapping_start)})"
+                    f"{size_text(c.mapping_end - c.mapping_start)}"
         if j - i > 1:
             extra = f"x {j - i}, to {chunks[j - 1].address:#x} " \
                     f"({(j - i) * c.size:,} bytes)"
         bin_name = _bin(c) if j - i == 1 else (f"{c.bin}" if c.bin else "")
         lines.append(f"{indent}{c.address:#14x}  {c.size:11,}  {_state(c):<7} {c.flags:<5} "
-                     f"{bin_name:<12} {extra}".rstrip())
+                     f"{bin_name:<10} {extra}".rstrip())
         i = j
     return lines
 
 
-def bins_text(bins, indent="  ", most=8):
+def bins_text(bins, indent="  ", most=4):
     """One line per non-empty bin: its chunks' count and bytes, the first few addresses."""
     lines = []
 
@@ -72,6 +88,18 @@ def bins_text(bins, indent="  ", most=8):
     return lines or [f"{indent}(every bin is empty)"]
 
 
+def naming_text(counters):
+    """What became of naming our mappings (PR_SET_VMA_ANON_NAME), from the kernel
+    layer's counters."""
+    if counters.get("mappings_named"):
+        return (f"named mappings: {counters['mappings_named']:,} named "
+                "[anon:pymalloc_real ...] in /proc/PID/maps")
+    if counters.get("naming_refused"):
+        return ("named mappings: refused by the kernel (EINVAL: no CONFIG_ANON_VMA_NAME, "
+                "or Linux < 5.17)")
+    return "named mappings: nothing to name yet"
+
+
 def heap_text(view, every_chunk=False):
     """The heap of one LiveSnapshot: arenas with their segments' chunk walks, the mmapped
     chunks, the bins and the ledger."""
@@ -79,20 +107,20 @@ def heap_text(view, every_chunk=False):
     chunks, bins, arenas, segments = view.chunks(), view.bins(), view.arenas(), view.segments()
     mapped = [c for c in chunks if c.kind == "mmapped"]
     build = "LD_PRELOAD library" if process.directory.preload else "Python extension"
-    out = [f"process {process.pid} ({process.command}) on pymalloc_real's {build} "
-           f"{process.library}",
+    out = [f"process {process.pid} ({process.command}) on pymalloc_real's {build}:",
+           f"  {process.library}",
            f"{len(arenas)} arena{'s' * (len(arenas) != 1)}, {len(segments)} heap segment"
            f"{'s' * (len(segments) != 1)}, {len(mapped)} mmapped chunk{'s' * (len(mapped) != 1)}; "
            f"copied in {sum(a.copies for a in view.raw.arenas)} tr"
            f"{'ies' if sum(a.copies for a in view.raw.arenas) != 1 else 'y'} of "
            f"{len(view.raw.arenas)} arena lock{'s' * (len(view.raw.arenas) != 1)}"]
+    out.append(naming_text(view.raw.os_counters))
     for arena in arenas:
         out.append("")
         out.append(f"arena {arena.index}{' (main)' if arena.index == 0 else ''}: "
                    f"{arena.system_bytes:,} bytes from the OS, {arena.in_use_bytes:,} in use "
-                   f"in {arena.in_use_chunks:,} chunks, {arena.free_bytes:,} free "
-                   f"(top {arena.top_size:,}), {arena.attached_threads} thread"
-                   f"{'s' * (arena.attached_threads != 1)}" + (" CORRUPT" if arena.corrupt else ""))
+                   f"({arena.in_use_chunks:,} chunks), {arena.free_bytes:,} free, top "
+                   f"{arena.top_size:,}" + (" CORRUPT" if arena.corrupt else ""))
         for seg in (s for s in segments if s.arena == arena.index):
             here = [c for c in chunks if c.arena == arena.index and c.segment == seg.serial
                     and c.kind != "mmapped"]
@@ -109,7 +137,7 @@ def heap_text(view, every_chunk=False):
     out.append("")
     out.append("ledger")
     out += ["  " + line for line in view.ledger().as_text().splitlines()]
-    return "\n".join(out)
+    return "\n".join(_fit(out))
 
 
 def _rate(now, before, seconds):
@@ -137,8 +165,9 @@ def top_text(view, previous=None, sample=1, interval=None):
            f"{_rate(s.in_use_bytes, ps and ps.in_use_bytes, seconds)}: heap {heap_in_use:,}, "
            f"mmapped {mapped_in_use:,}",
            f"heap      {s.arena:>14,} bytes from the OS in {s.segments} segment"
-           f"{'s' * (s.segments != 1)} of {s.arenas} arena{'s' * (s.arenas != 1)}; free "
-           f"{s.fordblks:,} (top {s.keepcost:,}, fast bins {s.fsmblks:,})",
+           f"{'s' * (s.segments != 1)} of {s.arenas} arena{'s' * (s.arenas != 1)}",
+           f"free      {s.fordblks:>14,} bytes in the heap: top {s.keepcost:,}, fast bins "
+           f"{s.fsmblks:,}, bins {s.fordblks - s.keepcost - s.fsmblks:,}",
            f"mapped    {s.hblkhd:>14,} bytes in {s.hblks} mmapped chunk{'s' * (s.hblks != 1)} "
            f"(peak {s.max_hblkhd:,})",
            f"RSS       {k.rss:>14,} bytes ({size_text(k.rss)}); page faults {k.minor_faults:,} minor"
@@ -166,4 +195,4 @@ def top_text(view, previous=None, sample=1, interval=None):
         out.append(f"{a.index:<6} {a.attached_threads:>7} {a.system_bytes:>14,} {a.in_use_bytes:>14,} "
                    f"{a.in_use_chunks:>9,} {a.free_bytes:>14,} {a.top_size:>12,} {a.segments:>8}"
                    + (" CORRUPT" if a.corrupt else ""))
-    return "\n".join(out)
+    return "\n".join(_fit(out))
