@@ -197,11 +197,13 @@ CHILD = r"""
 import sys, threading, pymalloc_real as prm
 blocks = [prm.malloc(n) for n in (100, 3000, 40000, 300000, 50, 70, 130000)]
 blocks[1].free(); blocks[4].free(); blocks[6].free()
-thread = threading.Thread(target=lambda: blocks.append(prm.malloc(9000)))
-thread.start(); thread.join()
+allocated, done = threading.Event(), threading.Event()
+def other():                # stays alive (attached to its arena) until the end
+    blocks.append(prm.malloc(9000)); allocated.set(); done.wait()
+thread = threading.Thread(target=other); thread.start(); allocated.wait()
 ledger = prm.ledger()       # first: it counts mincore calls, which stats() reports
 print(repr((prm.chunks(), prm.bins(), prm.arenas(), prm.segments(), ledger, prm.stats())), flush=True)
-sys.stdin.readline()
+sys.stdin.readline(); done.set(); thread.join()
 """
 
 
