@@ -7,16 +7,13 @@ mappings: where the kernel names anonymous mappings the library's show in
 /proc/PID/maps; where it refuses, a test shows the refusal (EINVAL) and that the library
 asked once and went on.
 """
-import dataclasses
 import errno
 import json
 import os
 import re
 import signal
-import struct
 import subprocess
 import sys
-import time
 
 import pytest
 

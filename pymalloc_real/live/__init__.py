@@ -18,13 +18,13 @@ Bins, Arena, Segment, Ledger), as ``prm.stats()`` & co give for this process.
 ``text`` renders them for people (``pymalloc-real heap PID`` and ``top PID``).
 """
 from dataclasses import dataclass
-from typing import List, Optional
+from typing import List
 
 from .directory import Directory, find_directory
 from .remote import LiveViewError, RemoteMemory, command_name, rss_and_faults
 from .snapshot import take_snapshot
 from .walk import Walker
-from . import text      # heap_text, top_text: the live view for people
+from . import naming, text   # named mappings; heap_text, top_text: the live view for people
 
 __all__ = ["attach", "LiveProcess", "LiveSnapshot", "LiveViewError", "SizeClass", "Counters",
            "RemoteMemory", "naming_supported"]
@@ -173,8 +173,7 @@ def attach(pid) -> LiveProcess:
     return LiveProcess(pid)
 
 
-def naming_supported() -> Optional[bool]:
+def naming_supported() -> bool:
     """Whether this kernel names anonymous mappings (prctl PR_SET_VMA_ANON_NAME):
     tried on a fresh page of this process."""
-    from .naming import probe_naming
-    return probe_naming() == 0
+    return naming.probe_naming() == 0

@@ -11,7 +11,7 @@ import ctypes
 import errno as errno_codes
 import os
 
-from .remote import LiveViewError, no_permission
+from .remote import LiveViewError, libc as _libc, no_permission
 
 __all__ = ["Frozen"]
 
@@ -21,7 +21,6 @@ PTRACE_INTERRUPT = 0x4207
 PTRACE_EVENT_STOP = 128
 WALL = 0x40000000
 
-_libc = ctypes.CDLL(None, use_errno=True)
 _libc.ptrace.argtypes = [ctypes.c_long, ctypes.c_long, ctypes.c_void_p, ctypes.c_void_p]
 _libc.ptrace.restype = ctypes.c_long
 

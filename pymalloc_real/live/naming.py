@@ -8,13 +8,14 @@ import ctypes
 import mmap
 import os
 
+from .remote import libc as _libc, read_maps
+
 __all__ = ["probe_naming", "named_regions", "kernel_config", "NAME_PREFIX"]
 
 PR_SET_VMA = 0x53564D41
 PR_SET_VMA_ANON_NAME = 0
 NAME_PREFIX = "[anon:pymalloc_real"
 
-_libc = ctypes.CDLL(None, use_errno=True)
 _libc.prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong,
                         ctypes.c_ulong]
 _libc.prctl.restype = ctypes.c_int
@@ -55,6 +56,5 @@ def kernel_config(option="CONFIG_ANON_VMA_NAME"):
 
 def named_regions(pid):
     """[(start, end, name)] of the process's mappings the library named."""
-    from .remote import read_maps
     return [(start, end, path) for start, end, _, _, path in read_maps(pid)
             if path.startswith(NAME_PREFIX)]

@@ -27,8 +27,8 @@ class _IoVec(ctypes.Structure):
     _fields_ = [("iov_base", ctypes.c_void_p), ("iov_len", ctypes.c_size_t)]
 
 
-_libc = ctypes.CDLL(None, use_errno=True)
-_process_vm_readv = _libc.process_vm_readv
+libc = ctypes.CDLL(None, use_errno=True)     # this process's C library, errno kept
+_process_vm_readv = libc.process_vm_readv
 _process_vm_readv.argtypes = [ctypes.c_int, ctypes.POINTER(_IoVec), ctypes.c_ulong,
                               ctypes.POINTER(_IoVec), ctypes.c_ulong, ctypes.c_ulong]
 _process_vm_readv.restype = ctypes.c_ssize_t

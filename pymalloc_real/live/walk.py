@@ -115,15 +115,7 @@ class Walker:
     # ---- what introspect gives --------------------------------------------------------
 
     def bins(self):
-        entries = [e for arena in self.s.arenas for e in self._arena_bins(arena)]
-        fast, unsorted, small, large = {}, [], {}, {}
-        for entry in entries:
-            if entry.kind == "unsorted":
-                unsorted.append(entry)
-            else:
-                {"fast": fast, "small": small, "large": large}[entry.kind] \
-                    .setdefault(entry.index, []).append(entry)
-        return Bins(fast, unsorted, small, large)
+        return Bins.from_entries(e for arena in self.s.arenas for e in self._arena_bins(arena))
 
     def chunks(self):
         binned = {e.address: e for e in self.bins().entries()}
