@@ -38,6 +38,18 @@ def _threads(pid):
         raise LiveViewError(f"process {pid} ended") from None
 
 
+def _tracer(pid):
+    """The pid of whoever traces the process (gdb, strace), or 0."""
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii", errors="replace") as f:
+            for line in f:
+                if line.startswith("TracerPid:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError):
+        pass
+    return 0
+
+
 class Frozen:
     """``with Frozen(pid):`` every thread of the process is stopped inside the block."""
 
@@ -67,6 +79,11 @@ class Frozen:
             self.stopped[tid] = None    # it exited meanwhile
             return False
         if error == errno_codes.EPERM:
+            tracer = _tracer(self.pid)
+            if tracer:
+                raise LiveViewError(
+                    f"process {self.pid} is too busy for a copy while it runs, and cannot be "
+                    f"held still for one: process {tracer} is tracing it (a debugger?)")
             raise no_permission(self.pid)
         if error:
             raise LiveViewError(f"ptrace(PTRACE_SEIZE) of process {self.pid}: {os.strerror(error)}")
