@@ -58,7 +58,6 @@ static inline int prm_thread_id(void)
 
 PRM_INTERNAL void prmi_lock_slow(prm_lock *lock, int me);
 
-/* The holder's half of the sequence counter (a seqlock writer): odd from here on... */
 #if defined(__SANITIZE_THREAD__)
 #define PRM_TSAN 1
 #elif defined(__has_feature)
@@ -67,6 +66,7 @@ PRM_INTERNAL void prmi_lock_slow(prm_lock *lock, int me);
 #endif
 #endif
 
+/* The holder's half of the sequence counter (a seqlock writer): odd from here on... */
 static inline void prm_lock_seq_enter(prm_lock *lock)
 {
 #ifdef PRM_TSAN

@@ -1,6 +1,6 @@
 /* os.c - the kernel layer: brk, mmap, munmap, mremap, madvise, mincore, futex,
- * getrusage and the raw write used by the error reporter. Nothing else in the
- * allocator makes a system call. See os.h for the contract. */
+ * getrusage, prctl (naming mappings) and the raw write used by the error reporter.
+ * Nothing else in the allocator makes a system call. See os.h for the contract. */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
@@ -242,11 +242,6 @@ int prm_os_name_mapping(void *addr, size_t length, const char *name)
         __atomic_store_n(&os_naming_status, -EINVAL, __ATOMIC_RELAXED);
     errno = saved;
     return -1;
-}
-
-int prm_os_naming_status(void)
-{
-    return __atomic_load_n(&os_naming_status, __ATOMIC_RELAXED);
 }
 
 void prm_os_futex_wait(int *word, int expected)

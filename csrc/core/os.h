@@ -54,14 +54,11 @@ int   prm_os_mincore(void *addr, size_t length, unsigned char *vec);
 size_t prm_os_page_size(void);
 
 /* Name an anonymous mapping so that /proc/PID/maps shows it as "[anon:NAME]"
- * (prctl PR_SET_VMA_ANON_NAME, Linux 5.17 with CONFIG_ANON_VMA_NAME). `name` must be a
- * string that lives as long as the process (the kernel copies it, but the caller's
- * string is its identity). Best effort: a kernel that refuses (EINVAL) is asked once
- * and never again. Never changes errno (it runs inside malloc): 0 if named, or -1. */
+ * (prctl PR_SET_VMA_ANON_NAME, Linux 5.17 with CONFIG_ANON_VMA_NAME); `name` is a
+ * string constant. Best effort: a kernel that refuses (EINVAL) is asked once and never
+ * again; the counters say what happened (mappings_named, naming_refused). Never changes
+ * errno (it runs inside malloc). 0 if named, or -1. */
 int prm_os_name_mapping(void *addr, size_t length, const char *name);
-/* What naming did so far: 1 the kernel named a mapping, 0 not tried yet, or -errno of
- * the refusal that stopped it (-EINVAL: a kernel without CONFIG_ANON_VMA_NAME). */
-int prm_os_naming_status(void);
 
 /* Futex wait/wake on a 32-bit word, for the allocator's locks. */
 void prm_os_futex_wait(int *word, int expected);
