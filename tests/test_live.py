@@ -88,7 +88,7 @@ def test_snapshot_agrees_with_exit_report(running):
     with live.attach(running.pid) as process:
         assert process.directory.preload
         view = process.snapshot()
-        stats, report = view.stats(), view.report
+        stats, report, requests = view.stats(), view.report, view.requests_by_size()
     exit_report, stderr = running.finish()
     assert stderr == ""
     assert stats.in_use_bytes == exit_report["in_use_at_exit"]
@@ -99,6 +99,7 @@ def test_snapshot_agrees_with_exit_report(running):
                   "segments", "arenas", "tcache_count", "mmap_threshold", "trim_threshold"):
         assert getattr(stats, field) == exit_report[field], field
     assert report["calls"] == exit_report["calls"]
+    assert requests == exit_report["size_classes"]
     assert report["bytes_requested"] == exit_report["bytes_requested"]
     assert report["peak_live_bytes"] == exit_report["peak_in_use"]
     assert report["calls"]["malloc"] == SMALL_COUNT + MEDIUM_COUNT + MAPPED_COUNT

@@ -64,6 +64,14 @@ class LiveSnapshot:
         process counts them (PYMALLOC_REAL_OPTIONS with stats=), else None."""
         return self.raw.report
 
+    def requests_by_size(self):
+        """{"<=LIMIT": calls} of the allocating calls by requested size since the program
+        started, keyed as its exit report keys them; None unless it counts calls."""
+        if self.report is None:
+            return None
+        return {f"<={0 if bits == 0 else (1 << bits) - 1}": count
+                for bits, count in enumerate(self.report["size_classes"]) if count}
+
     def _walk(self, name):
         """A view of the copy, computed once (the copy never changes)."""
         if name in self._views:

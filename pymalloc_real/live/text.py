@@ -183,6 +183,8 @@ def top_text(view, previous=None, sample=1, interval=None):
         calls = ", ".join(f"{name} {count:,}{_rate(count, before.get(name), seconds)}"
                           for name, count in report["calls"].items() if count)
         out.append(f"calls     {calls or 'none yet'}")
+        sizes = ", ".join(f"{key} {count:,}" for key, count in view.requests_by_size().items())
+        out.append(f"requests  by size: {sizes or 'none yet'}")
     out.append("")
     out.append(f"{'size class':<14} {'chunks in use':>14} {'bytes':>16}")
     for c in view.size_classes():
