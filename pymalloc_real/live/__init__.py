@@ -102,23 +102,11 @@ class LiveSnapshot:
         return self._walk("ledger")
 
     def size_classes(self) -> List[SizeClass]:
-        """Chunks in use by size: powers of two from 32 bytes, then the mmapped ones."""
-        classes = {}
-        mmapped = [0, 0]
-        for chunk in self.chunks():
-            if not chunk.in_use:
-                continue
-            if chunk.kind == "mmapped":
-                mmapped[0] += 1
-                mmapped[1] += chunk.size
-                continue
-            limit = max(32, 1 << (chunk.size - 1).bit_length())
-            count, total = classes.get(limit, (0, 0))
-            classes[limit] = (count + 1, total + chunk.size)
-        out = [SizeClass(limit, n, b) for limit, (n, b) in sorted(classes.items())]
-        if mmapped[0]:
-            out.append(SizeClass(0, *mmapped))
-        return out
+        """Chunks in use by size: powers of two from 32 bytes, then the mmapped ones
+        (limit 0)."""
+        classes = self._walk("size_classes")      # {limit: [chunks, bytes]}
+        return [SizeClass(limit, *classes[limit])
+                for limit in sorted(classes, key=lambda limit: (limit == 0, limit))]
 
 
 class LiveProcess:

@@ -4,6 +4,8 @@ chunks, bins, arenas, segments, statistics and the ledger, as the same dataclass
 other. Residency comes from the process's pagemap (taken with the snapshot) instead of
 mincore, which only sees the calling process.
 """
+import itertools
+
 from ..introspect import (Arena, BinEntry, Bins, Chunk, HeapStats, Ledger, Segment,
                           _struct_fields)
 from ..errors import HeapCorruption
@@ -24,6 +26,7 @@ class Walker:
         self.fd = directory.offset("prm_chunk.fd")
         self.size_word = directory.offset("prm_chunk.size")
         self.hardened = directory.fields.get("const.PRM_HARDENING", (1, 0))[0]
+        self._cache = {}
 
     # ---- one arena ---------------------------------------------------------------------
 
@@ -35,42 +38,68 @@ class Walker:
         return self.s.u64(address + self.size_word) & ~FLAG_BITS
 
     def _heap_chunks(self, arena):
-        """(segment, address, size, kind, tagged_in_use) of every chunk of the arena,
-        newest segment first, as prmi_walk_heap visits them."""
+        """[(segment, address, size, kind, tagged_in_use, flag bits)] of every chunk of
+        the arena, newest segment first, as prmi_walk_heap visits them; walked once per
+        snapshot, straight over the segments' bytes (a heap has millions of chunks)."""
+        key = ("chunks", arena.address)
+        if key in self._cache:
+            return self._cache[key]
         top = arena.fields["top"]
         fence = self.d.constant("PRM_FENCE_SIZE")
         minsize = self.d.constant("PRM_MINSIZE")
+        out = []
+        append = out.append
         for n, seg in enumerate(arena.segments):
             holds_top = n == 0 and top != 0
+            end = seg.end
+            # The segment as 64-bit words from its first 8-aligned address: indexing a
+            # memoryview is the fastest word read Python has.
+            shift = -seg.raw_start % 8
+            words = memoryview(seg.data)[shift:len(seg.data) - (len(seg.data) - shift) % 8].cast("Q")
+            origin = seg.raw_start + shift - self.size_word       # word (p - origin) >> 3: p's size
             p = seg.first
-            while p < seg.end:
+            if not seg.raw_start <= p <= end - 16 or p % 16:
+                raise self._damaged(arena, f"segment {seg.serial} has its first chunk outside it")
+            head = words[(p - origin) >> 3]
+            while p < end:
+                size = head & ~FLAG_BITS
                 if p == top:
-                    size = self._size(p)
-                    if not holds_top or p + size != seg.end:
+                    if not holds_top or p + size != end:
                         raise self._damaged(arena, "the top chunk does not end the newest segment")
-                    yield seg, p, size, "top", False
-                    p = seg.end
+                    append((seg, p, size, "top", False, head & FLAG_BITS))
+                    p = end
                     break
-                size = self._size(p)
                 if size == fence and not holds_top:
-                    yield seg, p, size, "fence", True
+                    append((seg, p, size, "fence", True, head & FLAG_BITS))
                     p += size
+                    if p < end:
+                        head = words[(p - origin) >> 3]
                     continue
-                if size < minsize or size % 16 or size >= seg.end - p:
+                if size < minsize or size % 16 or size >= end - p:
                     raise self._damaged(arena, f"chunk {p:#x} has size {size:#x}, which leads "
-                                               f"outside its segment (ends {seg.end:#x})")
-                following = p + size
-                yield seg, p, size, "chunk", bool(self.s.u64(following + self.size_word) & PREV_INUSE)
-                p = following
-            if p != seg.end:
+                                               f"outside its segment (ends {end:#x})")
+                following = words[(p + size - origin) >> 3]
+                append((seg, p, size, "chunk", bool(following & PREV_INUSE), head & FLAG_BITS))
+                p += size
+                head = following
+            if p != end:
                 raise self._damaged(arena, "the chunks of a segment do not end at the segment's end")
+        self._cache[key] = out
+        return out
 
     def _damaged(self, arena, why):
         return HeapCorruption(f"the heap of process {self.s.pid} could not be walked "
                               f"(arena {arena.fields['index']})", why)
 
     def _arena_bins(self, arena):
-        """BinEntry of every chunk in the arena's fast bins and bins, bins in order."""
+        """BinEntry of every chunk in the arena's fast bins and bins, bins in order
+        (walked once per snapshot)."""
+        key = ("bins", arena.address)
+        if key not in self._cache:
+            self._cache[key] = self._walk_bins(arena)
+        return self._cache[key]
+
+    def _walk_bins(self, arena):
         out = []
         index = arena.fields["index"]
         limit = arena.fields["system_bytes"] // self.d.constant("PRM_MINSIZE") + 1
@@ -121,9 +150,8 @@ class Walker:
         binned = {e.address: e for e in self.bins().entries()}
         out = []
         for arena in self.s.arenas:
-            for seg, p, size, kind, tagged in self._heap_chunks(arena):
+            for seg, p, size, kind, tagged, flags in self._heap_chunks(arena):
                 entry = binned.get(p)
-                flags = self.s.u64(p + self.size_word) & FLAG_BITS
                 in_use = tagged and kind == "chunk" and (entry is None or entry.kind != "fast")
                 out.append(Chunk(p, size, kind, in_use, bool(flags & PREV_INUSE),
                                  bool(flags & IS_MMAPPED), bool(flags & NON_MAIN),
@@ -137,6 +165,23 @@ class Walker:
                              m.header + m.length))
         out.sort(key=lambda c: (c.kind == "mmapped", c.address))
         return out
+
+    def size_classes(self):
+        """{limit: [chunks, bytes]} of heap chunks in use by power-of-two size (at least
+        32), and under limit 0 the mmapped chunks: without building a Chunk each."""
+        classes = {}
+        for arena in self.s.arenas:
+            fast = {e.address for e in self._arena_bins(arena) if e.kind == "fast"}
+            for _, p, size, kind, tagged, _ in self._heap_chunks(arena):
+                if kind == "chunk" and tagged and p not in fast:
+                    entry = classes.setdefault(max(32, 1 << (size - 1).bit_length()), [0, 0])
+                    entry[0] += 1
+                    entry[1] += size
+        for m in self.s.mapped:
+            entry = classes.setdefault(0, [0, 0])
+            entry[0] += 1
+            entry[1] += m.size_word & ~FLAG_BITS
+        return classes
 
     def segments(self):
         out = []
@@ -210,26 +255,29 @@ class Walker:
 
     # ---- the ledger -------------------------------------------------------------------
 
-    def _resident(self, present, base, start, end):
-        """Bytes of [start, end) on present pages; present[i] is the page at
-        base rounded down + i pages."""
+    def _resident(self, present, first, start, end):
+        """Bytes of [start, end) on present pages; present[i] is the page at first
+        (page aligned) + i pages."""
         page = self.s.page
-        first = base - base % page
-        total, lo = 0, start - start % page
-        while lo < end:
-            i = (lo - first) // page
-            if 0 <= i < len(present) and present[i]:
-                total += min(lo + page, end) - max(lo, start)
-            lo += page
-        return total
+        key = ("prefix", first)
+        if key not in self._cache:     # pages present before page i, for i = 0..n
+            self._cache[key] = [0, *itertools.accumulate(present)]
+        prefix = self._cache[key]
+        i0, i1 = (start - first) // page, (end - 1 - first) // page
+        if i0 == i1:
+            return end - start if present[i0] else 0
+        total = (first + (i0 + 1) * page - start) * present[i0]
+        total += (end - (first + i1 * page)) * present[i1]
+        return total + page * (prefix[i1] - prefix[i0 + 1])
 
     def ledger(self):
         v = dict.fromkeys(_struct_fields("prm_ledger_info"), 0)
         tagged_bytes = tagged_resident = 0
         for arena in self.s.arenas:
             fast = {e.address for e in self._arena_bins(arena) if e.kind == "fast"}
-            for seg, p, size, kind, in_use in self._heap_chunks(arena):
-                resident = self._resident(seg.present, seg.raw_start, p, p + size)
+            for seg, p, size, kind, in_use, _ in self._heap_chunks(arena):
+                resident = self._resident(seg.present, seg.raw_start - seg.raw_start % self.s.page,
+                                          p, p + size)
                 if kind == "top":
                     v["top_bytes"] += size
                     v["top_resident"] += resident
