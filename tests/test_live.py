@@ -336,3 +336,28 @@ def test_named_mappings_or_why_the_kernel_refuses(running):
         assert named == []
     _, stderr = running.finish()
     assert stderr == ""
+
+
+def test_python_on_the_library_importing_the_extension_has_two_directories(tmp_path):
+    """Both builds in one process (CPython on the LD_PRELOAD library, importing
+    pymalloc_real): each directory points at its own allocator's counters, and attach
+    reads the library's, the one serving the process's malloc."""
+    from pymalloc_real.live.directory import SYMBOL, _read_directory
+    from pymalloc_real.live.remote import find_symbol
+    code = ("import sys, pymalloc_real as prm\nb = prm.malloc(300000)\nx = bytearray(600000)\n"
+            "print('ready', flush=True)\nsys.stdin.readline()")
+    program = Running([sys.executable, "-c", code], tmp_path)
+    try:
+        found = find_symbol(program.pid, SYMBOL)
+        assert len(found) == 2 and "_preload" in found[0][0]
+        with live.attach(program.pid) as process:
+            directories = [_read_directory(process.memory, path, address) for path, address in found]
+            assert process.library == found[0][0] and process.directory.preload
+            stats = process.stats()
+        for directory in directories:       # counters live in the same object as the directory
+            assert abs(directory.os_counters - directory.address) < 1 << 24
+        assert directories[0].os_counters != directories[1].os_counters
+        assert stats.hblkhd >= 600000       # the bytearray: the process's own malloc
+        program.finish()
+    finally:
+        program.kill()

@@ -72,10 +72,12 @@ static const prm_live_field live_fields[] = {
     CONSTANT(PRM_HARDENING),
 };
 
-/* The directory. Exported under this name from both builds (the LD_PRELOAD library and
- * the Python extension), found by the reader in the library's dynamic symbol table. */
-__attribute__((visibility("default"), used))
-prm_live_directory pymalloc_real_live = {
+/* The directory. Exported as `pymalloc_real_live` from both builds (the LD_PRELOAD
+ * library and the Python extension), found by the reader in the library's dynamic symbol
+ * table. The code here writes it through a hidden name: a Python process running on the
+ * LD_PRELOAD library that imports the extension has both, and a write through the
+ * exported name would reach the first one loaded, the library's. */
+__attribute__((used)) PRM_INTERNAL prm_live_directory prmi_live_directory = {
     .magic = PRM_LIVE_MAGIC,
     .version = PRM_LIVE_VERSION,
     .field_size = sizeof(prm_live_field),
@@ -86,16 +88,18 @@ prm_live_directory pymalloc_real_live = {
     .report_fields = NULL,
     .report_field_count = 0,
 };
+extern prm_live_directory pymalloc_real_live
+    __attribute__((alias("prmi_live_directory"), visibility("default")));
 
 /* The os counters live in os.c, which includes nothing of ours: ask for the address. */
 static __attribute__((constructor)) void publish_counters(void)
 {
-    pymalloc_real_live.os_counters = prm_os_counters_address();
+    prmi_live_directory.os_counters = prm_os_counters_address();
 }
 
 void prmi_publish_report(const void *report, const prm_live_field *fields, uint32_t count)
 {
-    pymalloc_real_live.report_fields = fields;
-    pymalloc_real_live.report_field_count = count;
-    __atomic_store_n(&pymalloc_real_live.report, report, __ATOMIC_RELEASE);
+    prmi_live_directory.report_fields = fields;
+    prmi_live_directory.report_field_count = count;
+    __atomic_store_n(&prmi_live_directory.report, report, __ATOMIC_RELEASE);
 }

@@ -6,7 +6,7 @@ C struct beyond the directory's own header.
 """
 import struct
 from dataclasses import dataclass
-from typing import Dict, Optional, Tuple
+from typing import Dict, Tuple
 
 from .remote import LiveViewError, UnmappedRead, command_name, find_symbol
 
@@ -73,16 +73,19 @@ def find_directory(memory, pid) -> Directory:
             "library_path())")
     # The LD_PRELOAD library serves the process's malloc; the Python extension's
     # allocator is only a second one beside glibc's.
-    errors = []
+    directories, errors = [], []
     for library, address in found:
         try:
-            return _read_directory(memory, library, address)
+            directories.append(_read_directory(memory, library, address))
         except (UnmappedRead, LiveViewError) as error:
             errors.append(f"{library}: {error or 'not mapped'}")
-    raise LiveViewError(f"process {pid}: no readable pymalloc_real directory ({'; '.join(errors)})")
+    if not directories:
+        raise LiveViewError(f"process {pid}: no readable pymalloc_real directory "
+                            f"({'; '.join(errors)})")
+    return max(directories, key=lambda directory: directory.preload)
 
 
-def _read_directory(memory, library, address) -> Optional[Directory]:
+def _read_directory(memory, library, address) -> Directory:
     raw = memory.read(address, _HEADER.size)
     (magic, version, field_size, field_count, report_count,
      fields, state, os_counters, report, report_fields) = _HEADER.unpack(raw)

@@ -246,21 +246,25 @@ def _dynamic_symbol(path, name):
     return None
 
 
-def find_symbol(pid, name, prefer=("_preload", "pymalloc")):
-    """[(library path, address)] of every mapped library exporting `name`, the ones
-    whose path contains a `prefer` word looked at first; [] when none does."""
+def find_symbol(pid, name, prefer=("_preload", "pymalloc", "_core.")):
+    """[(library path, address)] of the mapped libraries exporting `name`, in the order
+    of the `prefer` word their file name holds (the others are read only when none of
+    those exports it); [] when none does."""
     maps = read_maps(pid)
     bases = {}
     for start, _, _, offset, path in maps:
         if path.startswith("/") and offset == 0 and path not in bases:
             bases[path] = start      # shared objects link at 0: the load bias
-    ordered = sorted(bases, key=lambda p: not any(word in os.path.basename(p) for word in prefer))
+    def rank(path):             # the first `prefer` word the name holds, others last
+        return next((i for i, word in enumerate(prefer) if word in os.path.basename(path)),
+                    len(prefer))
+
     found = []
-    for path in ordered:
-        value = _dynamic_symbol(f"/proc/{int(pid)}/root{path}" if os.path.exists(f"/proc/{int(pid)}/root{path}")
-                                else path, name)
+    for path in sorted(bases, key=rank):
+        if found and rank(path) == len(prefer):
+            break               # found among the likely ones: the rest need no reading
+        root = f"/proc/{int(pid)}/root{path}"
+        value = _dynamic_symbol(root if os.path.exists(root) else path, name)
         if value is not None:
             found.append((path, bases[path] + value))
-        elif found and not any(word in os.path.basename(path) for word in prefer):
-            break
     return found
