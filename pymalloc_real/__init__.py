@@ -28,6 +28,7 @@ from .heapview import HeapContext, HeapView, HeapViewError, heap_view, show
 from .serve import ServeRefused, Serving, in_our_heap, serve_python
 
 from . import preload      # preload.run / preload.compare: programs on any allocator
+from .live import attach   # another running process's allocator, seen from outside
 
 __version__ = "0.1.0"
 
@@ -44,5 +45,5 @@ __all__ = [
     "show", "heap_view", "HeapView", "HeapContext", "HeapViewError",
     "serve_python", "Serving", "ServeRefused", "in_our_heap",
     "PymallocError", "HeapCorruption", "InvalidFree", "DoubleFree", "UseAfterFree",
-    "OutOfBounds",
+    "OutOfBounds", "attach",
 ]

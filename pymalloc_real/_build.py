@@ -40,6 +40,7 @@ CORE_SOURCES = [
     "core/remote.c",
     "core/tcache.c",
     "core/pagemap.c",
+    "core/publish.c",
     "probe/layout.c",
     "pagesim/pagesim.c",
 ]

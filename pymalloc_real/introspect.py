@@ -206,6 +206,18 @@ class Bins:
         return (f"Bins(fast={kind(self.fast)}, unsorted={len(self.unsorted)}, "
                 f"small={kind(self.small)}, large={kind(self.large)})")
 
+    @classmethod
+    def from_entries(cls, entries):
+        """Bins holding `entries` (BinEntry, in list order), grouped by kind and index."""
+        fast, unsorted, small, large = {}, [], {}, {}
+        for entry in entries:
+            if entry.kind == "unsorted":
+                unsorted.append(entry)
+            else:
+                {"fast": fast, "small": small, "large": large}[entry.kind] \
+                    .setdefault(entry.index, []).append(entry)
+        return cls(fast, unsorted, small, large)
+
 
 # ---- collecting from C ------------------------------------------------------------------
 
@@ -239,15 +251,8 @@ def stats():
 def bins():
     """What every bin holds (a Bins)."""
     items, _keep = _walk(lib.prm_walk_bins, "prm_bin_entry", "bins()")
-    fast, unsorted, small, large = {}, [], {}, {}
-    for item in items:
-        entry = BinEntry(_BIN_KINDS[item.kind], item.index, item.address, item.size, item.arena)
-        if entry.kind == "unsorted":
-            unsorted.append(entry)
-        else:
-            {"fast": fast, "small": small, "large": large}[entry.kind] \
-                .setdefault(entry.index, []).append(entry)
-    return Bins(fast, unsorted, small, large)
+    return Bins.from_entries(BinEntry(_BIN_KINDS[item.kind], item.index, item.address,
+                                      item.size, item.arena) for item in items)
 
 
 def chunks():

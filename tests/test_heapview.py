@@ -110,7 +110,8 @@ def test_hexdump_and_names_refuse_what_they_cannot_show():
 
 
 @pytest.mark.parametrize("args, message", [
-    (["123"], "attaching to another process is not built yet"),
+    (["--json"], "--all and --json apply to another process's heap: give its PID"),
+    (["1", "--relative"], "--ops, --hexdump and --relative apply to this process's heap"),
     (["--ops", "m 24, f 3"], "bad operation 'f 3': there is no block 3 yet (1 so far)"),
     (["--ops", "x 1"], "bad operation 'x 1': expected comma-separated operations: m SIZE"),
     (["--ops", "m 8, w 0 this is longer than eight"], "do not fit block 0's 8"),

@@ -173,6 +173,7 @@ static int grow_with_mmap(prm_arena *av, size_t nb, size_t pad)
         prm_os_munmap(mem, want);
         return 0;
     }
+    prm_os_name_mapping(mem, want, PRM_MAP_NAME_HEAP);
     prm_chunk *old_top = av->top;
     open_segment(av, (uintptr_t)mem, (uintptr_t)mem + want, PRM_SEG_MMAP, sizeof(prm_segment));
     if (old_top != NULL) {
@@ -390,6 +391,7 @@ static void *reserve_heap(size_t commit)
         prm_os_munmap(base, PRM_HEAP_MAX);
         return NULL;
     }
+    prm_os_name_mapping(base, PRM_HEAP_MAX, PRM_MAP_NAME_ARENA);
     return base;
 }
 

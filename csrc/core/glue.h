@@ -35,6 +35,11 @@ static inline void prm_cpu_relax(void)
  * bits (pid_max <= 4M). */
 typedef struct prm_lock {
     int word;
+    /* A sequence counter for readers outside the process (the live view, publish.c):
+     * odd while the lock is held, even while it is free, bumped by the holder only, so
+     * a reader that sees the same even value before and after copying what the lock
+     * guards knows it copied a consistent state. Two plain stores per lock cycle. */
+    unsigned seq;
 } prm_lock;
 
 #define PRM_LOCK_INIT    { 0 }
@@ -53,6 +58,32 @@ static inline int prm_thread_id(void)
 
 PRM_INTERNAL void prmi_lock_slow(prm_lock *lock, int me);
 
+#if defined(__SANITIZE_THREAD__)
+#define PRM_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define PRM_TSAN 1
+#endif
+#endif
+
+/* The holder's half of the sequence counter (a seqlock writer): odd from here on... */
+static inline void prm_lock_seq_enter(prm_lock *lock)
+{
+#ifdef PRM_TSAN
+    /* ThreadSanitizer does not model fences: the same order from a read-modify-write. */
+    __atomic_exchange_n(&lock->seq, lock->seq + 1, __ATOMIC_ACQ_REL);
+#else
+    __atomic_store_n(&lock->seq, lock->seq + 1, __ATOMIC_RELAXED);
+    __atomic_thread_fence(__ATOMIC_RELEASE);   /* odd before any write it guards */
+#endif
+}
+
+/* ...and even again once every write under the lock is visible. */
+static inline void prm_lock_seq_leave(prm_lock *lock)
+{
+    __atomic_store_n(&lock->seq, lock->seq + 1, __ATOMIC_RELEASE);
+}
+
 /* glibc tells whether the process has only ever had one thread; then nobody can
  * contend, and the lock needs no atomic read-modify-write (glibc's malloc skips its
  * locks the same way). The owner is still written, for the fork handlers. Our code
@@ -70,27 +101,29 @@ PRM_INTERNAL void prmi_lock_slow(prm_lock *lock, int me);
 static inline void prm_lock_acquire(prm_lock *lock)
 {
     int me = prm_thread_id();
-    if (prm_single_threaded() && __atomic_load_n(&lock->word, __ATOMIC_RELAXED) == 0) {
-        __atomic_store_n(&lock->word, me, __ATOMIC_RELAXED);
-        return;
-    }
     int expected = 0;
-    if (prm_likely(__atomic_compare_exchange_n(&lock->word, &expected, me, 0,
-                                               __ATOMIC_ACQUIRE, __ATOMIC_RELAXED)))
-        return;
-    prmi_lock_slow(lock, me);
+    if (prm_single_threaded() && __atomic_load_n(&lock->word, __ATOMIC_RELAXED) == 0)
+        __atomic_store_n(&lock->word, me, __ATOMIC_RELAXED);
+    else if (prm_unlikely(!__atomic_compare_exchange_n(&lock->word, &expected, me, 0,
+                                                       __ATOMIC_ACQUIRE, __ATOMIC_RELAXED)))
+        prmi_lock_slow(lock, me);
+    prm_lock_seq_enter(lock);
 }
 
 /* Take the lock if nobody holds it, without waiting: 1 if taken. */
 static inline bool prm_lock_try_acquire(prm_lock *lock)
 {
     int expected = 0;
-    return __atomic_compare_exchange_n(&lock->word, &expected, prm_thread_id(), 0,
-                                       __ATOMIC_ACQUIRE, __ATOMIC_RELAXED);
+    if (!__atomic_compare_exchange_n(&lock->word, &expected, prm_thread_id(), 0,
+                                     __ATOMIC_ACQUIRE, __ATOMIC_RELAXED))
+        return false;
+    prm_lock_seq_enter(lock);
+    return true;
 }
 
 static inline void prm_lock_release(prm_lock *lock)
 {
+    prm_lock_seq_leave(lock);
     if (prm_single_threaded()) {
         __atomic_store_n(&lock->word, 0, __ATOMIC_RELAXED);
         return;
@@ -108,6 +141,7 @@ static inline bool prm_lock_held_by_me(prm_lock *lock)
 static inline void prm_lock_reset(prm_lock *lock)
 {
     __atomic_store_n(&lock->word, 0, __ATOMIC_RELAXED);
+    __atomic_store_n(&lock->seq, (lock->seq + 1) & ~1u, __ATOMIC_RELAXED);
 }
 
 #endif

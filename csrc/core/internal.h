@@ -45,6 +45,13 @@
  *   heap (aligned) -> | prm_segment | [prm_arena] | chunks ... | top | uncommitted ... | */
 enum prm_segment_kind { PRM_SEG_BRK = 0, PRM_SEG_MMAP = 1, PRM_SEG_HEAP = 2 };
 
+/* What /proc/PID/maps calls our anonymous mappings ("[anon:...]") where the kernel names
+ * mappings (prm_os_name_mapping). The brk heap keeps the kernel's own "[heap]": the
+ * kernel prints that before it looks for a name. */
+#define PRM_MAP_NAME_HEAP      "pymalloc_real heap"       /* mmap-fallback segments */
+#define PRM_MAP_NAME_ARENA     "pymalloc_real arena heap" /* non-main arenas' heaps */
+#define PRM_MAP_NAME_MMAPPED   "pymalloc_real mmapped"    /* chunks with their own mapping */
+
 #define PRM_HEAP_MAX ((size_t)64 * 1024 * 1024)   /* glibc: 2 x the largest mmap threshold */
 
 struct prm_arena;
@@ -236,6 +243,7 @@ typedef struct prm_state {
     /* The thread caches' slow events, summed over threads (relaxed atomics): limits
      * raised, batches given back to an arena, batches taken from one (tcache.c). */
     uint64_t tcache_raises, tcache_drains, tcache_fills;
+    size_t pagemap_leaves;      /* leaves the ownership map has mapped (pagemap.c) */
 } prm_state;
 
 PRM_INTERNAL extern prm_state prmi_state;
@@ -469,6 +477,32 @@ PRM_INTERNAL size_t prmi_canary_requested(void *mem);
 PRM_INTERNAL void prmi_canary_retire(void *mem);
 enum prmi_canary_state { PRMI_CANARY_INTACT, PRMI_CANARY_RETIRED, PRMI_CANARY_DAMAGED };
 PRM_INTERNAL enum prmi_canary_state prmi_canary_inspect(void *mem, size_t *requested, size_t *bad_offset);
+
+/* publish.c: the live view's directory (pymalloc_real/live/ reads it from outside). */
+#define PRM_LIVE_MAGIC   "pymalloc_real live view"
+#define PRM_LIVE_VERSION 1
+
+typedef struct prm_live_field {
+    char name[44];              /* "struct.member", "struct" (its size) or "const.NAME" */
+    uint32_t offset;            /* offsetof, or a constant's value */
+    uint32_t size;              /* sizeof the member or struct; 0 for a constant */
+} prm_live_field;
+
+typedef struct prm_live_directory {
+    char magic[24];             /* PRM_LIVE_MAGIC */
+    uint32_t version;
+    uint32_t field_size;        /* sizeof(prm_live_field) */
+    uint32_t field_count;
+    uint32_t report_field_count;
+    const prm_live_field *fields;
+    const prm_state *state;     /* the allocator: parameters, arenas, mmapped registry */
+    const prm_os_counters *os_counters;
+    const void *report;         /* the LD_PRELOAD shim's call counters, or NULL */
+    const prm_live_field *report_fields;
+} prm_live_directory;
+
+/* The shim registers its exit-report counters (preload.c), once, at load. */
+PRM_INTERNAL void prmi_publish_report(const void *report, const prm_live_field *fields, uint32_t count);
 
 /* stats.c: the heap walker shared by the walks and the checker. */
 typedef struct prmi_text {      /* a bounded, always NUL-terminated message being built */

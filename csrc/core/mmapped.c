@@ -38,6 +38,7 @@ prm_chunk *prmi_mmap_chunk(size_t nb)
         prm_os_munmap(h, length);
         return NULL;
     }
+    prm_os_name_mapping(h, length, PRM_MAP_NAME_MMAPPED);
     h->length = length;
     prm_chunk *p = (prm_chunk *)((char *)h + offset);
     h->chunk = p;

@@ -1,6 +1,6 @@
 /* os.c - the kernel layer: brk, mmap, munmap, mremap, madvise, mincore, futex,
- * getrusage and the raw write used by the error reporter. Nothing else in the
- * allocator makes a system call. See os.h for the contract. */
+ * getrusage, prctl (naming mappings) and the raw write used by the error reporter.
+ * Nothing else in the allocator makes a system call. See os.h for the contract. */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
@@ -11,6 +11,7 @@
 #include <linux/futex.h>
 #include <stdlib.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
 #include <time.h>
@@ -226,6 +227,37 @@ size_t prm_os_page_size(void)
     return size;
 }
 
+#ifndef PR_SET_VMA
+#define PR_SET_VMA 0x53564d41   /* Linux 5.17; older headers lack the names */
+#define PR_SET_VMA_ANON_NAME 0
+#endif
+
+/* 1 once the kernel named a mapping, -errno once it refused for good. */
+static int os_naming_status;
+
+int prm_os_name_mapping(void *addr, size_t length, const char *name)
+{
+    int status = __atomic_load_n(&os_naming_status, __ATOMIC_RELAXED);
+    if (status < 0)
+        return -1;
+    int saved = errno;
+    if (prctl(PR_SET_VMA, PR_SET_VMA_ANON_NAME, (unsigned long)addr, (unsigned long)length,
+              (unsigned long)name) == 0) {
+        COUNT(mappings_named, 1);
+        if (status == 0)
+            __atomic_store_n(&os_naming_status, 1, __ATOMIC_RELAXED);
+        return 0;
+    }
+    int error = errno;
+    COUNT(naming_refused, 1);
+    /* EINVAL: the kernel does not know the option (before 5.17, or built without
+     * CONFIG_ANON_VMA_NAME); asking again would only cost a system call per mapping. */
+    if (error == EINVAL && status == 0)
+        __atomic_store_n(&os_naming_status, -EINVAL, __ATOMIC_RELAXED);
+    errno = saved;
+    return -1;
+}
+
 void prm_os_futex_wait(int *word, int expected)
 {
     int saved = errno;
@@ -392,6 +424,11 @@ int prm_os_page_faults(long *minor, long *major)
     *minor = usage.ru_minflt;
     *major = usage.ru_majflt;
     return 0;
+}
+
+const prm_os_counters *prm_os_counters_address(void)
+{
+    return &os_counters;
 }
 
 void prm_os_get_counters(prm_os_counters *out)

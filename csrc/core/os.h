@@ -57,6 +57,13 @@ int   prm_os_mincore(void *addr, size_t length, unsigned char *vec);
 
 size_t prm_os_page_size(void);
 
+/* Name an anonymous mapping so that /proc/PID/maps shows it as "[anon:NAME]"
+ * (prctl PR_SET_VMA_ANON_NAME, Linux 5.17 with CONFIG_ANON_VMA_NAME); `name` is a
+ * string constant. Best effort: a kernel that refuses (EINVAL) is asked once and never
+ * again; the counters say what happened (mappings_named, naming_refused). Never changes
+ * errno (it runs inside malloc). 0 if named, or -1. */
+int prm_os_name_mapping(void *addr, size_t length, const char *name);
+
 /* Futex wait/wake on a 32-bit word, for the allocator's locks. */
 void prm_os_futex_wait(int *word, int expected);
 void prm_os_futex_wake(int *word, int count);
@@ -116,9 +123,14 @@ typedef struct prm_os_counters {
     uint64_t mmap_bytes;        /* total length mapped */
     uint64_t munmap_bytes;      /* total length unmapped */
     uint64_t discard_bytes;     /* total length handed to MADV_DONTNEED */
+    uint64_t mappings_named;    /* mappings the kernel named (prm_os_name_mapping) */
+    uint64_t naming_refused;    /* names it refused (once EINVAL, we stop asking) */
 } prm_os_counters;
 
 void prm_os_get_counters(prm_os_counters *out);
+/* Where the counters live, for the live view's directory (publish.c): a reader in
+ * another process copies them from there. */
+const prm_os_counters *prm_os_counters_address(void);
 
 /* Failure injection for tests: the next `count` calls of `op` fail with ENOMEM without
  * reaching the kernel. count 0 clears the injection. */

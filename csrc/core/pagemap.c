@@ -2,8 +2,7 @@
  * is and who keeps it). */
 #include <string.h>
 
-#include "os.h"
-#include "pagemap.h"
+#include "internal.h"
 
 prm_pagemap prmi_pagemap;
 
@@ -25,7 +24,7 @@ int prmi_pagemap_reserve(uintptr_t start, uintptr_t end)
         /* Arenas grow under their own locks, so two may race for a leaf: one wins. */
         if (__atomic_compare_exchange_n(&prmi_pagemap.leaves[root], &expected, leaf, 0,
                                         __ATOMIC_RELEASE, __ATOMIC_ACQUIRE))
-            __atomic_fetch_add(&prmi_pagemap.leaf_count, 1, __ATOMIC_RELAXED);
+            __atomic_fetch_add(&prmi_state.pagemap_leaves, 1, __ATOMIC_RELAXED);
         else
             prm_os_unmap_metadata(leaf, PRM_PAGEMAP_LEAF);
     }
@@ -52,5 +51,5 @@ void prmi_pagemap_mark(uintptr_t start, uintptr_t end, unsigned owner)
 
 size_t prmi_pagemap_bytes(void)
 {
-    return __atomic_load_n(&prmi_pagemap.leaf_count, __ATOMIC_RELAXED) * PRM_PAGEMAP_LEAF;
+    return __atomic_load_n(&prmi_state.pagemap_leaves, __ATOMIC_RELAXED) * PRM_PAGEMAP_LEAF;
 }

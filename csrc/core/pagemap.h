@@ -46,7 +46,6 @@ enum {
 
 typedef struct prm_pagemap {
     uint8_t *leaves[PRM_PAGEMAP_ROOTS];
-    size_t leaf_count;            /* leaves mapped so far (their bytes: stats) */
 } prm_pagemap;
 
 PRM_INTERNAL extern prm_pagemap prmi_pagemap;

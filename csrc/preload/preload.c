@@ -13,6 +13,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <malloc.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -38,7 +39,7 @@ static const char *const call_names[CALL_COUNT] = {
 
 #define SIZE_CLASSES 64   /* by the bit length of the request: 0, 1, 2-3, 4-7, ... */
 
-static struct {
+typedef struct exit_report {
     int enabled;
     char path[1024];
     uint64_t calls[CALL_COUNT];
@@ -46,7 +47,24 @@ static struct {
     uint64_t size_classes[SIZE_CLASSES];
     uint64_t live_bytes;        /* usable bytes of live blocks */
     uint64_t peak_live_bytes;
-} report;
+} exit_report;
+
+static exit_report report;
+
+/* The counters' layout, for the live view (core/publish.c): `top PID` shows them while
+ * the program runs. "call.NAME" rows give each call's index in calls[]. */
+#define REPORT_FIELD(member) { "report." #member, (uint32_t)offsetof(exit_report, member), \
+                               (uint32_t)sizeof(((exit_report *)0)->member) }
+static const prm_live_field report_fields[] = {
+    REPORT_FIELD(enabled), REPORT_FIELD(calls), REPORT_FIELD(bytes_requested),
+    REPORT_FIELD(size_classes), REPORT_FIELD(live_bytes), REPORT_FIELD(peak_live_bytes),
+    { "call.malloc", CALL_MALLOC, 0 }, { "call.free", CALL_FREE, 0 },
+    { "call.calloc", CALL_CALLOC, 0 }, { "call.realloc", CALL_REALLOC, 0 },
+    { "call.reallocarray", CALL_REALLOCARRAY, 0 }, { "call.memalign", CALL_MEMALIGN, 0 },
+    { "call.posix_memalign", CALL_POSIX_MEMALIGN, 0 },
+    { "call.aligned_alloc", CALL_ALIGNED_ALLOC, 0 }, { "call.valloc", CALL_VALLOC, 0 },
+    { "call.pvalloc", CALL_PVALLOC, 0 },
+};
 
 /* An allocating call and the size it asked for. */
 static inline void count_call(enum prm_call call, size_t requested)
@@ -302,6 +320,7 @@ static __attribute__((constructor)) void at_load(void)
 {
     prmi_main_arena();
     prm_install_fork_handlers();
+    prmi_publish_report(&report, report_fields, sizeof report_fields / sizeof report_fields[0]);
 }
 
 /* ---- the exported allocation functions ------------------------------------------------ */

@@ -2,11 +2,16 @@
 vis_heap_chunks in one): without PID, a known sequence of operations (``--ops``) done
 in this process on our core, then every chunk, the bins, top, the break and the mapped
 chunks, and optionally a hexdump split at chunk boundaries. The text is
-``pymalloc_real.heapview.render``'s, the same as ``prm.show()``.
+``pymalloc_real.heapview.render``'s, the same as ``prm.show()``. With PID, a running
+program on pymalloc_real, copied from outside in one consistent snapshot
+(``pymalloc_real.live``): its arenas, segments' chunk walks, mapped chunks, bins and
+ledger (``live.text``'s layout, which also names the process and how the copy went).
 """
-import sys
+import dataclasses
+import json
 
-from .. import heapview, introspect
+from .. import heapview, introspect, live
+from .errors import UsageError
 
 
 def add_parser(commands):
@@ -20,7 +25,13 @@ def add_parser(commands):
                     "numbered from 0 in the order of their malloc; live ones are named "
                     "[N] in the table. Exit status: 0, or 2 on an error.")
     parser.add_argument("pid", nargs="?", type=int,
-                        help="another process on pymalloc_real's library (not built yet)")
+                        help="a running program on pymalloc_real (the LD_PRELOAD library or "
+                             "the Python extension): its heap, copied without stopping it")
+    parser.add_argument("--all", action="store_true", dest="every_chunk",
+                        help="with PID: one line per chunk (default: runs of identical "
+                             "chunks share a line)")
+    parser.add_argument("--json", action="store_true",
+                        help="with PID: print JSON instead of text")
     parser.add_argument("--ops", default=heapview.DEFAULT_OPS, metavar="OPS",
                         help=f"{heapview.OPS_SYNTAX} (default: {heapview.DEFAULT_OPS!r}, "
                              "which fills every kind of bin)")
@@ -38,9 +49,9 @@ def add_parser(commands):
 
 def _heap(args):
     if args.pid is not None:
-        print("pymalloc-real heap: error: attaching to another process is not built yet; "
-              "run without PID to see this process's heap", file=sys.stderr)
-        return 2
+        return _remote_heap(args)
+    if args.every_chunk or args.json:
+        raise UsageError("--all and --json apply to another process's heap: give its PID")
     hexdump_spec = _hexdump_spec(args.hexdump)          # a mistake shows before any work
     blocks = heapview.run_ops(args.ops)
     names = {block.address: f"[{number}]" for number, block in enumerate(blocks)
@@ -85,3 +96,25 @@ def _hexdump_spec(text):
         raise heapview.HeapViewError(f"--hexdump {text!r}: LEN must be 1 .. "
                                      f"{heapview.HEXDUMP_MAX}")
     return spec
+
+
+def _remote_heap(args):
+    """`heap PID`: another process's heap, from one consistent snapshot."""
+    if args.hexdump is not None or args.ops != heapview.DEFAULT_OPS or args.relative:
+        raise UsageError("--ops, --hexdump and --relative apply to this process's heap: "
+                         "leave out the PID")
+    with live.attach(args.pid) as process:
+        view = process.snapshot()
+        if args.json:
+            bins = view.bins()
+            print(json.dumps({
+                "pid": process.pid, "command": process.command, "library": process.library,
+                "stats": dataclasses.asdict(view.stats()),
+                "arenas": [dataclasses.asdict(a) for a in view.arenas()],
+                "segments": [dataclasses.asdict(s) for s in view.segments()],
+                "chunks": [dataclasses.asdict(c) for c in view.chunks()],
+                "bins": [dataclasses.asdict(e) for e in bins.entries()],
+                "ledger": view.ledger().as_dict()}, indent=1))
+        else:
+            print(live.text.heap_text(view, args.every_chunk))
+    return 0

@@ -8,6 +8,7 @@ import json
 import os
 import sys
 
+from .. import live
 from ..kernel import procfs
 from ..kernel.space import size_text
 from .text import wrap
@@ -34,6 +35,8 @@ def _maps(args):
         raise OSError(f"no process {args.pid}") from None
     except PermissionError:
         raise OSError(f"no permission to read /proc/{args.pid}/maps") from None
+    if not own:
+        regions = _mark_ours_remotely(args.pid, regions)
     totals = procfs.totals_by_kind(regions)
     brk = procfs.brk() if own else None
     pid = os.getpid() if own else args.pid
@@ -59,6 +62,22 @@ def _maps(args):
     print(wrap(f"totals: {text}; ours (pymalloc_real's heap and mmapped chunks) "
                 f"{size_text(totals['ours'])}", ""))
     return 0
+
+
+def _mark_ours_remotely(pid, regions):
+    """Another process's regions with the parts that are pymalloc_real's marked, from a
+    live snapshot of its allocator; unchanged when it does not use the library."""
+    try:
+        with live.attach(pid) as process:
+            view = process.snapshot()
+            ranges = [(s.start, s.end, "heap segment") for s in view.segments()]
+            ranges += [(c.mapping_start, c.mapping_end, "mmapped chunk")
+                       for c in view.chunks() if c.kind == "mmapped"]
+    except live.LiveViewError:
+        return regions
+    return [dataclasses.replace(region, ours=tuple(
+        (max(s, region.start), min(e, region.end), what)
+        for s, e, what in ranges if s < region.end and e > region.start)) for region in regions]
 
 
 def _print_region(region, notes):
