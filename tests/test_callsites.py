@@ -130,3 +130,21 @@ def test_a_cpython_recording_takes_at_most_4_bytes_per_operation():
     assert len(raw.trace) > 200_000 and raw.trace.problems() == []
     assert raw.bytes_per_op <= 4, f"{raw.bytes_per_op:.2f} bytes/op on disk"
     assert raw.finished and "python" in raw.maps
+
+
+def test_a_recording_cut_short_keeps_its_whole_records(program, tmp_path):
+    report = preload.run([program], options={"trace": str(tmp_path / "r.%p.raw"),
+                                             "stacks": "all"})
+    data = (tmp_path / f"r.{report.pid}.raw").read_bytes()
+    whole = T.decode(data)
+    assert whole.finished and whole.pid == report.pid and len(whole.trace) > 2000
+    assert T.load(tmp_path / f"r.{report.pid}.raw") == whole.trace
+    cut = T.decode(data[:len(data) // 2])           # as if the process was killed
+    assert not cut.finished and cut.maps is None
+    assert 0 < len(cut.trace) < len(whole.trace) and cut.trace.problems() == []
+    assert cut.trace.packed() == whole.trace.packed()[:len(cut.trace.packed())]
+    # After the header (32 bytes) and the command line's record (tag, kind, length):
+    after = 32 + 3 + len(program) + 1
+    assert data[after - len(program) - 1:after] == program.encode() + b"\0"
+    with pytest.raises(T.TraceError, match="unknown extension record 31"):
+        T.decode(data[:after] + bytes([0xf8]) + data[after:])

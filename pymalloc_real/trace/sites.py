@@ -20,14 +20,13 @@ writes it into the recording) to find each return address's object, then asks bi
 
 
 import bisect
-import math
 import os
 import shutil
 import subprocess
 from dataclasses import dataclass
 from typing import Optional, Tuple
 
-from .model import FREE, TraceError
+from .model import TraceError
 
 
 @dataclass(frozen=True)
@@ -87,46 +86,12 @@ class Sample:
     event: Optional[str]
 
 
-# ---- the walk over the operations ------------------------------------------------------------
-
-def live_walk(trace, positions=()):
-    """One pass over the trace: (index of the operation after which the live bytes
-    peaked, that peak, [live bytes after ``p`` operations for each p in positions])."""
-    wanted = sorted(set(positions))
-    at = {}
-    w = 0
-    sizes = {}
-    live = peak = 0
-    peak_index = -1
-    for index, (op, oid, size, _, _) in enumerate(trace):
-        while w < len(wanted) and wanted[w] == index:
-            at[wanted[w]] = live
-            w += 1
-        if op == FREE:
-            live -= sizes.pop(oid, 0)
-            continue
-        live += size - sizes.get(oid, 0)
-        sizes[oid] = size
-        if live > peak:
-            peak, peak_index = live, index
-    for position in wanted[w:]:
-        at[position] = live
-    return peak_index, peak, [at[p] for p in positions]
-
+# ---- from the decoder's totals ------------------------------------------------------------
 
 def timeline(raw):
     """The recording's samples as :class:`Sample` objects, in time order."""
-    _, _, lives = live_walk(raw.trace, [s.op_index for s in raw.samples])
-    return [Sample(s.t_ns, live, s.heap, s.mmapped, s.rss, s.minflt, s.majflt, s.event)
-            for s, live in zip(raw.samples, lives)]
-
-
-def _weight(size, mean):
-    """How many allocations one sampled allocation of ``size`` bytes stands for."""
-    if not mean:
-        return 1.0
-    p = -math.expm1(-size / mean) if size > 0 else 0.0
-    return 1.0 / p if p > 0 else 0.0
+    return [Sample(s.t_ns, s.live, s.heap, s.mmapped, s.rss, s.minflt, s.majflt, s.event)
+            for s in raw.samples]
 
 
 def call_sites(raw, symbols=None):
@@ -138,39 +103,16 @@ def call_sites(raw, symbols=None):
                "`make unwind`, then rebuild)" if raw.flags & 4 else
                "it was made with stacks=off")
         raise TraceError(f"the recording of pid {raw.pid} has no call stacks: {why}")
-    peak_index, _, _ = live_walk(raw.trace)
-    mean = raw.sample_mean
-    totals = {}                 # stack id -> [calls, bytes, peak, live]
-    owner = {}                  # object id -> (stack id, weighted bytes)
-    stacks = raw.op_stacks
-    for index, (op, oid, size, _, _) in enumerate(raw.trace):
-        held = owner.pop(oid, None)
-        if held is not None:
-            totals[held[0]][3] -= held[1]
-        stack = stacks[index]
-        if op != FREE and stack:
-            weight = _weight(size, mean)
-            entry = totals.get(stack)
-            if entry is None:
-                entry = totals[stack] = [0.0, 0.0, 0.0, 0.0]
-            entry[0] += weight
-            entry[1] += size * weight
-            entry[3] += size * weight
-            owner[oid] = (stack, size * weight)
-        # (an object resized by a realloc without a stack leaves its site: sampled mode)
-        if index == peak_index:
-            for entry in totals.values():
-                entry[2] = entry[3]
     symbols = symbols or Symboliser(raw.maps)
     merged = {}
-    for stack, (calls, nbytes, peak, live) in totals.items():
+    for stack, totals in raw.site_totals.items():
         frames = symbols.strip_own(raw.stacks.get(stack, ()))
         entry = merged.setdefault(frames, [0.0, 0.0, 0.0, 0.0])
-        for i, value in enumerate((calls, nbytes, peak, live)):
+        for i, value in enumerate(totals):
             entry[i] += value
     named = symbols.frames({a for frames in merged for a in frames})
     sites = [CallSite(tuple(named[a] for a in frames), round(c), round(b), round(p),
-                      round(max(live, 0)), bool(mean))
+                      round(max(live, 0)), bool(raw.sample_mean))
              for frames, (c, b, p, live) in merged.items()]
     sites.sort(key=lambda s: (s.peak_bytes, s.bytes, s.calls), reverse=True)
     return sites
