@@ -3,7 +3,9 @@ operation, and loading, on CPython building and serialising a 200,000-key dict.
 
 The workload runs with PYTHONMALLOC=malloc (every object through malloc: about 4.2
 million operations in half a second) under these configurations, --repeat rounds each,
-interleaved so that a busy machine slows every configuration alike; medians compared:
+interleaved so that a busy machine slows every configuration alike; medians of wall
+time and of CPU time (user + system, the child's own from wait4; heaptrack's with its
+helper processes) compared:
 
   glibc         no preload, no recorder
   ours          pymalloc_real's library, no recorder (the baseline of the ratios)
@@ -23,6 +25,7 @@ Standard library and pymalloc_real only; heaptrack is optional (apt-get install 
 import argparse
 import json
 import os
+import resource
 import shutil
 import statistics
 import struct
@@ -46,18 +49,21 @@ def run_once(config, cmd, scratch, round_number):
     env = dict(os.environ, PYTHONMALLOC="malloc")
     if config == "heaptrack":
         out = os.path.join(scratch, f"heaptrack.{round_number}")
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         start = time.monotonic()
         subprocess.run(["heaptrack", "-o", out, *cmd], env=env, check=True,
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wall = time.monotonic() - start
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)     # heaptrack's helpers too
+        cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
         files = [f for f in os.listdir(scratch) if f.startswith(f"heaptrack.{round_number}")]
         size = sum(os.path.getsize(os.path.join(scratch, f)) for f in files)
         for f in files:
             os.remove(os.path.join(scratch, f))
-        return wall, size, None
+        return wall, cpu, size, None
     if config == "glibc":
         report = preload.run(cmd, allocator="glibc", env=env, stats=False)
-        return report.wall_time, 0, None
+        return report.wall_time, report.cpu_time, 0, None
     options = {}
     path = None
     if config != "ours":
@@ -67,9 +73,9 @@ def run_once(config, cmd, scratch, round_number):
     if report.exit_status != 0:
         raise SystemExit(f"{config}: exit status {report.exit_status}: {report.stderr}")
     if path is None:
-        return report.wall_time, 0, None
+        return report.wall_time, report.cpu_time, 0, None
     written = path.replace("%p", str(report.pid))
-    return report.wall_time, os.path.getsize(written), written
+    return report.wall_time, report.cpu_time, os.path.getsize(written), written
 
 
 def old_raw_form(recorded):
@@ -101,13 +107,15 @@ def main():
     cmd = workload(args.dict_keys)
     configs = [c for c in CONFIGS if c != "heaptrack" or shutil.which("heaptrack")]
     walls = {c: [] for c in configs}
+    cpus = {c: [] for c in configs}
     sizes = {}
     kept = {}
     with tempfile.TemporaryDirectory(prefix="bench-recorder-") as scratch:
         for round_number in range(args.repeat):
             for config in configs:
-                wall, size, written = run_once(config, cmd, scratch, round_number)
+                wall, cpu, size, written = run_once(config, cmd, scratch, round_number)
                 walls[config].append(wall)
+                cpus[config].append(cpu)
                 sizes[config] = size
                 if written:
                     if config in kept:
@@ -128,19 +136,22 @@ def main():
         old = old_raw_form(raw.trace)
         loads["old 24-byte form: Trace.from_raw"], _ = cpu_seconds(trace.Trace.from_raw, old)
     medians = {c: statistics.median(v) for c, v in walls.items()}
+    cpu_medians = {c: statistics.median(v) for c, v in cpus.items()}
     rows = []
     for config in configs:
-        base = medians["glibc" if config in ("glibc", "heaptrack") else "ours"]
+        base = "glibc" if config in ("glibc", "heaptrack") else "ours"
         n = ops.get(config)
         per_op = sizes[config] / n if n else (sizes[config] / ops["trace"] if sizes[config] else None)
-        rows.append((config, medians[config], medians[config] / base, sizes[config], per_op))
+        rows.append((config, medians[config], medians[config] / medians[base],
+                     cpu_medians[config], cpu_medians[config] / cpu_medians[base],
+                     sizes[config], per_op))
     print(f"\nCPython json workload ({args.dict_keys:,} keys, PYTHONMALLOC=malloc), "
           f"{ops.get('trace', 0):,} operations, median of {args.repeat} runs\n")
-    print("| configuration | wall s | ratio | on disk | bytes/op |")
-    print("|---|---:|---:|---:|---:|")
-    for config, wall, ratio, size, per_op in rows:
-        print(f"| {config} | {wall:.3f} | {ratio:.2f}x | {size:,} | "
-              + (f"{per_op:.2f} |" if per_op else "- |"))
+    print("| configuration | wall s | wall ratio | CPU s | CPU ratio | on disk | bytes/op |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for config, wall, ratio, cpu, cpu_ratio, size, per_op in rows:
+        print(f"| {config} | {wall:.3f} | {ratio:.2f}x | {cpu:.3f} | {cpu_ratio:.2f}x | "
+              f"{size:,} | " + (f"{per_op:.2f} |" if per_op else "- |"))
     n = ops.get("trace", 1)
     print("\n| loading (CPU seconds) | s | ns/op |")
     print("|---|---:|---:|")
@@ -148,7 +159,7 @@ def main():
         print(f"| {name} | {seconds:.2f} | {seconds / n * 1e9:.0f} |")
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:
-            json.dump({"walls": walls, "medians": medians, "sizes": sizes, "ops": ops,
+            json.dump({"walls": walls, "cpus": cpus, "medians": medians, "sizes": sizes, "ops": ops,
                        "loads": loads}, f, indent=2)
 
 
