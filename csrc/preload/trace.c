@@ -129,18 +129,22 @@ static void write_header_locked(void)
     put_text(1, command, length > 0 ? (size_t)length : 0);
 }
 
-/* The address of an operation: how it is written (the tag's bits 4-7). The search is
- * branch-free: which of the last 16 addresses match, as a mask, and the most recent. */
+/* The address of an operation: how it is written (the tag's bits 4-7). The reader keeps
+ * the last addresses in a ring; the writer finds an address's place there in O(1): a
+ * small table remembers, per hash slot, the last address pushed there and its push
+ * number, so its place is pushes - that number (a collision only costs a missed match). */
+static inline unsigned address_slot(uint64_t address)
+{
+    return (unsigned)((address >> 4) ^ (address >> 12)) & (PRMI_REC_SEEN - 1);
+}
+
 static inline unsigned address_code(uint64_t address)
 {
     if (address == 0)
         return 15;
-    unsigned match = 0;
-    for (unsigned back = 0; back < 16; back++)
-        match |= (unsigned)(prmi_rec.recent[back] == address) << back;
-    match &= (1u << PRMI_REC_RING) - 1;
-    if (match != 0)
-        return (unsigned)__builtin_ctz(match) + 1;
+    const struct prmi_rec_seen *seen = &prmi_rec.seen[address_slot(address)];
+    if (seen->address == address && prmi_rec.pushes - seen->push < PRMI_REC_RING)
+        return (unsigned)(prmi_rec.pushes - seen->push) + 1;
     return (address & 15) == 0 ? 0 : 14;
 }
 
@@ -154,8 +158,9 @@ static inline void put_address(unsigned code, uint64_t address)
     }
     if (address != 0) {
         prmi_rec.last_address = address;
-        memmove(&prmi_rec.recent[1], &prmi_rec.recent[0], 15 * sizeof prmi_rec.recent[0]);
-        prmi_rec.recent[0] = address;
+        struct prmi_rec_seen *seen = &prmi_rec.seen[address_slot(address)];
+        seen->address = address;
+        seen->push = ++prmi_rec.pushes;
     }
 }
 

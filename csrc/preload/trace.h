@@ -74,6 +74,7 @@ enum prmi_rec_event {
 
 #define PRMI_REC_RING 13                /* addresses a record may refer back to */
 #define PRMI_REC_STACK_MRU 16           /* stacks a record may refer back to */
+#define PRMI_REC_SEEN 256               /* slots of the table that finds them (trace.c) */
 
 /* The profile's size classes, by chunk size: 32, 48, ..., 1024 one per 16 bytes (the
  * thread caches' and small bins' classes), then powers of two up to 2^63. */
@@ -98,11 +99,12 @@ typedef struct prmi_recorder {
     uint32_t stream_thread;     /* whose records the stream is on now */
     size_t used;                /* bytes in the buffer */
     uint64_t start_ns;
-    /* The stream's state, as the reader rebuilds it: the last address written, the
-     * last addresses (recent[0] the newest; PRMI_REC_RING of them are referred to) and
-     * the stacks used last (recent_stacks[0] the latest). */
+    /* The stream's state, as the reader rebuilds it: the last address written, how many
+     * addresses were written (pushes) and where each slot's address was last (trace.c's
+     * address_code), the stacks used last (recent_stacks[0] the latest). */
     uint64_t last_address;
-    uint64_t recent[16];
+    uint64_t pushes;
+    struct prmi_rec_seen { uint64_t address, push; } seen[PRMI_REC_SEEN];
     uint32_t recent_stacks[PRMI_REC_STACK_MRU];
     /* The timeline: when the last sample was taken, and what it saw. */
     uint64_t ops_since_clock;
