@@ -109,7 +109,7 @@ typedef struct prmi_recorder {
     /* The timeline: when the last sample was taken, and what it saw. */
     uint64_t ops_since_clock;
     uint64_t last_sample_ns;
-    uint64_t last_heap, last_mmapped;
+    uint64_t last_heap, last_mmapped, last_main_heap;
     char trace_path[1024];
     char profile_path[1024];
     /* The profile: live chunks per class now, and at the snapshot of the peak. */
