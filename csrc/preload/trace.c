@@ -1,9 +1,17 @@
-/* trace.c - the recorder of the LD_PRELOAD library: every allocation call into a raw
- * trace file (trace=PATH), and the size-class profile of the live heap at its peak
- * (profile=PATH). The record format and the ordering rules are in trace.h.
+/* trace.c - the recorder of the LD_PRELOAD library: every allocation call into a
+ * compact trace file (trace=PATH) with the call stacks of every or of sampled
+ * allocations (stacks=, sample=; capturing and numbering them is callstack.c's), the
+ * timeline's samples (every 10 ms and at each move of the heap or the mapped chunks),
+ * the command line and the maps at exit; and the size-class profile of the live heap at
+ * its peak (profile=PATH). The record format and the ordering rules are in trace.h.
  *
  * Nothing here allocates or touches stdio: records go into a static buffer under a lock
- * and reach the file through os.c in writes of PRMI_REC_BUFFER records, and at exit.
+ * and reach the file through os.c in writes of PRMI_REC_BUFFER bytes, and at exit. A
+ * stack is captured before the lock is taken (libunwind's walk is the slow part and
+ * takes the loader's lock on a cache miss: never under ours).
+ *
+ * exec: a process keeps its pid, so with "%p" in the path each program it becomes
+ * records into the next free PID.N (open_trace), and its first record names it.
  *
  * fork: the child stops recording. Its copy of the buffer holds the parent's unwritten
  * records and its descriptor shares the parent's file offset, so anything it wrote

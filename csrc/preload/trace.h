@@ -1,5 +1,5 @@
-/* trace.h - the preload library's recorder: allocation traces (option trace=PATH), the
- * size-class profile of the live heap (profile=PATH), and presizing the heap from such a
+/* trace.h - the preload library's recorder: allocation traces (option trace=PATH, with
+ * call stacks: stacks=, sample=, callstack.h; and the timeline), the size-class profile of the live heap (profile=PATH), and presizing the heap from such a
  * profile at start-up (presize=PATH, presize.c). Only the LD_PRELOAD build has them.
  *
  * The hooks in preload.c test `prmi_recorder.active` (one predictable branch when
