@@ -10,7 +10,7 @@ PIP    := $(PY) -m pip --disable-pip-version-check -q
 STAMP  := $(VENV)/.installed
 SOURCES := $(wildcard csrc/*/*.c csrc/*/*.h pymalloc_real/*.c) pymalloc_real/_build.py setup.py pyproject.toml
 
-.PHONY: all build demo test bench bench-python clean distclean peers fuzz fuzz-deps
+.PHONY: all build demo test bench bench-python clean distclean peers fuzz fuzz-deps unwind
 
 all: build
 
@@ -18,7 +18,9 @@ $(PY):
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --upgrade pip setuptools wheel "cffi>=1.16"
 
-$(STAMP): $(PY) $(SOURCES)
+# libunwind's headers first (order-only: installing them once does not force rebuilds),
+# so the preload library is built with the recorder's call stacks.
+$(STAMP): $(PY) $(SOURCES) | unwind
 	$(PIP) install --no-build-isolation -e '.[test]'
 	@touch $@
 
@@ -52,6 +54,21 @@ peers:
 	if [ -z "$$missing" ]; then echo "peers: $$pkgs already installed"; exit 0; fi; \
 	sudo=$$([ "$$(id -u)" = 0 ] || echo sudo); \
 	echo "peers: installing$$missing"; \
+	$$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y $$missing \
+	  || { $$sudo apt-get update && \
+	       $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y $$missing; }
+
+# libunwind (Debian's libunwind-dev), which the preload library links for the
+# recorder's call stacks (csrc/preload/callstack.h says why); same pattern as `peers`.
+unwind:
+	@pkgs="libunwind-dev"; missing=""; \
+	for p in $$pkgs; do \
+	  dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' \
+	    || missing="$$missing $$p"; \
+	done; \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	sudo=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	echo "unwind: installing$$missing"; \
 	$$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y $$missing \
 	  || { $$sudo apt-get update && \
 	       $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y $$missing; }

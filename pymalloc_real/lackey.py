@@ -14,6 +14,7 @@ import os
 import shutil
 import signal
 import subprocess
+import tempfile
 import time
 
 from .errors import PymallocError
@@ -37,12 +38,15 @@ class TraceTooLarge(LackeyError):
 @dataclasses.dataclass(frozen=True)
 class Recording:
     """A command run under lackey: its trace in ``path``, its exit status, the trace's
-    size in bytes and how long the recording took, in seconds."""
+    size in bytes, how long the recording took (seconds), the ``pid`` traced and the
+    command line it ran last (``recorded``: what a wrapper exec'd)."""
     command: tuple
     path: str
     exit_status: int
     size: int = 0
     seconds: float = 0.0
+    pid: int = 0
+    recorded: str = ""
 
 
 def record(command, path, stdout=None, stderr=None, timeout=None, limit=DEFAULT_LIMIT,
@@ -53,8 +57,8 @@ def record(command, path, stdout=None, stderr=None, timeout=None, limit=DEFAULT_
     ``stderr`` are the command's, as for subprocess.run. ``limit`` (bytes, None for
     none) stops the recording when the trace passes it (TraceTooLarge);
     ``progress(size, seconds)`` is called as the trace grows. Returns a
-    :class:`Recording`. The trace is of the first process only: lackey does not follow
-    children."""
+    :class:`Recording`. The trace follows the process through exec (a wrapper's trace
+    is replaced by its program's); forked processes' traces are dropped."""
     command = [os.fspath(arg) for arg in command]
     path = os.fspath(path)
     if not command:
@@ -68,22 +72,44 @@ def record(command, path, stdout=None, stderr=None, timeout=None, limit=DEFAULT_
     with contextlib.suppress(FileNotFoundError):
         os.remove(path)         # so that an old trace is never taken for this one
     start = time.monotonic()
-    proc = subprocess.Popen([valgrind, "--tool=lackey", "--trace-mem=yes",
-                             f"--log-file={path}", *command],
-                            stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr)
+    # One log per process (%p), in a directory beside the trace so that the final move is
+    # a rename: the program's own log is the one named by the pid we started.
+    scratch = tempfile.mkdtemp(prefix=".lackey-", dir=os.path.dirname(os.path.abspath(path)))
     try:
-        size = _watch(proc, command[0], path, start, timeout, limit, progress)
-    except BaseException:
-        _stop(proc)
-        with contextlib.suppress(FileNotFoundError):
-            os.remove(path)     # a partial trace is no trace of the program
-        raise
-    if proc.returncode == -signal.SIGINT:
-        raise KeyboardInterrupt     # Ctrl-C reached the program first: the same thing
-    if size == 0:
-        raise LackeyError(f"valgrind wrote no trace for {command[0]} (exit status "
-                          f"{proc.returncode}): is it a program valgrind can run?")
-    return Recording(tuple(command), path, proc.returncode, size, time.monotonic() - start)
+        pattern = os.path.join(scratch, "lackey.%p")
+        proc = subprocess.Popen([valgrind, "--tool=lackey", "--trace-mem=yes",
+                                 "--trace-children=yes", f"--log-file={pattern}", *command],
+                                stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr)
+        own = pattern.replace("%p", str(proc.pid))
+        try:
+            size = _watch(proc, command[0], own, start, timeout, limit, progress)
+        except BaseException:
+            _stop(proc)
+            raise
+        if proc.returncode == -signal.SIGINT:
+            raise KeyboardInterrupt     # Ctrl-C reached the program first: the same thing
+        recorded, references = _summary(own) if size else ("", False)
+        if not references:
+            raise LackeyError(f"valgrind wrote no trace for {command[0]} (pid {proc.pid}, "
+                              f"program {recorded or '?'}, exit status {proc.returncode}): "
+                              "is it a program valgrind can run?")
+        os.replace(own, path)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)   # a partial trace is no trace of it
+    return Recording(tuple(command), path, proc.returncode, size, time.monotonic() - start,
+                     proc.pid, recorded)
+
+
+def _summary(path):
+    """(the command line valgrind's log names last, whether it holds a reference line)."""
+    recorded = ""
+    with open(path, "rb") as f:
+        for line in f:
+            if line.startswith(b"==") and b"== Command: " in line:
+                recorded = line.partition(b"== Command: ")[2].decode("utf-8", "replace").strip()
+            elif line[:2] in (b"I ", b" L", b" S", b" M"):
+                return recorded, True
+    return recorded, False
 
 
 def _watch(proc, name, path, start, timeout, limit, progress):

@@ -210,8 +210,10 @@ def test_replay_refuses_an_empty_or_malformed_trace(tmp_path, capsys, text, says
 # ---- trace --json lets the command's output through ---------------------------------------
 
 def test_trace_json_lets_the_commands_output_through_to_stderr(tmp_path):
-    proc = _cli("trace", "--json", "-o", str(tmp_path / "t.trace"), "--", "sh", "-c",
-                "echo to-stdout; echo to-stderr >&2", cwd=str(tmp_path))
+    # A program that allocates (an empty recording is an error): the interpreter.
+    proc = _cli("trace", "--json", "-o", str(tmp_path / "t.trace"), "--", sys.executable, "-c",
+                "import sys; print('to-stdout'); print('to-stderr', file=sys.stderr)",
+                cwd=str(tmp_path))
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
     assert "to-stdout" in err and "to-stderr" in err

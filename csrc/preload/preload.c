@@ -161,7 +161,7 @@ static const struct option_key {
 };
 
 /* A decimal (or 0x hex) integer with an optional K, M or G suffix (powers of 1024). */
-static int parse_number(const char *text, size_t length, long *out)
+int prmi_parse_number(const char *text, size_t length, long *out)
 {
     long value = 0;
     size_t i = 0;
@@ -242,7 +242,8 @@ static void apply_option(const char *item, size_t length)
     if (recorder >= 0) {
         if (recorder == 0)
             complain("a bad value:", item, length, "give a file that can be created (trace, "
-                     "profile) or read (presize)");
+                     "profile) or read (presize), stacks=sampled|all|off, or sample=BYTES "
+                     "(at least 1)");
         return;
     }
     if (key_length == 5 && memcmp(item, "stats", 5) == 0) {
@@ -264,7 +265,7 @@ static void apply_option(const char *item, size_t length)
         const struct option_key *key = &option_keys[k];
         if (strlen(key->name) == key_length && memcmp(item, key->name, key_length) == 0) {
             long number;
-            if (!parse_number(value, value_length, &number) || number < key->min ||
+            if (!prmi_parse_number(value, value_length, &number) || number < key->min ||
                 number > key->max || !prmi_set_param(key->param, number))
                 complain("a bad value:", item, length, key->valid);
             return;
@@ -272,7 +273,8 @@ static void apply_option(const char *item, size_t length)
     }
     complain("an unknown key:", item, key_length, "the keys are mxfast, trim_threshold, "
              "top_pad, mmap_threshold, mmap_max, check_action, perturb, canary, arena_test, "
-             "arena_max, tcache_count, tcache_grow, stats, trace, profile, presize");
+             "arena_max, tcache_count, tcache_grow, stats, trace, stacks, sample, profile, "
+             "presize");
 }
 
 /* Called by the core while it initialises, before it serves the first allocation. */

@@ -98,6 +98,8 @@ def _pagesim(args):
                                        progress=_RecordingProgress())
         except pagesim.TraceTooLarge as error:
             raise UsageError(f"{error} (--max-trace SIZE)") from None
+        print(f"pymalloc-real pagesim: recorded pid {recording.pid}: {recording.recorded}",
+              file=sys.stderr)
         if recording.exit_status != 0:
             print(f"pymalloc-real pagesim: {args.words[0]} exited with status "
                   f"{recording.exit_status}; simulating the trace it left", file=sys.stderr)

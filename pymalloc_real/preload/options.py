@@ -14,7 +14,7 @@ OPTIONS_VARIABLE = "PYMALLOC_REAL_OPTIONS"
 OPTION_KEYS = ("mmap_threshold", "trim_threshold", "top_pad", "mxfast", "mmap_max",
                "arena_max", "arena_test", "perturb", "canary", "check_action", "tcache_count",
                "tcache_grow",
-               "stats", "trace", "profile", "presize")
+               "stats", "trace", "stacks", "sample", "profile", "presize")
 
 
 _LARGEST = (1 << 63) - 1
