@@ -10,7 +10,7 @@ PIP    := $(PY) -m pip --disable-pip-version-check -q
 STAMP  := $(VENV)/.installed
 SOURCES := $(wildcard csrc/*/*.c csrc/*/*.h pymalloc_real/*.c) pymalloc_real/_build.py setup.py pyproject.toml
 
-.PHONY: all build demo test bench bench-python clean distclean peers fuzz fuzz-deps
+.PHONY: all build demo test bench bench-python clean distclean peers fuzz fuzz-deps browser
 
 all: build
 
@@ -27,7 +27,7 @@ build: $(STAMP)
 demo: build
 	$(VENV)/bin/pymalloc-real demo
 
-test: build peers fuzz-deps
+test: build peers fuzz-deps browser
 	$(PY) -m pytest -q
 
 # Every workload on every allocator (`make bench BENCH_ARGS=--quick` for a short run;
@@ -52,6 +52,21 @@ peers:
 	if [ -z "$$missing" ]; then echo "peers: $$pkgs already installed"; exit 0; fi; \
 	sudo=$$([ "$$(id -u)" = 0 ] || echo sudo); \
 	echo "peers: installing$$missing"; \
+	$$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y $$missing \
+	  || { $$sudo apt-get update && \
+	       $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y $$missing; }
+
+# Headless Chromium and its WebDriver, for tests/test_report.py, which opens a report in a
+# real browser (selenium drives it). Installed like the peers: only what is missing.
+browser:
+	@pkgs="chromium chromium-driver"; missing=""; \
+	for p in $$pkgs; do \
+	  dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' \
+	    || missing="$$missing $$p"; \
+	done; \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	sudo=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	echo "browser: installing$$missing"; \
 	$$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y $$missing \
 	  || { $$sudo apt-get update && \
 	       $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y $$missing; }

@@ -26,6 +26,7 @@ from .kernel.procfs import (Layout, MapRegion, PageFrames, PhysicalPage, Trackin
                      totals_by_kind, track)
 
 from . import preload      # preload.run / preload.compare: programs on any allocator
+from .report import report  # report(cmd) -> Report: a program's memory as one HTML page
 
 __version__ = "0.1.0"
 
@@ -40,5 +41,5 @@ __all__ = [
     "residency", "is_mapped", "mapped_pages", "physical_pages", "no_huge_pages", "thp_setting",
     "process_layout", "track", "MapRegion", "PhysicalPage", "PageFrames", "Layout", "Tracking",
     "PymallocError", "HeapCorruption", "InvalidFree", "DoubleFree", "UseAfterFree",
-    "OutOfBounds",
+    "OutOfBounds", "report",
 ]

@@ -9,7 +9,8 @@ command on one allocator (LD_PRELOAD) with what it cost; ``compare``, a command 
 several allocators side by side; ``bench``, every benchmark workload on every allocator;
 ``pagesim``, the page-replacement algorithms over a trace (or a command run under lackey);
 ``trace``, a command's allocation calls recorded into a trace file;
-``replay``, a malloc trace replayed under the placement policies of the lab.
+``replay``, a malloc trace replayed under the placement policies of the lab;
+``report``, a command's memory (call sites, timeline, heap map) as one HTML page.
 ``text`` holds what they share in how they print. Errors of the package's own kinds
 become one line on stderr and exit status 2, here, in one place.
 """
@@ -19,13 +20,13 @@ import sys
 
 from .. import __version__
 from ..errors import PymallocError
-from . import bench, compare, demo, maps, pagesim, replay, run, trace
+from . import bench, compare, demo, maps, pagesim, replay, report, run, trace
 from .text import WIDTH
 
 __all__ = ["main", "WIDTH"]
 
 # In the order `--help` lists them.
-SUBCOMMANDS = (demo, maps, run, compare, bench, pagesim, trace, replay)
+SUBCOMMANDS = (demo, maps, run, compare, bench, pagesim, trace, replay, report)
 
 
 def main(argv=None):
