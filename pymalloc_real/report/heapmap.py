@@ -234,10 +234,14 @@ class _Walker:
         if not len(segments):
             empty = np.zeros(0, dtype=np.int64)
             return empty, empty.astype(np.uint32), empty.astype(np.uint32), empty.astype(np.uint32)
-        starts = segments["start"].astype(np.int64)
-        ends = segments["end"].astype(np.int64)
+        order = np.argsort(segments["start"])
+        starts = segments["start"][order].astype(np.int64)
+        ends = segments["end"][order].astype(np.int64)
         first, last = starts // unit, -(-ends // unit)
-        units = np.unique(np.concatenate([np.arange(a, b) for a, b in zip(first, last)]))
+        units = np.concatenate([np.arange(a, b) for a, b in zip(first, last)])
+        # Disjoint segments in address order: units ascend, but two segments may share
+        # the unit where one ends and the next begins.
+        units = units[np.concatenate([[True], np.diff(units) > 0])]
         low, high = units * unit, units * unit + unit
 
         def per_unit(begin, end):

@@ -65,25 +65,34 @@ def ops_array(trace):
 
 def live_after_each_op(ops):
     """Live bytes after every op (int64 array): each op adds its size minus the size its
-    object had before (0 for a new object, and a free's size is 0)."""
+    object had before (0 for a new object, and a free's size is 0). Objects never
+    realloc'd take O(1) per op (a free takes back its creation's size); only the ops of
+    realloc'd objects are sorted by object to find each one's size before."""
     import numpy as np
     n = len(ops)
     if n == 0:
         return np.zeros(0, dtype=np.int64)
-    ids = ops["id"]
+    ids = ops["id"].astype(np.int64)
     sizes = ops["size"].astype(np.int64)
-    order = np.argsort(ids, kind="stable")          # each object's ops, in trace order
-    sorted_ids = ids[order]
-    sorted_sizes = sizes[order]
-    before = np.empty(n, dtype=np.int64)
-    before[0] = 0
-    before[1:] = sorted_sizes[:-1]
-    first_of_object = np.empty(n, dtype=bool)
-    first_of_object[0] = True
-    first_of_object[1:] = sorted_ids[1:] != sorted_ids[:-1]
-    before[first_of_object] = 0
-    delta = np.empty(n, dtype=np.int64)
-    delta[order] = sorted_sizes - before
+    codes = ops["op"]
+    creating = (codes == MALLOC) | (codes == CALLOC) | (codes == MEMALIGN)
+    n_objects = int(ids.max()) + 1
+    resized = np.zeros(n_objects, dtype=bool)
+    resized[ids[codes == REALLOC]] = True
+    created_size = np.zeros(n_objects, dtype=np.int64)
+    created_size[ids[creating]] = sizes[creating]
+    delta = np.where(creating, sizes, 0)
+    plain_free = (codes == FREE) & ~resized[ids]
+    delta[plain_free] = -created_size[ids[plain_free]]
+    touched = np.flatnonzero(resized[ids])          # ops of realloc'd objects, in order
+    if len(touched):
+        order = touched[np.argsort(ids[touched], kind="stable")]
+        sorted_ids, sorted_sizes = ids[order], sizes[order]
+        before = np.empty(len(order), dtype=np.int64)
+        before[0] = 0
+        before[1:] = sorted_sizes[:-1]
+        before[np.concatenate([[True], sorted_ids[1:] != sorted_ids[:-1]])] = 0
+        delta[order] = sorted_sizes - before
     return np.cumsum(delta)
 
 
