@@ -16,6 +16,9 @@ setup(
         # The hot path of the Python API (Block, malloc, free); see its header comment.
         Extension("pymalloc_real._fastpath", sources=["pymalloc_real/_fastpath.c"],
                   extra_compile_args=["-std=gnu11", *PRELOAD_WARNINGS]),
+        # The compact recording's decoder (trace/rawstream.py; see its header comment).
+        Extension("pymalloc_real._rawdecode", sources=["pymalloc_real/_rawdecode.c"],
+                  extra_compile_args=["-std=gnu11", "-O2", *PRELOAD_WARNINGS]),
         # The LD_PRELOAD library: the same core plus the shim exporting malloc & co.
         # Built as an extension only so that pip puts it in the package; it is a plain
         # shared library, never imported (pymalloc_real.preload.library_path finds it).

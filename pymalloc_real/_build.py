@@ -49,13 +49,27 @@ CORE_SOURCES = [
 # from the same lists. Its files include the core's headers by name: compile with
 # -Icsrc/core.
 PRELOAD_SOURCES = [name for name in CORE_SOURCES if name.startswith("core/")] + [
-    "preload/preload.c", "preload/trace.c", "preload/presize.c"]
+    "preload/preload.c", "preload/trace.c", "preload/callstack.c", "preload/presize.c"]
 PRELOAD_WARNINGS = ["-Wall", "-Wextra", "-Werror", "-Wno-missing-field-initializers",
                     "-Wno-unused-parameter"]
 PRELOAD_COMPILE_ARGS = ["-std=gnu11", "-O2", "-g", *PRELOAD_WARNINGS, "-fvisibility=hidden",
                         "-ftls-model=initial-exec", "-fno-builtin", "-flto"]
 # Link-time optimisation lets the exported malloc/free inline the core's fast paths.
-PRELOAD_LINK_ARGS = ["-flto", "-O2"]
+# libm for the sampler's log(); libunwind, when its headers are installed (Debian's
+# libunwind-dev, the Makefile's `unwind` target), for the recorder's call stacks
+# (csrc/preload/callstack.h says why libunwind); without it the library records no stacks.
+PRELOAD_LINK_ARGS = ["-flto", "-O2", "-lm"]
+
+
+def _libunwind_headers():
+    return any(os.path.exists(os.path.join(folder, "libunwind.h"))
+               for folder in ("/usr/include", "/usr/include/x86_64-linux-gnu",
+                              "/usr/include/aarch64-linux-gnu", "/usr/local/include"))
+
+
+if _libunwind_headers():
+    PRELOAD_COMPILE_ARGS.append("-DPRM_HAVE_LIBUNWIND")
+    PRELOAD_LINK_ARGS.append("-lunwind")
 # The placement-policy lab (csrc/lab/), which also stands beside the core: the policies,
 # the two real allocators as policies, and the replay loop. Not in the LD_PRELOAD build.
 LAB_SOURCES = [

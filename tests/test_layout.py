@@ -40,8 +40,9 @@ def _modules():
 
 
 MODULES = _modules()
-# The compiled modules (cffi's _core, the _fastpath extension): leaves of the graph.
-MODULES.update({name: None for name in ("pymalloc_real._core", "pymalloc_real._fastpath")})
+# The compiled modules (cffi's _core, the _fastpath and _rawdecode extensions): leaves.
+MODULES.update({name: None for name in ("pymalloc_real._core", "pymalloc_real._fastpath",
+                                        "pymalloc_real._rawdecode")})
 # `python -m pymalloc_real` is the command line's own door.
 COMMAND_LINE = (CLI, "pymalloc_real.__main__")
 

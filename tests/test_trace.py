@@ -289,8 +289,11 @@ def test_cli_trace(library, tmp_path, capsys):
     err = capsys.readouterr().err
     assert "pymalloc-real trace:" in err and "ops" in err and "peak live" in err
     assert T.load(path).problems() == []
-    assert cli.main(["trace", "--json", "-o", str(tmp_path / "t"), "--", "true"]) == 0
+    assert cli.main(["trace", "--json", "-o", str(tmp_path / "t"), "--", "ls", "/"]) == 0
     assert json.loads(capsys.readouterr().out)["exit_status"] == 0
+    # `true` never calls malloc: an empty recording is an error that says so.
+    assert cli.main(["trace", "-o", str(tmp_path / "t"), "--", "true"]) == 2
+    assert "recorded no allocation" in capsys.readouterr().err
 
 
 # ---- profile and presize --------------------------------------------------------------------

@@ -129,7 +129,7 @@ static const struct option_key {
 };
 
 /* A decimal (or 0x hex) integer with an optional K, M or G suffix (powers of 1024). */
-static int parse_number(const char *text, size_t length, long *out)
+int prmi_parse_number(const char *text, size_t length, long *out)
 {
     long value = 0;
     size_t i = 0;
@@ -196,14 +196,14 @@ static void apply_option(const char *item, size_t length)
     for (size_t k = 0; k < sizeof option_keys / sizeof option_keys[0]; k++) {
         if (strlen(option_keys[k].name) == key_length && memcmp(item, option_keys[k].name, key_length) == 0) {
             long number;
-            if (!parse_number(value, value_length, &number) || !prmi_set_param(option_keys[k].param, number))
+            if (!prmi_parse_number(value, value_length, &number) || !prmi_set_param(option_keys[k].param, number))
                 complain("a bad value:", item, length);
             return;
         }
     }
     complain("an unknown key (known: mxfast, trim_threshold, top_pad, mmap_threshold, mmap_max, "
              "check_action, perturb, canary, arena_test, arena_max, tcache_count, stats, trace, "
-             "profile, presize):", item, key_length);
+             "stacks, sample, profile, presize):", item, key_length);
 }
 
 /* Called by the core while it initialises, before it serves the first allocation. */

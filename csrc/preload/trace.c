@@ -22,8 +22,10 @@
 #include "internal.h"
 #include "prm.h"
 #include "trace.h"
+#include "callstack.h"
 
-prmi_recorder prmi_rec = { .fd = -1 };
+prmi_recorder prmi_rec = { .fd = -1, .stacks = PRMI_STACKS_SAMPLED,
+                          .sample_mean = 512 * 1024 };
 
 /* This thread's number in the trace plus one (0: none yet). */
 static __thread uint32_t rec_thread;
@@ -36,22 +38,6 @@ static void say(const char *a, const char *b)
     if (b != NULL)
         prm_os_write_stderr(b, strlen(b));
     prm_os_write_stderr("\n", 1);
-}
-
-/* "%p" in a path becomes the pid, as in stats=PATH. */
-static void expand_path(const char *pattern, char *out, size_t capacity)
-{
-    prmi_text t = { out, capacity, 0 };
-    out[0] = '\0';
-    for (const char *c = pattern; *c != '\0'; c++) {
-        if (c[0] == '%' && c[1] == 'p') {
-            prmi_text_dec(&t, (uint64_t)prm_os_pid());
-            c++;
-        } else {
-            char one[2] = { *c, '\0' };
-            prmi_text_str(&t, one);
-        }
-    }
 }
 
 /* ---- the trace ---------------------------------------------------------------------- */
@@ -71,13 +57,194 @@ static void flush_locked(void)
 {
     if (prmi_rec.used == 0 || prmi_rec.fd < 0)
         return;
-    size_t bytes = prmi_rec.used * sizeof(prmi_rec_record);
+    size_t bytes = prmi_rec.used;
     prmi_rec.used = 0;
     if (prm_os_write_all(prmi_rec.fd, prmi_rec.buffer, bytes) != 0)
         stop_tracing("writing the trace failed; recording stopped");
 }
 
-static void append(int op, unsigned align_log2, uintptr_t address, size_t size)
+static inline void put_byte(unsigned value)
+{
+    prmi_rec.buffer[prmi_rec.used++] = (unsigned char)value;
+}
+
+static inline void put_varint(uint64_t value)
+{
+    unsigned char *out = prmi_rec.buffer + prmi_rec.used;
+    while (value >= 0x80) {
+        *out++ = (unsigned char)(value | 0x80);
+        value >>= 7;
+    }
+    *out++ = (unsigned char)value;
+    prmi_rec.used = (size_t)(out - prmi_rec.buffer);
+}
+
+static inline uint64_t zigzag(int64_t value)
+{
+    return ((uint64_t)value << 1) ^ (uint64_t)(value >> 63);
+}
+
+/* Room for one more record of any kind; under the lock. */
+static inline void make_room(void)
+{
+    if (prm_unlikely(prmi_rec.used > PRMI_REC_BUFFER - PRMI_REC_ROOM))
+        flush_locked();
+}
+
+/* Text (the command line, the maps) as an extension record, in pieces the buffer holds:
+ * flushed first, then written straight from `text`. Under the lock. */
+static void put_text(unsigned which, const char *text, size_t length)
+{
+    make_room();
+    put_byte(PRMI_EXT_TEXT << 3);
+    put_byte(which);
+    put_varint(length);
+    flush_locked();
+    if (prmi_rec.fd >= 0 && length > 0 && prm_os_write_all(prmi_rec.fd, text, length) != 0)
+        stop_tracing("writing the trace failed; recording stopped");
+}
+
+static void write_header_locked(void)
+{
+    prmi_rec.header_written = 1;
+    if (prmi_rec.stacks != PRMI_STACKS_OFF && prmi_stack_table_setup() != 0) {
+        say("pymalloc_real: trace: no memory for the table of stacks; recording without", NULL);
+        prmi_rec.stacks = PRMI_STACKS_OFF;
+    }
+    prmi_rec.start_ns = prm_os_monotonic_ns();
+    prmi_rec.last_sample_ns = prmi_rec.start_ns;
+    uint32_t flags = 0;
+    if (prmi_rec.stacks != PRMI_STACKS_OFF)
+        flags = prmi_stack_available() ? 1u | (prmi_rec.stacks == PRMI_STACKS_SAMPLED ? 2u : 0u)
+                                       : 4u;
+    struct { char magic[8]; uint32_t pid, flags; uint64_t sample_mean, start_ns; } header = {
+        { 'P', 'R', 'M', 'R', 'A', 'W', '0', '2' }, (uint32_t)prm_os_pid(), flags,
+        prmi_rec.stacks == PRMI_STACKS_SAMPLED ? prmi_rec.sample_mean : 0, prmi_rec.start_ns };
+    memcpy(prmi_rec.buffer, &header, sizeof header);
+    prmi_rec.used = sizeof header;
+    /* Which program this process runs: after an exec (a wrapper's), the file names the
+     * same pid as the wrapper's, and this says what was recorded. */
+    static char command[4096];
+    long length = prm_os_read_file("/proc/self/cmdline", command, sizeof command);
+    put_text(1, command, length > 0 ? (size_t)length : 0);
+}
+
+/* The address of an operation: how it is written (the tag's bits 4-7) and the ring. */
+static inline unsigned address_code(uint64_t address)
+{
+    if (address == 0)
+        return 15;
+    for (unsigned back = 0; back < PRMI_REC_RING; back++)
+        if (prmi_rec.ring[(prmi_rec.ring_head - back) & 15] == address)
+            return back + 1;
+    return (address & 15) == 0 ? 0 : 14;
+}
+
+static inline void put_address(unsigned code, uint64_t address)
+{
+    if (code == 0) {
+        put_varint(zigzag((int64_t)(address >> 4) - (int64_t)(prmi_rec.last_address >> 4)));
+    } else if (code == 14) {
+        memcpy(prmi_rec.buffer + prmi_rec.used, &address, 8);
+        prmi_rec.used += 8;
+    }
+    if (address != 0) {
+        prmi_rec.last_address = address;
+        prmi_rec.ring_head = (prmi_rec.ring_head + 1) & 15;
+        prmi_rec.ring[prmi_rec.ring_head] = address;
+    }
+}
+
+static void put_stack_definition(uint32_t id, const uintptr_t *frames, int depth)
+{
+    put_byte(PRMI_EXT_STACK << 3);
+    put_varint(id);
+    put_varint((uint64_t)depth);
+    uintptr_t previous = 0;
+    for (int i = 0; i < depth; i++) {
+        put_varint(zigzag((int64_t)(frames[i] - previous)));
+        previous = frames[i];
+    }
+}
+
+/* ---- the timeline ---- */
+
+static uint64_t heap_bytes_now(void)
+{
+    uint64_t total = 0;
+    FOR_EACH_ARENA(av)
+        total += __atomic_load_n(&av->system_bytes, __ATOMIC_RELAXED);
+    return total;
+}
+
+static uint64_t mmapped_bytes_now(void)
+{
+    return __atomic_load_n(&prmi_state.mmapped.mapped_bytes, __ATOMIC_RELAXED);
+}
+
+static uint64_t rss_bytes_now(void)
+{
+    char text[128];
+    long length = prm_os_read_file("/proc/self/statm", text, sizeof text - 1);
+    if (length <= 0)
+        return 0;
+    text[length] = '\0';
+    const char *c = text;
+    while (*c != ' ' && *c != '\0')     /* the second field: resident pages */
+        c++;
+    uint64_t pages = 0;
+    for (c++; *c >= '0' && *c <= '9'; c++)
+        pages = pages * 10 + (uint64_t)(*c - '0');
+    return pages * prm_os_page_size();
+}
+
+/* Under the lock. */
+static void put_sample(unsigned event, uint64_t now_ns, uint64_t heap, uint64_t mmapped)
+{
+    long minor = 0, major = 0;
+    (void)prm_os_page_faults(&minor, &major);
+    put_byte(PRMI_EXT_SAMPLE << 3);
+    put_varint(now_ns - prmi_rec.start_ns);
+    put_varint(heap);
+    put_varint(mmapped);
+    put_varint(rss_bytes_now());
+    put_varint((uint64_t)minor);
+    put_varint((uint64_t)major);
+    put_byte(event);
+    prmi_rec.last_sample_ns = now_ns;
+}
+
+/* After each operation, under the lock: a sample when the heap or the mmapped bytes
+ * moved (the operation called brk, mmap or munmap) and every PRMI_SAMPLE_NS (the clock
+ * is read once per 256 operations, so a program that stops allocating gets its next
+ * sample with its next allocation). */
+static inline void timeline_locked(void)
+{
+    uint64_t heap = heap_bytes_now(), mmapped = mmapped_bytes_now();
+    if (prm_unlikely(heap != prmi_rec.last_heap)) {
+        make_room();
+        put_sample(heap > prmi_rec.last_heap ? PRMI_EVENT_BRK : PRMI_EVENT_TRIM,
+                   prm_os_monotonic_ns(), heap, prmi_rec.last_mmapped);
+        prmi_rec.last_heap = heap;
+    }
+    if (prm_unlikely(mmapped != prmi_rec.last_mmapped)) {
+        make_room();
+        put_sample(mmapped > prmi_rec.last_mmapped ? PRMI_EVENT_MMAP : PRMI_EVENT_MUNMAP,
+                   prm_os_monotonic_ns(), heap, mmapped);
+        prmi_rec.last_mmapped = mmapped;
+    }
+    if (prm_unlikely((++prmi_rec.ops_since_clock & 255) == 0)) {
+        uint64_t now = prm_os_monotonic_ns();
+        if (now - prmi_rec.last_sample_ns >= PRMI_SAMPLE_NS) {
+            make_room();
+            put_sample(PRMI_EVENT_TICK, now, heap, mmapped);
+        }
+    }
+}
+
+/* One operation, with its stack (depth 0: none). */
+static void append(int op, unsigned align_log2, uintptr_t address, size_t size,
+                   const uintptr_t *frames, int depth)
 {
     /* A signal handler that allocates while this thread holds the lock would wait for
      * itself forever: its record is lost instead (the loader then reports the address). */
@@ -85,21 +252,73 @@ static void append(int op, unsigned align_log2, uintptr_t address, size_t size)
         return;
     prm_lock_acquire(&prmi_rec.lock);
     if (prm_likely(prmi_rec.tracing)) {
+        if (prm_unlikely(!prmi_rec.header_written))
+            write_header_locked();
+        make_room();
         /* Numbered under the lock, so numbers follow the order of first records. */
         uint32_t thread = rec_thread;
         if (prm_unlikely(thread == 0))
             rec_thread = thread = ++prmi_rec.threads;
-        prmi_rec_record *r = &prmi_rec.buffer[prmi_rec.used++];
-        r->op = (uint8_t)op;
-        r->align_log2 = (uint8_t)align_log2;
-        r->thread = (uint16_t)(thread - 1 < 0xffff ? thread - 1 : 0xffff);
-        r->reserved = 0;
-        r->address = address;
-        r->size = size;
-        if (prmi_rec.used == PRMI_REC_BUFFER || prmi_rec.finished)
+        if (prm_unlikely(thread - 1 != prmi_rec.stream_thread)) {
+            prmi_rec.stream_thread = thread - 1;
+            put_byte(PRMI_EXT_THREAD << 3);
+            put_varint(thread - 1);
+        }
+        uint32_t stack = 0;
+        if (depth > 0) {
+            int is_new;
+            stack = prmi_stack_intern(frames, depth, &is_new);
+            if (is_new)
+                put_stack_definition(stack, frames, depth);
+        }
+        unsigned code = address_code(address);
+        put_byte((unsigned)op | (stack ? 8u : 0u) | code << 4);
+        put_address(code, address);
+        if (stack)
+            put_varint(stack);
+        if (op != PRMI_REC_FREE && op != PRMI_REC_REALLOC_END)
+            put_varint(size);
+        if (op == PRMI_REC_MEMALIGN)
+            put_byte(align_log2);
+        timeline_locked();
+        if (prmi_rec.finished)
             flush_locked();
     }
     prm_lock_release(&prmi_rec.lock);
+}
+
+/* The stack of an allocation of `size` bytes, when it gets one: every allocation's
+ * (stacks=all) or a sample's (stacks=sampled). Outside every lock. */
+static inline int stack_for(size_t size, uintptr_t *frames)
+{
+    if (prmi_rec.stacks == PRMI_STACKS_ALL ||
+        (prmi_rec.stacks == PRMI_STACKS_SAMPLED && prmi_stack_sampled(size, prmi_rec.sample_mean)))
+        return prmi_stack_capture(frames);
+    return 0;
+}
+
+/* "%p" in the pattern becomes the pid, or "PID.N" for the process's Nth program
+ * (N > 0: it exec'd, and the program before wrote PID's file). */
+static void expand_generation(const char *pattern, int generation, char *out, size_t capacity)
+{
+    char pid[32];
+    prmi_text p = { pid, sizeof pid, 0 };
+    prmi_text_dec(&p, (uint64_t)prm_os_pid());
+    if (generation > 0) {
+        prmi_text_str(&p, ".");
+        prmi_text_dec(&p, (uint64_t)generation);
+    }
+    prmi_text t = { out, capacity, 0 };
+    out[0] = '\0';
+    for (const char *c = pattern; *c != '\0'; c++) {
+        if (c[0] == '%' && c[1] == 'p') {
+            prmi_text_str(&t, pid);
+            c++;
+        } else {
+            char one[2] = { *c, '\0' };
+            prmi_text_str(&t, one);
+        }
+    }
 }
 
 static int open_trace(const char *value, size_t length)
@@ -109,25 +328,47 @@ static int open_trace(const char *value, size_t length)
     char pattern[sizeof prmi_rec.trace_path];
     memcpy(pattern, value, length);
     pattern[length] = '\0';
-    expand_path(pattern, prmi_rec.trace_path, sizeof prmi_rec.trace_path);
-    int fd = prm_os_open_output(prmi_rec.trace_path, 1);
+    /* A program exec'd by a wrapper (a shell script, a pyenv shim) keeps the wrapper's
+     * pid; with "%p" in the path it takes the next free PID.N, so both are recorded. */
+    int with_pid = strstr(pattern, "%p") != NULL;
+    int fd = -1;
+    for (int generation = 0; generation < (with_pid ? 64 : 1); generation++) {
+        expand_generation(pattern, generation, prmi_rec.trace_path, sizeof prmi_rec.trace_path);
+        fd = prm_os_open_output(prmi_rec.trace_path, 1);
+        if (fd >= 0 || errno != EEXIST)
+            break;
+    }
     if (fd < 0) {
         say(errno == EEXIST ? "pymalloc_real: trace: the file exists (put %p in the path for "
                               "one file per process), not recording this process: "
                             : "pymalloc_real: trace: cannot create ", prmi_rec.trace_path);
         return 1;   /* the option was fine; this process just does not record */
     }
-    struct { char magic[8]; uint32_t record_size; uint32_t pid; } header = {
-        { 'P', 'R', 'M', 'R', 'A', 'W', '0', '1' }, sizeof(prmi_rec_record),
-        (uint32_t)prm_os_pid() };
-    if (prm_os_write_all(fd, &header, sizeof header) != 0) {
-        say("pymalloc_real: trace: cannot write ", prmi_rec.trace_path);
-        prm_os_close(fd);
-        return 1;
-    }
     prmi_rec.fd = fd;
     prmi_rec.tracing = 1;
     prmi_rec.active = 1;
+    return 1;       /* the header is written with the first record, once all options are in */
+}
+
+static int set_stacks(const char *value, size_t length)
+{
+    if (length == 3 && memcmp(value, "all", 3) == 0)
+        prmi_rec.stacks = PRMI_STACKS_ALL;
+    else if (length == 7 && memcmp(value, "sampled", 7) == 0)
+        prmi_rec.stacks = PRMI_STACKS_SAMPLED;
+    else if (length == 3 && memcmp(value, "off", 3) == 0)
+        prmi_rec.stacks = PRMI_STACKS_OFF;
+    else
+        return 0;
+    return 1;
+}
+
+static int set_sample_mean(const char *value, size_t length)
+{
+    long bytes;
+    if (!prmi_parse_number(value, length, &bytes) || bytes < 1)
+        return 0;
+    prmi_rec.sample_mean = (uint64_t)bytes;
     return 1;
 }
 
@@ -224,7 +465,7 @@ static void write_profile(void)
         line(&t, "", (uint64_t)prmi_rec.snapshot[i]);
     }
     char path[sizeof prmi_rec.profile_path + 24];
-    expand_path(prmi_rec.profile_path, path, sizeof path);
+    expand_generation(prmi_rec.profile_path, 0, path, sizeof path);
     if (prm_os_write_file(path, text, t.length) != 0)
         say("pymalloc_real: profile: cannot write ", path);
 }
@@ -242,8 +483,11 @@ void prmi_rec_alloc(int op, void *result, size_t size, size_t alignment)
 {
     if (prmi_rec.profiling && result != NULL)
         profile_live(result, +1);
-    if (prmi_rec.tracing)
-        append(op, log2_ceil(alignment), (uintptr_t)result, size);
+    if (prmi_rec.tracing) {
+        uintptr_t frames[PRMI_STACK_DEPTH];
+        int depth = result != NULL ? stack_for(size, frames) : 0;
+        append(op, log2_ceil(alignment), (uintptr_t)result, size, frames, depth);
+    }
 }
 
 void prmi_rec_free(void *mem)
@@ -253,7 +497,7 @@ void prmi_rec_free(void *mem)
     if (prmi_rec.profiling)
         profile_live(mem, -1);
     if (prmi_rec.tracing)
-        append(PRMI_REC_FREE, 0, (uintptr_t)mem, 0);
+        append(PRMI_REC_FREE, 0, (uintptr_t)mem, 0, NULL, 0);
 }
 
 /* realloc is two records: the old block is let go before the core call (another thread
@@ -266,7 +510,7 @@ void prmi_rec_realloc_begin(void *mem, size_t size)
     if (prmi_rec.profiling && mem != NULL)
         profile_live(mem, -1);
     if (prmi_rec.tracing)
-        append(PRMI_REC_REALLOC, 0, (uintptr_t)mem, size);
+        append(PRMI_REC_REALLOC, 0, (uintptr_t)mem, size, NULL, 0);
 }
 
 void prmi_rec_realloc_end(void *result, size_t size)
@@ -279,14 +523,38 @@ void prmi_rec_realloc_end(void *result, size_t size)
         else if (old != NULL && size != 0)      /* failed: the old block is still live */
             profile_live(old, +1);
     }
-    if (prmi_rec.tracing)
-        append(PRMI_REC_REALLOC_END, 0, (uintptr_t)result, size);
+    if (prmi_rec.tracing) {
+        uintptr_t frames[PRMI_STACK_DEPTH];
+        int depth = result != NULL ? stack_for(size, frames) : 0;
+        append(PRMI_REC_REALLOC_END, 0, (uintptr_t)result, size, frames, depth);
+    }
+}
+
+/* /proc/self/maps at exit, for the symboliser: which object each return address is in.
+ * Read into a temporary mapping (the file can be long), grown until it all fits. */
+static void write_maps_locked(void)
+{
+    for (size_t capacity = (size_t)1 << 20; capacity <= (size_t)1 << 28; capacity <<= 2) {
+        char *text = prm_os_mmap(capacity);
+        if (text == NULL)
+            return;
+        long length = prm_os_read_file("/proc/self/maps", text, capacity);
+        if (length >= 0 && (size_t)length < capacity)
+            put_text(2, text, (size_t)length);
+        prm_os_munmap(text, capacity);
+        if (length < 0 || (size_t)length < capacity)
+            return;
+    }
 }
 
 int prmi_rec_option(const char *key, size_t key_length, const char *value, size_t value_length)
 {
     if (key_length == 5 && memcmp(key, "trace", 5) == 0)
         return open_trace(value, value_length);
+    if (key_length == 6 && memcmp(key, "stacks", 6) == 0)
+        return set_stacks(value, value_length);
+    if (key_length == 6 && memcmp(key, "sample", 6) == 0)
+        return set_sample_mean(value, value_length);
     if (key_length == 7 && memcmp(key, "profile", 7) == 0)
         return set_profile(value, value_length);
     if (key_length == 7 && memcmp(key, "presize", 7) == 0)
@@ -298,6 +566,13 @@ void prmi_rec_finish(void)
 {
     if (prmi_rec.tracing) {
         prm_lock_acquire(&prmi_rec.lock);
+        if (!prmi_rec.header_written)
+            write_header_locked();
+        make_room();
+        put_sample(PRMI_EVENT_TICK, prm_os_monotonic_ns(), heap_bytes_now(), mmapped_bytes_now());
+        write_maps_locked();
+        make_room();
+        put_byte(PRMI_EXT_END << 3);
         flush_locked();
         prmi_rec.finished = 1;
         prm_lock_release(&prmi_rec.lock);
@@ -316,4 +591,5 @@ void prmi_rec_fork_child(void)
     prmi_rec.fd = -1;           /* the parent's descriptor: never ours to write or close */
     prmi_rec.active = prmi_rec.profiling;
     rec_thread = 0;
+    prmi_stack_fork_child();
 }

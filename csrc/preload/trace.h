@@ -8,17 +8,41 @@
  * realloc) is recorded *before* the core call and an acquisition *after* it, so an
  * address always appears in the trace released before anybody reuses it.
  *
- * The raw trace file (converted to dense object ids by pymalloc_real/trace/model.py):
+ * The raw trace file (read by pymalloc_real/trace/rawstream.py): a 32-byte header
  *
- *   header (16 bytes):  "PRMRAW01"  uint32 record size (24)  uint32 pid
- *   records (24 bytes): uint8 op  uint8 align_log2  uint16 thread  uint32 0
- *                       uint64 address  uint64 size              (little endian)
+ *   "PRMRAW02"  uint32 pid  uint32 flags  uint64 sample_mean  uint64 start_ns
+ *   (flags: 1 stacks recorded, 2 sampled by bytes (sample_mean is the mean interval),
+ *    4 stacks asked for but this build has no unwinder)
  *
- *   op 1 malloc, 4 calloc (size = total bytes), 5 memalign & co: address = the result
- *        (0 when the call failed); 2 free: address = the argument (never 0);
- *   3 realloc begins (before the call): address = the old pointer (0 for NULL), size =
- *        the new size; 6 realloc ends (after it), same thread: address = the result.
- *   Threads are numbered 0, 1, 2, ... in the order of their first record. */
+ * then a stream of records, each a tag byte and its fields; numbers are unsigned LEB128
+ * varints, "zz" marks a zigzag-coded signed one. Tag bits 0-2 are the kind:
+ *
+ *   1 malloc, 4 calloc (size = total bytes), 5 memalign & co: the result (NULL when the
+ *     call failed), its size, and for memalign one byte of log2(alignment);
+ *   2 free: the argument (never NULL);
+ *   3 realloc begins (before the call): the old pointer, the new size;
+ *   6 realloc ends (after it), same thread: the result (its size is the begin's);
+ *   0 an extension, bits 3-7 say which:
+ *       1 stack definition: id, depth, then each frame (return addresses, innermost
+ *         first) as zz(frame - previous frame), the first relative to 0;
+ *       2 thread: the records that follow are thread N's (numbered 0, 1, 2, ... in the
+ *         order of their first record; thread 0 needs no such record);
+ *       3 timeline sample: t (ns since start_ns), heap bytes, mmapped bytes, RSS bytes,
+ *         minor faults, major faults, then one byte: 0 the 10 ms tick, 1 brk (the heap
+ *         grew), 2 trim (it shrank), 3 mmap, 4 munmap (mmapped bytes grew or shrank);
+ *       4 text: one byte (1 the command line, NUL-separated; 2 /proc/self/maps at exit),
+ *         the length, the bytes;
+ *       5 end: the process finished normally (written last, at exit).
+ *
+ * For kinds 1-6 bit 3 says a stack id (a varint, defined earlier in the stream) follows
+ * the address, and bits 4-7 how the address is written: 0 as zz((address >> 4) -
+ * (previous address >> 4)) (16-aligned addresses only), 1-13 the same as the address
+ * of that many records back among the last 13 records' addresses (a free of a block
+ * just made, a malloc of a block just freed: one byte in all), 14 as 8 raw bytes, 15
+ * NULL. "Previous address" is the last non-NULL address written. A CPython run takes
+ * about 2-3 bytes per operation (README.md has the figures).
+ *
+ * Threads are numbered 0, 1, 2, ... in the order of their first record. */
 #ifndef PRM_TRACE_H
 #define PRM_TRACE_H
 
@@ -36,20 +60,25 @@ enum prmi_rec_op {
     PRMI_REC_REALLOC_END = 6,
 };
 
-typedef struct prmi_rec_record {
-    uint8_t op;
-    uint8_t align_log2;
-    uint16_t thread;
-    uint32_t reserved;
-    uint64_t address;
-    uint64_t size;
-} prmi_rec_record;
+enum prmi_rec_ext {
+    PRMI_EXT_STACK = 1, PRMI_EXT_THREAD = 2, PRMI_EXT_SAMPLE = 3, PRMI_EXT_TEXT = 4,
+    PRMI_EXT_END = 5,
+};
+
+enum prmi_rec_event {
+    PRMI_EVENT_TICK = 0, PRMI_EVENT_BRK = 1, PRMI_EVENT_TRIM = 2, PRMI_EVENT_MMAP = 3,
+    PRMI_EVENT_MUNMAP = 4,
+};
+
+#define PRMI_REC_RING 13                /* addresses a record may refer back to */
 
 /* The profile's size classes, by chunk size: 32, 48, ..., 1024 one per 16 bytes (the
  * thread caches' and small bins' classes), then powers of two up to 2^63. */
 #define PRMI_PROFILE_SMALL   63
 #define PRMI_PROFILE_CLASSES (PRMI_PROFILE_SMALL + 64 - 10)
-#define PRMI_REC_BUFFER      10240    /* records: 240 KiB written per write(2) */
+#define PRMI_REC_BUFFER      (256 * 1024)   /* bytes written per write(2) */
+#define PRMI_REC_ROOM        2048           /* the largest record (a 64-frame stack) fits */
+#define PRMI_SAMPLE_NS       10000000ull    /* the timeline's tick: 10 ms */
 
 typedef struct prmi_recorder {
     int active;                 /* tracing | profiling: the hooks' one test */
@@ -59,8 +88,22 @@ typedef struct prmi_recorder {
     int complained;
     int fd;                     /* the trace file */
     prm_lock lock;              /* the buffer, the thread numbering, the snapshot */
+    int header_written;
+    int stacks;                 /* enum prmi_stack_mode (callstack.h) */
+    uint64_t sample_mean;       /* stacks=sampled: the mean bytes between samples */
     uint32_t threads;           /* numbers handed out so far */
-    size_t used;                /* records in the buffer */
+    uint32_t stream_thread;     /* whose records the stream is on now */
+    size_t used;                /* bytes in the buffer */
+    uint64_t start_ns;
+    /* The stream's state, as the reader rebuilds it: the last address written, and
+     * the last PRMI_REC_RING addresses (ring[ring_head] the newest). */
+    uint64_t last_address;
+    uint64_t ring[16];
+    unsigned ring_head;
+    /* The timeline: when the last sample was taken, and what it saw. */
+    uint64_t ops_since_clock;
+    uint64_t last_sample_ns;
+    uint64_t last_heap, last_mmapped;
     char trace_path[1024];
     char profile_path[1024];
     /* The profile: live chunks per class now, and at the snapshot of the peak. */
@@ -69,7 +112,7 @@ typedef struct prmi_recorder {
     uint64_t next_snapshot;     /* take another once live_bytes passes this */
     int64_t live[PRMI_PROFILE_CLASSES];
     int64_t snapshot[PRMI_PROFILE_CLASSES];
-    prmi_rec_record buffer[PRMI_REC_BUFFER];
+    unsigned char buffer[PRMI_REC_BUFFER];
 } prmi_recorder;
 
 PRM_INTERNAL extern prmi_recorder prmi_rec;
@@ -81,7 +124,7 @@ PRM_INTERNAL void prmi_rec_free(void *mem);
 PRM_INTERNAL void prmi_rec_realloc_begin(void *mem, size_t size);
 PRM_INTERNAL void prmi_rec_realloc_end(void *result, size_t size);
 
-/* An option of PYMALLOC_REAL_OPTIONS: trace, profile or presize. Returns -1 when the key
+/* An option of PYMALLOC_REAL_OPTIONS: trace, stacks, sample, profile or presize. Returns -1 when the key
  * is not one of them, 0 for a bad value, 1 when taken. Runs while the allocator
  * initialises: the trace file is created here. */
 PRM_INTERNAL int prmi_rec_option(const char *key, size_t key_length, const char *value,
@@ -89,6 +132,9 @@ PRM_INTERNAL int prmi_rec_option(const char *key, size_t key_length, const char 
 /* At exit (the destructor that writes the stats report): flush the trace, write the
  * profile. Records made after this are written one at a time. */
 PRM_INTERNAL void prmi_rec_finish(void);
+
+/* preload.c's number parser (decimal or 0x hex, K/M/G suffixes): 1 when valid. */
+PRM_INTERNAL int prmi_parse_number(const char *text, size_t length, long *out);
 
 /* presize.c: remember the profile to presize from (option presize=PATH), and, once all
  * options are read, presize the main heap from it. */

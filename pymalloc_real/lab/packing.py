@@ -136,5 +136,5 @@ def parse_text(text):
 
 def load(path):
     """A trace file in any of the trace wing's formats (text, binary, raw)."""
-    from ..trace import model     # here, not at the top: the lab loads without it
-    return model.load(path)
+    from ..trace import rawstream     # here, not at the top: the lab loads without it
+    return rawstream.load(path)

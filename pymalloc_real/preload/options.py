@@ -10,7 +10,7 @@ OPTIONS_VARIABLE = "PYMALLOC_REAL_OPTIONS"
 # typo fails before the run rather than as a warning inside it.
 OPTION_KEYS = ("mmap_threshold", "trim_threshold", "top_pad", "mxfast", "mmap_max",
                "arena_max", "arena_test", "perturb", "canary", "check_action", "tcache_count",
-               "stats", "trace", "profile", "presize")
+               "stats", "trace", "stacks", "sample", "profile", "presize")
 
 
 class OptionError(PymallocError, ValueError):

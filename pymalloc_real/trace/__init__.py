@@ -47,30 +47,42 @@ Three file formats, told apart by their first bytes (:func:`load` reads all thre
   for memalign one byte of align_log2. Short-lived objects make d small, so a free is
   usually 1 byte and a malloc 2 or 3: a recorded CPython trace takes about 2.5 bytes per
   operation against 24 in the packed form (README.md has the measured figures).
-* **raw** (what the preload library writes with ``trace=PATH``): ``b"PRMRAW01"``, the
-  record size (24) and the pid as uint32, then 24-byte records holding addresses
-  instead of ids (csrc/preload/trace.h). :meth:`Trace.from_raw` turns addresses into object ids:
-  an address names an object from the malloc that returned it until the free that
-  released it, so a reused address becomes a new object. A truncated last record (the
-  process was killed) is dropped.
+* **raw** (what the preload library writes with ``trace=PATH``): ``b"PRMRAW02"``, then a
+  stream of varint-coded records: operations on addresses (a free of a block just made
+  or a malloc of a block just freed is one byte), the call stacks that allocated
+  (defined once, referred to by id), timeline samples, the command line and the
+  process's maps at exit (the layout is in csrc/preload/trace.h). ``rawstream.decode``
+  reads it into a :class:`RawRecording`: the trace with addresses turned into object ids
+  (an address names an object from the malloc that returned it until the free that
+  released it), each operation's stack id, the stacks, the samples. The older
+  ``b"PRMRAW01"`` form (24-byte records with addresses, no stacks) is still read by
+  :meth:`Trace.from_raw`. A stream cut short (the process was killed) keeps every whole
+  record.
 
 Recording a program: :func:`record` runs a command under the preload library with
-``trace=`` and returns its trace; :func:`profile` runs it with ``profile=`` and returns
+``trace=`` and returns its trace, :func:`record_run` a :class:`Recording` with its call
+sites (``sites()``, ``sites`` module: :class:`CallSite`, :class:`Frame`) and its
+timeline (``timeline``: :class:`Sample`), following the program a wrapper execs; :func:`profile` runs it with ``profile=`` and returns
 the size-class :class:`Profile` the library wrote, which ``presize=PATH`` reads back to
 presize the heap at start-up (seed 001's "working set"). Generators (uniform,
 exponential, phased and the seeds' worked examples) live in ``generators``; all of it is
 re-exported here.
 
-``model`` holds the Trace and its file formats, ``recording`` runs programs to record
-traces and profiles, ``generators`` makes synthetic ones. This wing uses the
+``model`` holds the Trace and its file formats, ``rawstream`` the library's compact
+recording, ``sites`` call sites, symbols and the timeline, ``recording`` runs programs
+to record traces and profiles, ``generators`` makes synthetic ones. This wing uses the
 running-programs wing (``preload``) and the errors; the placement lab reads its traces.
 """
 from .generators import SEED_EXAMPLES, exponential, phased, seed_example, uniform
 from .model import (CALLOC, CREATING, FREE, MAGIC, MALLOC, MEMALIGN, OP_NAMES, RAW_MAGIC,
-                    REALLOC, RECORD, VERSION, Summary, Trace, TraceError, load)
-from .recording import Profile, Recording, profile, record, record_run
+                    REALLOC, RECORD, VERSION, Summary, Trace, TraceError)
+from .rawstream import RAW2_MAGIC, RawRecording, decode, load
+from .recording import Profile, Recording, profile, record, record_run, why_empty
+from .sites import CallSite, Frame, Sample, Symboliser, call_sites, timeline
 
 __all__ = ["Trace", "TraceError", "Summary", "Recording", "Profile", "load", "record",
+           "CallSite", "Frame", "Sample", "Symboliser", "call_sites", "timeline",
+           "RawRecording", "decode", "RAW2_MAGIC", "why_empty",
            "record_run", "profile", "uniform", "exponential", "phased", "seed_example",
            "SEED_EXAMPLES", "MALLOC", "FREE", "REALLOC", "CALLOC", "MEMALIGN", "OP_NAMES",
            "CREATING", "RECORD", "MAGIC", "RAW_MAGIC", "VERSION"]

@@ -4,7 +4,6 @@ raw records), all described in the package's docstring (``pymalloc_real.trace``)
 """
 
 
-import os
 import struct
 from dataclasses import dataclass
 from typing import Dict
@@ -336,6 +335,9 @@ class Trace:
         data = bytes(data)
         if data.startswith(RAW_MAGIC):
             return cls.from_raw(data)
+        if data.startswith(b"PRMRAW"):
+            raise TraceError("a recording in the library's compact raw form: read it with "
+                             "pymalloc_real.trace.load (or trace.rawstream.decode)")
         if not data.startswith(MAGIC):
             raise TraceError("not a binary trace: no PRMTRACE magic")
         if len(data) <= len(MAGIC) or data[len(MAGIC)] != VERSION:
@@ -468,23 +470,6 @@ class Trace:
         trace = cls(out, next_id, len(used), f"{description} (pid {pid})")
         trace.unknown_frees = unknown
         return trace
-
-
-def load(path):
-    """A trace from a file in any of the three forms (binary, raw, text), told apart by
-    the magic at its start."""
-    with open(path, "rb") as f:
-        data = f.read()
-    if data.startswith(MAGIC) or data.startswith(RAW_MAGIC):
-        trace = Trace.from_bytes(data)
-        if not trace.description:
-            trace.description = os.path.basename(path)
-        return trace
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError:
-        raise TraceError(f"{path}: neither a binary trace nor text") from None
-    return Trace.from_text(text)
 
 
 # ---- varints ------------------------------------------------------------------------------
