@@ -37,6 +37,10 @@ def add_parser(commands):
     parser.add_argument("--trace", metavar="FILE",
                         help="report on this trace file instead of running a command "
                              "(no run numbers, no call sites)")
+    parser.add_argument("--stacks", choices=("sampled", "all", "off"),
+                        help="call stacks: sampled by bytes allocated (the recorder's "
+                             "default; sites' numbers are estimates), all (exact, slower) "
+                             "or off")
     parser.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
                         help=OPTION_HELP)
     parser.add_argument("--timeout", type=float, metavar="SECONDS",
@@ -62,7 +66,8 @@ def _report(args):
     else:
         result = model.report(command_argv(args), allocators=args.allocators,
                                   repeat=args.repeat, options=",".join(args.option) or None,
-                                  timeout=args.timeout, capture=args.json)
+                                  timeout=args.timeout, capture=args.json,
+                                  stacks=args.stacks)
     result.save_html(args.output)
     size = os.path.getsize(args.output)
     if args.json:

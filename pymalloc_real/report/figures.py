@@ -31,8 +31,8 @@ def _go():
 
 def _layout(fig, title, height=420):
     fig.update_layout(title=dict(text=title, x=0.01), height=height, template="plotly_white",
-                      margin=dict(l=60, r=20, t=50 if title else 30, b=40),
-                      legend=dict(orientation="h", y=-0.15))
+                      margin=dict(l=60, r=20, t=80 if title else 50, b=40),
+                      legend=dict(orientation="h", x=0, y=1.0, yanchor="bottom"))
     return fig
 
 

@@ -155,9 +155,7 @@ def from_recording(recording, command=None, **kwargs):
     run = recording.report
     what = command or _command_text(getattr(recording, "command", None) or run.command)
     if chosen is None or len(chosen) == 0:
-        raise ReportError(
-            f"{what!r} recorded no allocation calls (pid {run.pid}, exit status "
-            f"{run.exit_status}){': ' + '; '.join(run.notes) if run.notes else ''}")
+        raise ReportError(tracing.why_empty(what, run))
     report = from_trace(chosen, command=what, **kwargs)
     report.pid = getattr(recording, "pid", None) or run.pid
     report.exit_status = run.exit_status
@@ -171,25 +169,32 @@ def from_recording(recording, command=None, **kwargs):
         report.notes.append(f"{len(recording.others)} other process(es) the command started "
                             "were recorded too; this report is of the command's own")
     report.sites_missing = ""
-    sites = getattr(recording, "sites", None)
-    if callable(sites):
-        report.site_rows = site_rows_of(sites())
-        if not report.site_rows:
-            report.sites_missing = "the recorder found no call stacks"
-    else:
-        report.sites_missing = "this build's recorder does not capture call stacks"
-    report.timeline = list(getattr(recording, "timeline", None) or []) or None
+    try:
+        report.site_rows = site_rows_of(recording.sites())
+    except tracing.TraceError as error:        # recorded with stacks=off, or the old form
+        report.sites_missing = str(error)
+    if report.site_rows is not None and not report.site_rows:
+        report.sites_missing = "the recorder found no call stacks"
+    if report.site_rows and any(getattr(s, "sampled", False) for s in recording.sites()):
+        report.notes.append("call sites are sampled by bytes allocated (stacks=sampled): "
+                            "their numbers are estimates; stacks='all' records every one")
+    try:
+        report.timeline = list(recording.timeline) or None
+    except tracing.TraceError:
+        report.timeline = None
     return report
 
 
 def report(cmd, allocators=None, repeat=3, options=None, env=None, timeout=None,
-           capture=True, snapshots=heapmaps.SNAPSHOTS):
+           capture=True, stacks=None, snapshots=heapmaps.SNAPSHOTS):
     """Run ``cmd`` (a list, or a string split like a shell would) on pymalloc_real,
     recording its allocation calls, and return its :class:`Report`. ``allocators``
     (names such as ``glibc``, ``jemalloc``, or library paths) also runs it ``repeat``
     times on each of those and on ours, interleaved, for the comparison. ``options`` go
     to our library (``PYMALLOC_REAL_OPTIONS``); ``capture`` keeps the command's output
-    (False lets it through). Raises ReportError when nothing was recorded."""
+    (False lets it through); ``stacks`` is the recorder's: "sampled" (its default, by
+    bytes allocated: cheap, the sites' numbers estimated), "all" (every allocation's
+    stack: exact) or "off". Raises TraceError, saying why, when nothing was recorded."""
     argv = shlex.split(cmd) if isinstance(cmd, str) else [str(arg) for arg in cmd]
     if not argv:
         raise ReportError("no command to run")
@@ -201,7 +206,7 @@ def report(cmd, allocators=None, repeat=3, options=None, env=None, timeout=None,
         except preload.LibraryMissing:
             pass                        # reported as missing in the comparison
     recording = tracing.record_run(argv, options=options, env=env, timeout=timeout,
-                                   capture=capture)
+                                   capture=capture, stacks=stacks)
     result = from_recording(recording, snapshots=snapshots)
     if allocators:
         names = [preload.OURS] + [a for a in allocators if a != preload.OURS]

@@ -75,7 +75,8 @@ def _sites_section(report):
     for metric, label in METRICS:
         rows = ranked(report.site_rows, metric)
         body = "".join(
-            f"<tr><td>{html.escape(r.name)}</td><td>{html.escape(r.where)}</td>"
+            f"<tr><td>{html.escape(r.name)}</td>"
+            f'<td title="{html.escape(r.where)}">{html.escape(os.path.basename(r.where))}</td>'
             f'<td class="n">{r.calls:,}</td><td class="n">{_bytes(r.peak_bytes)}</td>'
             f'<td class="n">{_bytes(r.leaked_bytes)}</td></tr>' for r in rows)
         tables.append(f'<div><b>Top sites by {label}</b><table id="sites-by-{metric}">'
