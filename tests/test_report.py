@@ -246,3 +246,15 @@ def test_python_m_pymalloc_real_report_help():
     proc = subprocess.run([sys.executable, "-m", "pymalloc_real", "report", "--help"],
                           capture_output=True, text=True, cwd=ROOT)
     assert proc.returncode == 0 and "--allocators" in proc.stdout
+
+
+def test_the_icicle_sums_each_node_over_the_sites_under_it():
+    from pymalloc_real.report.sites import SiteRow, tree
+    rows = [SiteRow("a", "", 1, 1, 5, 0, ("main", "f", "a")),
+            SiteRow("b", "", 1, 1, 3, 0, ("main", "g", "b")),
+            SiteRow("c", "", 1, 1, 2, 0, ("main", "f", "c"))]
+    ids, labels, parents, values = tree(rows, "peak_bytes")
+    nodes = {labels[i]: (labels[int(parents[i])] if parents[i] else None, values[i])
+             for i in range(len(ids))}
+    assert nodes == {"main": (None, 10), "f": ("main", 7), "g": ("main", 3),
+                     "a": ("f", 5), "b": ("g", 3), "c": ("f", 2)}

@@ -17,6 +17,10 @@ COLOURS = {"live": "#1d3557", "heap": "#e76f51", "mapped": "#2a9d8f", "rss": "#8
            "small": "#ffb4a2", "large": "#cdb4db", "top": "#b7e4c7", "minflt": "#457b9d",
            "majflt": "#d62828"}
 
+# Levels of the icicle shown at once (click a frame to go deeper): CPython's stacks are
+# forty frames deep.
+ICICLE_DEPTH = 12
+
 # The heap map's codes (heapmap.CODE_*): 0 not held, 1 top, 2 free .. 12 in use.
 HEAP_COLOURS = ["#f1f3f5", "#b7e4c7"] + [
     f"rgb({int(244 + (29 - 244) * k / 10)},{int(162 + (53 - 162) * k / 10)},"
@@ -104,6 +108,7 @@ def sites_icicle(site_rows):
         ids, labels, parents, values = tree(site_rows, metric)
         fig.add_trace(go.Icicle(ids=ids, labels=labels, parents=parents, values=values,
                                 branchvalues="total", name=label, visible=number == 0,
+                                maxdepth=ICICLE_DEPTH,
                                 tiling=dict(orientation="v"), root=dict(color="#f8f9fa"),
                                 hovertemplate="%{label}<br>" + label + ": %{value:,}"
                                               "<extra></extra>"))
@@ -121,11 +126,15 @@ def fragmentation(heapmap, live):
     go, make_subplots = _go()
     fig = make_subplots(rows=2, cols=1, shared_xaxes=True, row_heights=[0.4, 0.6],
                         vertical_spacing=0.08,
-                        subplot_titles=("footprint / live bytes", "where the footprint is"))
+                        subplot_titles=("footprint / live bytes (where live is at least "
+                                        "1% of its peak)", "where the footprint is"))
     ratio_x, ratio_y = [], []
+    # Where almost nothing is live (start-up, the end) the ratio says nothing but swamps
+    # the scale: points below 1% of the peak are left out.
+    least = max(1, int(live.max()) // 100) if len(live) else 1
     for op, heap, mapped in zip(heapmap.series_op, heapmap.series_heap, heapmap.series_mapped):
         held_live = int(live[op - 1]) if op else 0
-        if held_live > 0:
+        if held_live >= least:
             ratio_x.append(op)
             ratio_y.append((heap + mapped) / held_live)
     fig.add_trace(go.Scatter(x=ratio_x, y=ratio_y, name="footprint / live", mode="lines",

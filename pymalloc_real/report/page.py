@@ -79,6 +79,8 @@ def _sites_section(report):
             f'<td title="{html.escape(r.where)}">{html.escape(os.path.basename(r.where))}</td>'
             f'<td class="n">{r.calls:,}</td><td class="n">{_bytes(r.peak_bytes)}</td>'
             f'<td class="n">{_bytes(r.leaked_bytes)}</td></tr>' for r in rows)
+        if not rows:
+            body = f"<tr><td colspan='5'>no site with {label}</td></tr>"
         tables.append(f'<div><b>Top sites by {label}</b><table id="sites-by-{metric}">'
                       "<tr><th>function</th><th>where</th><th class='n'>calls</th>"
                       "<th class='n'>peak</th><th class='n'>leaked</th></tr>"

@@ -23,7 +23,7 @@ ALLOCATOR_FUNCTIONS = frozenset((
 METRICS = (("peak_bytes", "peak bytes"), ("calls", "calls"), ("leaked_bytes", "leaked bytes"))
 
 TOP = 20                    # rows per table
-TREE_SITES = 300            # the sites (by each metric) folded into the icicle
+TREE_SITES = 200            # the sites (by each metric) folded into the icicle
 
 
 @dataclass(frozen=True)
@@ -97,20 +97,24 @@ def top_site(sites, metric="peak_bytes") -> Optional[SiteRow]:
 
 def tree(site_rows, metric, limit=TREE_SITES):
     """The icicle's nodes for ``metric``: (ids, labels, parents, values), each node a
-    path of frames from the outermost, its value the sum over the sites under it (so
-    ``branchvalues="total"`` holds). Only the ``limit`` largest sites are folded in."""
-    totals = {}
-    labels = {}
+    path of frames from the outermost (its id a number), its value the sum over the
+    sites under it (so ``branchvalues="total"`` holds). Only the ``limit`` largest sites
+    are folded in."""
+    number = {}                 # a node's path of frames -> its short id (the page's size)
+    labels, parents, values = [], [], []
     for row in ranked(site_rows, metric, limit):
-        path = ""
+        path, parent = (), ""
         for label in row.stack:
-            parent = path
-            path = f"{path}/{label}" if path else label
-            labels[path] = (label, parent)
-            totals[path] = totals.get(path, 0) + getattr(row, metric)
-    ids = list(totals)
-    return (ids, [labels[i][0] for i in ids], [labels[i][1] for i in ids],
-            [totals[i] for i in ids])
+            path += (label,)
+            node = number.get(path)
+            if node is None:
+                node = number[path] = len(labels)
+                labels.append(label)
+                parents.append(parent)
+                values.append(0)
+            values[node] += getattr(row, metric)
+            parent = str(node)
+    return [str(i) for i in range(len(labels))], labels, parents, values
 
 
 def as_dicts(site_rows: List[SiteRow]):
