@@ -26,6 +26,7 @@
 
 enum { OP_MALLOC = 1, OP_FREE = 2, OP_REALLOC = 3, OP_CALLOC = 4, OP_MEMALIGN = 5,
        OP_REALLOC_END = 6 };
+#define STACK_MRU 16        /* PRMI_REC_STACK_MRU */
 enum { EXT_STACK = 1, EXT_THREAD = 2, EXT_SAMPLE = 3, EXT_TEXT = 4, EXT_END = 5 };
 
 typedef struct {
@@ -350,6 +351,7 @@ static int extension(state *s, reader *r, unsigned sub, unsigned *thread)
 static int decode_stream(state *s, reader *r)
 {
     uint64_t ring[16] = { 0 }, last = 0;
+    uint32_t mru[STACK_MRU] = { 0 };
     unsigned head = 0, thread = 0;
     while (r->pos < r->end) {
         size_t start = r->pos;
@@ -375,7 +377,14 @@ static int decode_stream(state *s, reader *r)
             memcpy(&address, r->data + r->pos, 8);
             r->pos += 8;
         }
-        uint32_t stack = tag & 8 ? (uint32_t)get_varint(r) : 0;
+        uint32_t stack = 0;
+        if (tag & 8) {      /* a place among the stacks used last, or an id (trace.h) */
+            uint64_t n = get_varint(r);
+            unsigned i = n < STACK_MRU ? (unsigned)n : STACK_MRU - 1;
+            stack = n < STACK_MRU ? mru[n] : (uint32_t)(n - STACK_MRU);
+            memmove(&mru[1], &mru[0], i * sizeof mru[0]);
+            mru[0] = stack;
+        }
         uint64_t size = 0;
         unsigned align = 0;
         if (kind != OP_FREE && kind != OP_REALLOC_END)

@@ -21,6 +21,7 @@ import os
 import re
 import shutil
 import subprocess
+import tempfile
 
 from ._core import ffi, lib
 from .errors import PymallocError
@@ -444,18 +445,20 @@ def belady_anomalies(trace, frames=range(1, 17), algorithm="fifo"):
 
 @dataclasses.dataclass(frozen=True)
 class Recording:
-    """A command run under lackey: its trace in ``path``, its exit status."""
+    """A command run under lackey: its trace in ``path``, its exit status, the ``pid``
+    traced and the command line it ran last (``recorded``: a wrapper's program)."""
     command: tuple
     path: str
     exit_status: int
+    pid: int = 0
+    recorded: str = ""
 
 
 def record(command, path, stdout=None, stderr=None, timeout=None):
-    """Run ``command`` (a list) under ``valgrind --tool=lackey --trace-mem=yes`` and
-    write its memory trace into ``path`` (valgrind's log file: lackey's lines and
-    valgrind's own "==pid==" messages, which the parser skips). ``stdout`` and
-    ``stderr`` are the command's, as for subprocess.run. Returns a :class:`Recording`.
-    The trace is of the first process only: lackey does not follow children."""
+    """Run ``command`` (a list) under ``valgrind --tool=lackey --trace-mem=yes``, its
+    memory trace (valgrind's log) into ``path``; ``stdout``/``stderr`` as for subprocess.
+    The trace follows the process through exec (a wrapper's log is replaced by its
+    program's); forked processes' logs are dropped. A :class:`Recording`."""
     command = [os.fspath(arg) for arg in command]
     if not command:
         raise PagesimError("no command to record")
@@ -465,14 +468,33 @@ def record(command, path, stdout=None, stderr=None, timeout=None):
                            "valgrind --tool=lackey; on Debian: apt-get install valgrind)")
     with contextlib.suppress(FileNotFoundError):
         os.remove(path)         # so that an old trace is never taken for this one
-    try:
-        proc = subprocess.run([valgrind, "--tool=lackey", "--trace-mem=yes",
-                               f"--log-file={os.fspath(path)}", *command],
-                              stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr,
-                              timeout=timeout)
-    except subprocess.TimeoutExpired:
-        raise PagesimError(f"{command[0]} under lackey ran longer than {timeout} s") from None
-    if not os.path.exists(path) or os.path.getsize(path) == 0:
-        raise PagesimError(f"valgrind wrote no trace for {command[0]} (exit status "
-                           f"{proc.returncode}): is it a program valgrind can run?")
-    return Recording(tuple(command), os.fspath(path), proc.returncode)
+    with tempfile.TemporaryDirectory(prefix="pymalloc-real-lackey-") as scratch:
+        pattern = os.path.join(scratch, "lackey.%p")
+        proc = subprocess.Popen([valgrind, "--tool=lackey", "--trace-mem=yes",
+                                 "--trace-children=yes", f"--log-file={pattern}", *command],
+                                stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr)
+        try:
+            returncode = proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill(), proc.wait()
+            raise PagesimError(f"{command[0]} under lackey ran longer than {timeout} s") from None
+        own = pattern.replace("%p", str(proc.pid))
+        recorded, references = _lackey_summary(own) if os.path.exists(own) else ("", False)
+        if not references:
+            raise PagesimError(f"valgrind wrote no trace for {command[0]} (pid {proc.pid}, "
+                               f"program {recorded or '?'}, exit status {returncode}): is "
+                               "it a program valgrind can run?")
+        shutil.move(own, path)
+    return Recording(tuple(command), os.fspath(path), returncode, proc.pid, recorded)
+
+
+def _lackey_summary(path):
+    """(the command line valgrind's log names, whether it holds a reference line)."""
+    recorded = ""
+    with open(path, "rb") as f:
+        for line in f:
+            if line.startswith(b"==") and b"== Command: " in line:
+                recorded = line.partition(b"== Command: ")[2].decode("utf-8", "replace").strip()
+            elif line[:2] in (b"I ", b" L", b" S", b" M"):
+                return recorded, True
+    return recorded, False

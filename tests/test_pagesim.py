@@ -366,3 +366,16 @@ def test_cli_records_and_plots_a_real_program(tmp_path, capsys):
         assert f.read(8) == b"\x89PNG\r\n\x1a\n"
     recorded = Trace.load(trace)
     assert len(recorded) > 100_000 and recorded.stores > 10_000 and recorded.pages > 50
+
+
+@_NEEDS_VALGRIND
+def test_record_follows_an_exec_wrapper(tmp_path):
+    wrapper = tmp_path / "wrapper.sh"
+    wrapper.write_text('#!/bin/sh\nexec "$@"\n')
+    wrapper.chmod(0o755)
+    program = shutil.which("true")
+    recording = pagesim.record([str(wrapper), program], tmp_path / "t.lackey")
+    assert recording.exit_status == 0 and recording.recorded == program
+    assert recording.command == (str(wrapper), program) and recording.pid > 0
+    with open(tmp_path / "t.lackey") as f:
+        assert f"Command: {program}" in f.read() and len(Trace.load(tmp_path / "t.lackey")) > 1000

@@ -107,14 +107,22 @@ int prmi_stack_table_setup(void)
     return table.slots != NULL ? 0 : -1;
 }
 
+/* Two lanes (even and odd frames) so the multiplications overlap; each step rotates so
+ * that high bits reach the low ones the table indexes by. */
 static uint64_t stack_hash(const uintptr_t *frames, int depth)
 {
-    uint64_t h = 0x84222325cbf29ce4ull ^ (uint64_t)depth;
-    for (int i = 0; i < depth; i++) {
-        h ^= frames[i];
-        h *= 0x9e3779b97f4a7c15ull;
-        h ^= h >> 29;
+    uint64_t a = 0x84222325cbf29ce4ull ^ (uint64_t)depth, b = 0x9e3779b97f4a7c15ull;
+    int i = 0;
+    for (; i + 1 < depth; i += 2) {
+        a = (a ^ frames[i]) * 0x9e3779b97f4a7c15ull;
+        b = (b ^ frames[i + 1]) * 0xc2b2ae3d27d4eb4full;
+        a = a << 27 | a >> 37;
+        b = b << 31 | b >> 33;
     }
+    if (i < depth)
+        a = ((a ^ frames[i]) * 0x9e3779b97f4a7c15ull);
+    uint64_t h = (a ^ (b << 17 | b >> 47)) * 0xff51afd7ed558ccdull;
+    h ^= h >> 33;
     return h != 0 ? h : 1;
 }
 

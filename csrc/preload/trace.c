@@ -129,14 +129,18 @@ static void write_header_locked(void)
     put_text(1, command, length > 0 ? (size_t)length : 0);
 }
 
-/* The address of an operation: how it is written (the tag's bits 4-7) and the ring. */
+/* The address of an operation: how it is written (the tag's bits 4-7). The search is
+ * branch-free: which of the last 16 addresses match, as a mask, and the most recent. */
 static inline unsigned address_code(uint64_t address)
 {
     if (address == 0)
         return 15;
-    for (unsigned back = 0; back < PRMI_REC_RING; back++)
-        if (prmi_rec.ring[(prmi_rec.ring_head - back) & 15] == address)
-            return back + 1;
+    unsigned match = 0;
+    for (unsigned back = 0; back < 16; back++)
+        match |= (unsigned)(prmi_rec.recent[back] == address) << back;
+    match &= (1u << PRMI_REC_RING) - 1;
+    if (match != 0)
+        return (unsigned)__builtin_ctz(match) + 1;
     return (address & 15) == 0 ? 0 : 14;
 }
 
@@ -150,9 +154,23 @@ static inline void put_address(unsigned code, uint64_t address)
     }
     if (address != 0) {
         prmi_rec.last_address = address;
-        prmi_rec.ring_head = (prmi_rec.ring_head + 1) & 15;
-        prmi_rec.ring[prmi_rec.ring_head] = address;
+        memmove(&prmi_rec.recent[1], &prmi_rec.recent[0], 15 * sizeof prmi_rec.recent[0]);
+        prmi_rec.recent[0] = address;
     }
+}
+
+/* A stack reference: its place among the stacks used last, or its id; moved to the front. */
+static inline void put_stack_reference(uint32_t stack)
+{
+    uint32_t *mru = prmi_rec.recent_stacks;
+    unsigned i = 0;
+    while (i < PRMI_REC_STACK_MRU && mru[i] != stack)
+        i++;
+    put_varint(i < PRMI_REC_STACK_MRU ? i : (uint64_t)stack + PRMI_REC_STACK_MRU);
+    if (i == PRMI_REC_STACK_MRU)
+        i--;
+    memmove(&mru[1], &mru[0], i * sizeof mru[0]);
+    mru[0] = stack;
 }
 
 static void put_stack_definition(uint32_t id, const uintptr_t *frames, int depth)
@@ -275,7 +293,7 @@ static void append(int op, unsigned align_log2, uintptr_t address, size_t size,
         put_byte((unsigned)op | (stack ? 8u : 0u) | code << 4);
         put_address(code, address);
         if (stack)
-            put_varint(stack);
+            put_stack_reference(stack);
         if (op != PRMI_REC_FREE && op != PRMI_REC_REALLOC_END)
             put_varint(size);
         if (op == PRMI_REC_MEMALIGN)

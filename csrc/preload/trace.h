@@ -34,8 +34,10 @@
  *         the length, the bytes;
  *       5 end: the process finished normally (written last, at exit).
  *
- * For kinds 1-6 bit 3 says a stack id (a varint, defined earlier in the stream) follows
- * the address, and bits 4-7 how the address is written: 0 as zz((address >> 4) -
+ * For kinds 1-6 bit 3 says a stack follows the address: a varint n, meaning the n-th
+ * most recently used stack when n < 16 (the 16 stacks used last, most recent first;
+ * using one moves it to the front), else stack id n - 16 (defined earlier in the
+ * stream); and bits 4-7 how the address is written: 0 as zz((address >> 4) -
  * (previous address >> 4)) (16-aligned addresses only), 1-13 the same as the address
  * of that many records back among the last 13 records' addresses (a free of a block
  * just made, a malloc of a block just freed: one byte in all), 14 as 8 raw bytes, 15
@@ -71,6 +73,7 @@ enum prmi_rec_event {
 };
 
 #define PRMI_REC_RING 13                /* addresses a record may refer back to */
+#define PRMI_REC_STACK_MRU 16           /* stacks a record may refer back to */
 
 /* The profile's size classes, by chunk size: 32, 48, ..., 1024 one per 16 bytes (the
  * thread caches' and small bins' classes), then powers of two up to 2^63. */
@@ -95,11 +98,12 @@ typedef struct prmi_recorder {
     uint32_t stream_thread;     /* whose records the stream is on now */
     size_t used;                /* bytes in the buffer */
     uint64_t start_ns;
-    /* The stream's state, as the reader rebuilds it: the last address written, and
-     * the last PRMI_REC_RING addresses (ring[ring_head] the newest). */
+    /* The stream's state, as the reader rebuilds it: the last address written, the
+     * last addresses (recent[0] the newest; PRMI_REC_RING of them are referred to) and
+     * the stacks used last (recent_stacks[0] the latest). */
     uint64_t last_address;
-    uint64_t ring[16];
-    unsigned ring_head;
+    uint64_t recent[16];
+    uint32_t recent_stacks[PRMI_REC_STACK_MRU];
     /* The timeline: when the last sample was taken, and what it saw. */
     uint64_t ops_since_clock;
     uint64_t last_sample_ns;

@@ -73,6 +73,8 @@ def _pagesim(args):
               f"--tool=lackey into {path}", file=sys.stderr)
         # fd 2: the command's own output must not mix with the report on stdout.
         recording = pagesim.record(args.words, path, stdout=2)
+        print(f"pymalloc-real pagesim: recorded pid {recording.pid}: {recording.recorded}",
+              file=sys.stderr)
         if recording.exit_status != 0:
             print(f"pymalloc-real pagesim: {args.words[0]} exited with status "
                   f"{recording.exit_status}; simulating the trace it left", file=sys.stderr)
