@@ -50,6 +50,12 @@ def known(program):
     return model.report([program], allocators=["glibc"], repeat=1, stacks="all")
 
 
+@pytest.fixture(scope="module")
+def page(known, tmp_path_factory):
+    """known's page, written once."""
+    return known.save_html(str(tmp_path_factory.mktemp("report") / "known.html"))
+
+
 # ---- the numbers ----------------------------------------------------------------------------
 
 def test_measures_of_a_trace_known_by_construction():
@@ -133,16 +139,15 @@ def test_the_top_call_site_is_the_biggest_allocator(known):
     assert known.top_site("leaked_bytes").name == EXPECT["top_peak"]
 
 
-def test_the_page_is_self_contained(known, tmp_path):
-    path = known.save_html(str(tmp_path / "known.html"))
-    with open(path, encoding="utf-8") as f:
+def test_the_page_is_self_contained(known, page):
+    with open(page, encoding="utf-8") as f:
         text = f.read()
     assert not re.search(r"<script[^>]+src=|<link[^>]+href=|@import", text)
     for section in ("summary", "timeline", "size-classes", "call-sites", "fragmentation",
                     "heap-map", "comparison"):
         assert f'id="{section}"' in text
     assert "glibc" in text and "pymalloc_real" in text
-    assert known._repr_html_().startswith("<iframe srcdoc=")
+    assert known._repr_html_().startswith("<iframe srcdoc=")   # Jupyter's view
 
 
 def test_an_empty_recording_is_an_error():
@@ -201,12 +206,11 @@ def _browser():
     return webdriver.Chrome(service=Service(driver), options=options)
 
 
-def test_the_page_in_a_real_browser(known, tmp_path):
-    path = known.save_html(str(tmp_path / "known.html"))
+def test_the_page_in_a_real_browser(known, page, tmp_path):
     browser = _browser()
     try:
         browser.set_page_load_timeout(60)
-        browser.get("file://" + path)
+        browser.get("file://" + page)
         from selenium.webdriver.support.ui import WebDriverWait
         WebDriverWait(browser, 60).until(
             lambda b: b.execute_script("return window.reportReady === true"))
