@@ -262,3 +262,14 @@ def test_the_icicle_sums_each_node_over_the_sites_under_it():
              for i in range(len(ids))}
     assert nodes == {"main": (None, 10), "f": ("main", 7), "g": ("main", 3),
                      "a": ("f", 5), "b": ("g", 3), "c": ("f", 2)}
+
+
+def test_a_report_through_an_exec_wrapper_is_of_the_program(program, tmp_path):
+    wrapper = tmp_path / "wrapper.sh"
+    wrapper.write_text('#!/bin/sh\nexec "$@"\n')
+    wrapper.chmod(0o755)
+    r = model.report([str(wrapper), program], stacks="all")
+    assert r.command.endswith("report_known_sites")
+    assert any("exec'd" in note and "wrapper.sh" in note for note in r.notes)
+    assert r.measures.leaked_bytes == EXPECT["leaked_bytes"]
+    assert r.top_site().name == EXPECT["top_peak"]

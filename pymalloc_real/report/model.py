@@ -165,6 +165,11 @@ def from_recording(recording, command=None, **kwargs):
     report.minor_faults = run.minor_faults
     report.major_faults = run.major_faults
     report.notes.extend(run.notes)
+    wrappers = getattr(recording, "wrappers", None) or []
+    if wrappers:
+        report.notes.append("recorded the program the command exec'd (pid "
+                            f"{report.pid}), through " + " -> ".join(
+                                _command_text(w[:2]) for w in wrappers))
     if recording.others:
         report.notes.append(f"{len(recording.others)} other process(es) the command started "
                             "were recorded too; this report is of the command's own")
