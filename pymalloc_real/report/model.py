@@ -137,6 +137,7 @@ class Report:
 def from_trace(trace, command=None, snapshots=heapmaps.SNAPSHOTS, samples=heapmaps.SAMPLES):
     """A Report of a trace alone (a pymalloc_real.trace.Trace, or a path to a trace
     file): measures and the heap map, no run numbers, no call sites."""
+    _require_libraries()
     if isinstance(trace, (str, os.PathLike)):
         trace = tracing.load(trace)
     if len(trace) == 0:
@@ -200,6 +201,7 @@ def report(cmd, allocators=None, repeat=3, options=None, env=None, timeout=None,
     (False lets it through); ``stacks`` is the recorder's: "sampled" (its default, by
     bytes allocated: cheap, the sites' numbers estimated), "all" (every allocation's
     stack: exact) or "off". Raises TraceError, saying why, when nothing was recorded."""
+    _require_libraries()            # before the run, not after it
     argv = shlex.split(cmd) if isinstance(cmd, str) else [str(arg) for arg in cmd]
     if not argv:
         raise ReportError("no command to run")
@@ -220,6 +222,19 @@ def report(cmd, allocators=None, repeat=3, options=None, env=None, timeout=None,
                                             check_stdout=False)
         result.notes.extend(result.comparison.notes)
     return result
+
+
+def _require_libraries():
+    """numpy and plotly come with the ``report`` extra; say so rather than fail later."""
+    missing = []
+    for name in ("numpy", "plotly"):
+        try:
+            __import__(name)
+        except ImportError:
+            missing.append(name)
+    if missing:
+        raise ReportError(f"the report needs {' and '.join(missing)}: "
+                          "pip install 'pymalloc_real[report]'")
 
 
 def _command_text(cmd):
