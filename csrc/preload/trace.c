@@ -1,9 +1,17 @@
-/* trace.c - the recorder of the LD_PRELOAD library: every allocation call into a raw
- * trace file (trace=PATH), and the size-class profile of the live heap at its peak
- * (profile=PATH). The record format and the ordering rules are in trace.h.
+/* trace.c - the recorder of the LD_PRELOAD library: every allocation call into a
+ * compact trace file (trace=PATH) with the call stacks of every or of sampled
+ * allocations (stacks=, sample=; capturing and numbering them is callstack.c's), the
+ * timeline's samples (every 10 ms and at each move of the heap or the mapped chunks),
+ * the command line and the maps at exit; and the size-class profile of the live heap at
+ * its peak (profile=PATH). The record format and the ordering rules are in trace.h.
  *
  * Nothing here allocates or touches stdio: records go into a static buffer under a lock
- * and reach the file through os.c in writes of PRMI_REC_BUFFER records, and at exit.
+ * and reach the file through os.c in writes of PRMI_REC_BUFFER bytes, and at exit. A
+ * stack is captured before the lock is taken (libunwind's walk is the slow part and
+ * takes the loader's lock on a cache miss: never under ours).
+ *
+ * exec: a process keeps its pid, so with "%p" in the path each program it becomes
+ * records into the next free PID.N (open_trace), and its first record names it.
  *
  * fork: the child stops recording. Its copy of the buffer holds the parent's unwritten
  * records and its descriptor shares the parent's file offset, so anything it wrote
@@ -129,22 +137,26 @@ static void write_header_locked(void)
     put_text(1, command, length > 0 ? (size_t)length : 0);
 }
 
-/* The address of an operation: how it is written (the tag's bits 4-7). The search is
- * branch-free: which of the last 16 addresses match, as a mask, and the most recent. */
-static inline unsigned address_code(uint64_t address)
+/* The address of an operation: how it is written (the tag's bits 4-7). The reader keeps
+ * the last addresses in a ring; the writer finds an address's place there in O(1): a
+ * small table remembers, per hash slot, the last address pushed there and its push
+ * number, so its place is pushes - that number (a collision only costs a missed match). */
+static inline unsigned address_slot(uint64_t address)
+{
+    return (unsigned)((address >> 4) ^ (address >> 12)) & (PRMI_REC_SEEN - 1);
+}
+
+static inline unsigned address_code(uint64_t address, unsigned slot)
 {
     if (address == 0)
         return 15;
-    unsigned match = 0;
-    for (unsigned back = 0; back < 16; back++)
-        match |= (unsigned)(prmi_rec.recent[back] == address) << back;
-    match &= (1u << PRMI_REC_RING) - 1;
-    if (match != 0)
-        return (unsigned)__builtin_ctz(match) + 1;
+    const struct prmi_rec_seen *seen = &prmi_rec.seen[slot];
+    if (seen->address == address && prmi_rec.pushes - seen->push < PRMI_REC_RING)
+        return (unsigned)(prmi_rec.pushes - seen->push) + 1;
     return (address & 15) == 0 ? 0 : 14;
 }
 
-static inline void put_address(unsigned code, uint64_t address)
+static inline void put_address(unsigned code, uint64_t address, unsigned slot)
 {
     if (code == 0) {
         put_varint(zigzag((int64_t)(address >> 4) - (int64_t)(prmi_rec.last_address >> 4)));
@@ -154,8 +166,9 @@ static inline void put_address(unsigned code, uint64_t address)
     }
     if (address != 0) {
         prmi_rec.last_address = address;
-        memmove(&prmi_rec.recent[1], &prmi_rec.recent[0], 15 * sizeof prmi_rec.recent[0]);
-        prmi_rec.recent[0] = address;
+        struct prmi_rec_seen *seen = &prmi_rec.seen[slot];
+        seen->address = address;
+        seen->push = ++prmi_rec.pushes;
     }
 }
 
@@ -232,32 +245,43 @@ static void put_sample(unsigned event, uint64_t now_ns, uint64_t heap, uint64_t 
     prmi_rec.last_sample_ns = now_ns;
 }
 
-/* After each operation, under the lock: a sample when the heap or the mmapped bytes
- * moved (the operation called brk, mmap or munmap) and every PRMI_SAMPLE_NS (the clock
- * is read once per 256 operations, so a program that stops allocating gets its next
- * sample with its next allocation). */
-static inline void timeline_locked(void)
+/* After an operation, under the lock, when the main heap's or the mmapped bytes moved or
+ * every 256 operations: a sample when the heap (all arenas) or the mmapped bytes moved
+ * (the operation called brk, mmap or munmap), and every PRMI_SAMPLE_NS. Out of line:
+ * the common case is the three tests in timeline_locked. */
+static PRM_NOINLINE void timeline_check(void)
 {
+    prmi_rec.last_main_heap = __atomic_load_n(&prmi_state.main_arena.system_bytes,
+                                              __ATOMIC_RELAXED);
     uint64_t heap = heap_bytes_now(), mmapped = mmapped_bytes_now();
-    if (prm_unlikely(heap != prmi_rec.last_heap)) {
+    if (heap != prmi_rec.last_heap) {
         make_room();
         put_sample(heap > prmi_rec.last_heap ? PRMI_EVENT_BRK : PRMI_EVENT_TRIM,
                    prm_os_monotonic_ns(), heap, prmi_rec.last_mmapped);
         prmi_rec.last_heap = heap;
     }
-    if (prm_unlikely(mmapped != prmi_rec.last_mmapped)) {
+    if (mmapped != prmi_rec.last_mmapped) {
         make_room();
         put_sample(mmapped > prmi_rec.last_mmapped ? PRMI_EVENT_MMAP : PRMI_EVENT_MUNMAP,
                    prm_os_monotonic_ns(), heap, mmapped);
         prmi_rec.last_mmapped = mmapped;
     }
-    if (prm_unlikely((++prmi_rec.ops_since_clock & 255) == 0)) {
-        uint64_t now = prm_os_monotonic_ns();
-        if (now - prmi_rec.last_sample_ns >= PRMI_SAMPLE_NS) {
-            make_room();
-            put_sample(PRMI_EVENT_TICK, now, heap, mmapped);
-        }
+    uint64_t now = prm_os_monotonic_ns();
+    if (now - prmi_rec.last_sample_ns >= PRMI_SAMPLE_NS) {
+        make_room();
+        put_sample(PRMI_EVENT_TICK, now, heap, mmapped);
     }
+}
+
+/* Other arenas' heaps are summed at the 256-operation checks: a thread's heap growing is
+ * seen there, the main heap's and the mapped chunks' at once. */
+static inline void timeline_locked(void)
+{
+    if (prm_unlikely(__atomic_load_n(&prmi_state.main_arena.system_bytes, __ATOMIC_RELAXED)
+                         != prmi_rec.last_main_heap ||
+                     mmapped_bytes_now() != prmi_rec.last_mmapped ||
+                     (++prmi_rec.ops_since_clock & 255) == 0))
+        timeline_check();
 }
 
 /* One operation, with its stack (depth 0: none). */
@@ -289,9 +313,10 @@ static void append(int op, unsigned align_log2, uintptr_t address, size_t size,
             if (is_new)
                 put_stack_definition(stack, frames, depth);
         }
-        unsigned code = address_code(address);
+        unsigned slot = address_slot(address);
+        unsigned code = address_code(address, slot);
         put_byte((unsigned)op | (stack ? 8u : 0u) | code << 4);
-        put_address(code, address);
+        put_address(code, address, slot);
         if (stack)
             put_stack_reference(stack);
         if (op != PRMI_REC_FREE && op != PRMI_REC_REALLOC_END)

@@ -1,5 +1,5 @@
-/* trace.h - the preload library's recorder: allocation traces (option trace=PATH), the
- * size-class profile of the live heap (profile=PATH), and presizing the heap from such a
+/* trace.h - the preload library's recorder: allocation traces (option trace=PATH, with
+ * call stacks: stacks=, sample=, callstack.h; and the timeline), the size-class profile of the live heap (profile=PATH), and presizing the heap from such a
  * profile at start-up (presize=PATH, presize.c). Only the LD_PRELOAD build has them.
  *
  * The hooks in preload.c test `prmi_recorder.active` (one predictable branch when
@@ -74,6 +74,7 @@ enum prmi_rec_event {
 
 #define PRMI_REC_RING 13                /* addresses a record may refer back to */
 #define PRMI_REC_STACK_MRU 16           /* stacks a record may refer back to */
+#define PRMI_REC_SEEN 256               /* slots of the table that finds them (trace.c) */
 
 /* The profile's size classes, by chunk size: 32, 48, ..., 1024 one per 16 bytes (the
  * thread caches' and small bins' classes), then powers of two up to 2^63. */
@@ -98,16 +99,17 @@ typedef struct prmi_recorder {
     uint32_t stream_thread;     /* whose records the stream is on now */
     size_t used;                /* bytes in the buffer */
     uint64_t start_ns;
-    /* The stream's state, as the reader rebuilds it: the last address written, the
-     * last addresses (recent[0] the newest; PRMI_REC_RING of them are referred to) and
-     * the stacks used last (recent_stacks[0] the latest). */
+    /* The stream's state, as the reader rebuilds it: the last address written, how many
+     * addresses were written (pushes) and where each slot's address was last (trace.c's
+     * address_code), the stacks used last (recent_stacks[0] the latest). */
     uint64_t last_address;
-    uint64_t recent[16];
+    uint64_t pushes;
+    struct prmi_rec_seen { uint64_t address, push; } seen[PRMI_REC_SEEN];
     uint32_t recent_stacks[PRMI_REC_STACK_MRU];
     /* The timeline: when the last sample was taken, and what it saw. */
     uint64_t ops_since_clock;
     uint64_t last_sample_ns;
-    uint64_t last_heap, last_mmapped;
+    uint64_t last_heap, last_mmapped, last_main_heap;
     char trace_path[1024];
     char profile_path[1024];
     /* The profile: live chunks per class now, and at the snapshot of the peak. */
