@@ -273,3 +273,8 @@ def test_a_report_through_an_exec_wrapper_is_of_the_program(program, tmp_path):
     assert any("exec'd" in note and "wrapper.sh" in note for note in r.notes)
     assert r.measures.leaked_bytes == EXPECT["leaked_bytes"]
     assert r.top_site().name == EXPECT["top_peak"]
+
+
+def test_a_command_whose_children_allocate_says_so(program):
+    with pytest.raises(model.ReportError, match=r"made no allocation call itself.*40,103 calls"):
+        model.report(["sh", "-c", f"{program}; true"])      # sh forks it, then runs true

@@ -156,6 +156,13 @@ def from_recording(recording, command=None, **kwargs):
     run = recording.report
     what = command or _command_text(getattr(recording, "command", None) or run.command)
     if chosen is None or len(chosen) == 0:
+        busy = {pid: len(t) for pid, t in recording.others.items() if t is not None and len(t)}
+        if busy:
+            raise ReportError(
+                f"{what!r} (pid {run.pid}) made no allocation call itself; the processes it "
+                f"started did ({', '.join(f'pid {p}: {n:,} calls' for p, n in busy.items())}): "
+                "report on the program itself (`pymalloc-real trace --largest` records the "
+                "busiest)")
         raise ReportError(tracing.why_empty(what, run))
     report = from_trace(chosen, command=what, **kwargs)
     report.pid = getattr(recording, "pid", None) or run.pid
