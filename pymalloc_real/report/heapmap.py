@@ -201,8 +201,10 @@ class _Walker:
             if count < 0:
                 raise HeapMapError("the heap could not be walked (prm_check says why)")
             if count <= capacity:
+                # A view of the buffer, no copy: a snapshot is done with it before the
+                # next walk of the same kind overwrites it.
                 raw = self.ffi.buffer(buffer, count * self.ffi.sizeof(ctype))
-                return self.np.frombuffer(raw, dtype=self.dtypes[ctype]).copy()
+                return self.np.frombuffer(raw, dtype=self.dtypes[ctype])
             self.buffers[ctype] = self.ffi.new(f"{ctype}[]", count + count // 4 + 64)
 
     def snapshot(self, op):
@@ -245,8 +247,10 @@ class _Walker:
         low, high = units * unit, units * unit + unit
 
         def per_unit(begin, end):
-            order = np.argsort(begin)
-            begin, end = begin[order].astype(np.int64), end[order].astype(np.int64)
+            begin, end = begin.astype(np.int64), end.astype(np.int64)
+            if len(begin) > 1 and np.any(begin[1:] < begin[:-1]):   # walks are in order
+                order = np.argsort(begin)                            # within an arena
+                begin, end = begin[order], end[order]
             return (_covered_below(begin, end, high) - _covered_below(begin, end, low)) \
                 .astype(np.uint32)
 
