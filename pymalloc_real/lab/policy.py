@@ -245,6 +245,8 @@ class Policy:
                         visit(ops_done)
                     except BaseException as error:      # raised after the loop
                         raised.append(error)
+            # `callback` keeps the cffi callback alive until the loop returns (the
+            # struct field alone does not).
             options.visit = callback = ffi.callback("void(void *, uint64_t)", on_sample)
         if sample_at is not None:
             if not isinstance(sample_at, int) or sample_at < 1:
