@@ -9,7 +9,6 @@ import json
 import os
 import sys
 
-from ..report import model
 from .text import OPTION_HELP, command_argv, names_list
 
 DEFAULT_OUTPUT = "pymalloc-real-report.html"
@@ -53,6 +52,7 @@ def add_parser(commands):
 
 
 def _report(args):
+    from ..report import model     # here: the wing loads only when a report is made
     if not args.output.endswith((".html", ".htm")):
         raise model.ReportError(f"the output {args.output!r} must end in .html")
     if args.repeat < 1:

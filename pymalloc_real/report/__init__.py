@@ -20,10 +20,27 @@ the core's C module; numpy and plotly come with the ``report`` extra.
     >>> r = pymalloc_real.report(["ls", "/"])                        # doctest: +SKIP
     >>> r.save_html("ls.html")                                       # doctest: +SKIP
 """
-from .heapmap import HeapMap, HeapMapError
-from .measures import SizeClass, TraceMeasures
-from .model import Report, ReportError, from_recording, from_trace, report
-from .sites import SiteRow
+# `import pymalloc_real` gives `report` but loads none of this wing until it is used:
+# importing it eagerly changed where the interpreter's own mallocs land enough to upset
+# the demo's walk-through (glibc mapped the hole a munmap had just left). The names below
+# load their module on first use (PEP 562).
+_LAZY = {"HeapMap": "heapmap", "HeapMapError": "heapmap", "SizeClass": "measures",
+         "TraceMeasures": "measures", "Report": "model", "ReportError": "model",
+         "from_recording": "model", "from_trace": "model", "SiteRow": "sites"}
+
+
+def report(cmd, **kwargs):
+    """Run ``cmd`` on pymalloc_real and return its Report (see ``model.report``)."""
+    from .model import report as make
+    return make(cmd, **kwargs)
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        import importlib
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = ["report", "from_trace", "from_recording", "Report", "ReportError", "HeapMap",
            "HeapMapError", "TraceMeasures", "SizeClass", "SiteRow"]
