@@ -130,6 +130,11 @@ def test_a_cpython_recording_takes_at_most_4_bytes_per_operation():
     assert len(raw.trace) > 200_000 and raw.trace.problems() == []
     assert raw.bytes_per_op <= 4, f"{raw.bytes_per_op:.2f} bytes/op on disk"
     assert raw.finished and "python" in raw.maps
+    # The 10 ms tick: samples no event took, each at least 10 ms after the one before
+    # (the last one is the exit's).
+    samples = recording.timeline
+    ticks = [(a, b) for a, b in zip(samples, samples[1:-1]) if b.event is None]
+    assert ticks and all(b.t_ns - a.t_ns >= 10_000_000 for a, b in ticks)
 
 
 def test_a_recording_cut_short_keeps_its_whole_records(program, tmp_path):
