@@ -10,7 +10,7 @@ PIP    := $(PY) -m pip --disable-pip-version-check -q
 STAMP  := $(VENV)/.installed
 SOURCES := $(wildcard csrc/*/*.c csrc/*/*.h pymalloc_real/*.c) pymalloc_real/_build.py setup.py pyproject.toml
 
-.PHONY: all build demo test bench bench-python clean distclean peers fuzz fuzz-deps unwind
+.PHONY: all build demo test bench bench-python clean distclean peers fuzz fuzz-deps unwind browser
 
 all: build
 
@@ -29,7 +29,7 @@ build: $(STAMP)
 demo: build
 	$(VENV)/bin/pymalloc-real demo
 
-test: build peers fuzz-deps
+test: build peers fuzz-deps browser
 	$(PY) -m pytest -q
 
 # Every workload on every allocator (`make bench BENCH_ARGS=--quick` for a short run;
@@ -42,36 +42,36 @@ bench: build
 bench-python: build
 	$(PY) benchmarks/bench_python_api.py
 
-# The peer allocators that `pymalloc-real compare` runs beside ours, as Debian packages.
-# Only missing packages are installed, so depending on this target costs nothing once
-# they are there; sudo only when not root; a stale package list is refreshed once.
-peers:
-	@pkgs="libjemalloc2 libmimalloc2.0 libtcmalloc-minimal4"; missing=""; \
-	for p in $$pkgs; do \
-	  dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' \
-	    || missing="$$missing $$p"; \
-	done; \
-	if [ -z "$$missing" ]; then echo "peers: $$pkgs already installed"; exit 0; fi; \
-	sudo=$$([ "$$(id -u)" = 0 ] || echo sudo); \
-	echo "peers: installing$$missing"; \
-	$$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y $$missing \
-	  || { $$sudo apt-get update && \
-	       $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y $$missing; }
-
-# libunwind (Debian's libunwind-dev), which the preload library links for the
-# recorder's call stacks (csrc/preload/callstack.h says why); same pattern as `peers`.
-unwind:
-	@pkgs="libunwind-dev"; missing=""; \
+# $(call install_missing,TARGET,PACKAGES): install the Debian packages that are missing.
+# Only missing ones, so depending on a target that uses it costs nothing once they are
+# there; sudo only when not root; a stale package list is refreshed once.
+define install_missing
+	@pkgs="$(2)"; missing=""; \
 	for p in $$pkgs; do \
 	  dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' \
 	    || missing="$$missing $$p"; \
 	done; \
 	if [ -z "$$missing" ]; then exit 0; fi; \
 	sudo=$$([ "$$(id -u)" = 0 ] || echo sudo); \
-	echo "unwind: installing$$missing"; \
+	echo "$(1): installing$$missing"; \
 	$$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y $$missing \
 	  || { $$sudo apt-get update && \
 	       $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y $$missing; }
+endef
+
+# The peer allocators that `pymalloc-real compare` runs beside ours, as Debian packages.
+peers:
+	$(call install_missing,peers,libjemalloc2 libmimalloc2.0 libtcmalloc-minimal4)
+
+# libunwind (Debian's libunwind-dev), which the preload library links for the
+# recorder's call stacks (csrc/preload/callstack.h says why).
+unwind:
+	$(call install_missing,unwind,libunwind-dev)
+
+# Headless Chromium and its WebDriver, for tests/test_report.py, which opens a report in a
+# real browser (selenium drives it).
+browser:
+	$(call install_missing,browser,chromium chromium-driver)
 
 # The libFuzzer target over the checked core (fuzz/fuzz_core.c) needs clang and its
 # libFuzzer runtime; tests/test_fuzz.py gives it a bounded run, `make fuzz` a long one
@@ -79,17 +79,7 @@ unwind:
 FUZZ_SECONDS ?= 3600
 FUZZ_JOBS ?= 2
 fuzz-deps:
-	@pkgs="clang libclang-rt-14-dev"; missing=""; \
-	for p in $$pkgs; do \
-	  dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' \
-	    || missing="$$missing $$p"; \
-	done; \
-	if [ -z "$$missing" ]; then exit 0; fi; \
-	sudo=$$([ "$$(id -u)" = 0 ] || echo sudo); \
-	echo "fuzz-deps: installing$$missing"; \
-	$$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y $$missing \
-	  || { $$sudo apt-get update && \
-	       $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y $$missing; }
+	$(call install_missing,fuzz-deps,clang libclang-rt-14-dev)
 
 fuzz: fuzz-deps
 	fuzz/build.sh

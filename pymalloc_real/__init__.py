@@ -29,6 +29,7 @@ from .serve import ServeRefused, Serving, in_our_heap, serve_python
 
 from . import preload      # preload.run / preload.compare: programs on any allocator
 from .live import attach   # another running process's allocator, seen from outside
+from .report import report  # report(cmd) -> Report: a program's memory as one HTML page
 
 __version__ = "0.1.0"
 
@@ -45,5 +46,5 @@ __all__ = [
     "show", "heap_view", "HeapView", "HeapContext", "HeapViewError",
     "serve_python", "Serving", "ServeRefused", "in_our_heap",
     "PymallocError", "HeapCorruption", "InvalidFree", "DoubleFree", "UseAfterFree",
-    "OutOfBounds", "attach",
+    "OutOfBounds", "attach", "report",
 ]

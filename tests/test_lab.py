@@ -479,3 +479,22 @@ def test_a_recorded_program_replays_under_every_policy(program, tmp_path, capsys
     out = capsys.readouterr().out
     assert all(f"| {name}" in out for name in lab.POLICIES), out
     assert os.path.getsize(plot) > 5000
+
+
+def test_replay_visits_each_sample_with_the_heap_as_it_is_then():
+    """visit(ops_done) runs at every sample (and at sample_at) while the policy holds the
+    objects live then: a walk inside it sees exactly them; its exception surfaces."""
+    trace = [(lab.MALLOC, i, 64) for i in range(10)] + [(lab.FREE, i, 0) for i in range(10)]
+    seen = {}
+    with lab.Policy("first_fit") as policy:
+        def visit(ops_done):
+            seen[ops_done] = sum(b.kind == "used" for b in policy.walk())
+        policy.replay(trace, sample_every=5, visit=visit, sample_at=7)
+        assert seen == {0: 0, 5: 5, 7: 7, 10: 10, 15: 5, 20: 0}
+
+        def broken(ops_done):
+            raise RuntimeError(f"at {ops_done}")
+        with pytest.raises(RuntimeError, match="at 0"):
+            policy.replay(trace, sample_every=5, visit=broken)
+        with pytest.raises(lab.LabError, match="sample_at"):
+            policy.replay(trace, sample_at=0)

@@ -192,6 +192,14 @@ struct lab_replay_options {
     uint64_t stop_after;        /* run only this many ops (0: all); the picture's moment */
     uint64_t time_limit_ns;     /* stop (timed_out) once the loop has run this long,
                                    checked every 4096 ops (0: no limit) */
+    /* Called after each sample with visit_context and the ops done so far, while the
+     * loop is paused: the policy then holds exactly the objects live at that moment, so
+     * the caller may walk it (the run report's heap map replays through our core this
+     * way). Its time is not counted in the loop's. NULL: no call. */
+    void (*visit)(void *context, uint64_t op);
+    void *visit_context;
+    uint64_t sample_at;         /* one more sample after exactly this many ops (0: none):
+                                   the report's heap map at the peak of live bytes */
 };
 
 /* One point of the time series. */

@@ -59,6 +59,7 @@ static int all_zero(const char *p, uint64_t size)
 }
 
 struct run {
+    const struct lab_replay_options *options;
     struct lab_policy *policy;
     struct lab_replay_result *result;
     struct lab_sample *samples;
@@ -85,6 +86,8 @@ static void sample(struct run *r, uint64_t op)
         out->free_total = s.free_total;
         out->free_largest = s.free_largest;
     }
+    if (r->options->visit)
+        r->options->visit(r->options->visit_context, op);
     r->sample_ns += prm_os_monotonic_ns() - start;
 }
 
@@ -134,12 +137,14 @@ int lab_replay(struct lab_policy *policy, const struct lab_op *ops, size_t n_ops
     struct object *objects = prm_os_mmap(table_bytes);
     if (!objects)
         return LAB_ERR_NOMEM;
-    struct run r = {policy, result, samples, capacity, 0, 0, 0};
+    struct run r = {options, policy, result, samples, capacity, 0, 0, 0};
     const int verify = options->verify;
     const uint64_t every = options->sample_every;
     const struct lab_ops *pops = policy->ops;
     void *self = policy->self;
-    uint64_t next_sample = every ? every : UINT64_MAX;
+    uint64_t next_regular = every ? every : UINT64_MAX;
+    uint64_t extra = options->sample_at ? options->sample_at : UINT64_MAX;
+    uint64_t next_sample = next_regular < extra ? next_regular : extra;
     uint64_t peak_live = 0, next_probe = 0;
     int status = LAB_OK;
     long minor0 = 0, major0 = 0, minor1 = 0, major1 = 0;
@@ -278,7 +283,11 @@ int lab_replay(struct lab_policy *policy, const struct lab_op *ops, size_t n_ops
             result->peak_internal = r.usable_live - r.live;
         if (LAB_UNLIKELY(i + 1 == next_sample)) {
             sample(&r, i + 1);
-            next_sample += every;
+            if (i + 1 == next_regular)
+                next_regular += every;
+            if (i + 1 == extra)
+                extra = UINT64_MAX;
+            next_sample = next_regular < extra ? next_regular : extra;
         }
         /* The O(n) policies can take hours on a long trace: a limit keeps a comparison
          * finite, and the result says where it stopped. */

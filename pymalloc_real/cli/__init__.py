@@ -11,21 +11,22 @@ several allocators side by side; ``bench``, every benchmark workload on every al
 ``trace``, a command's allocation calls recorded into a trace file;
 ``replay``, a malloc trace replayed under the placement policies of the lab;
 ``heap``, our heap after a known sequence of operations, as text (``heapview``), or
-(``heap PID``) a running program's; ``top PID``, a running program's counters.
+(``heap PID``) a running program's; ``top PID``, a running program's counters;
+``report``, a command's memory (call sites, timeline, heap map) as one HTML page.
 ``text`` holds what they share in how they print, ``tables`` how a table fits the
 terminal, ``errors`` how every command fails and ends (a user's mistake: one line on
 stderr and status 2; Ctrl-C: status 130). Without a subcommand the command prints its
 usage.
 """
 from .. import __version__
-from . import bench, compare, demo, heap, maps, pagesim, replay, run, top, trace
+from . import bench, compare, demo, heap, maps, pagesim, replay, report, run, top, trace
 from .errors import Parser, run_command
 from .text import WIDTH
 
 __all__ = ["main", "WIDTH"]
 
 # In the order `--help` lists them.
-SUBCOMMANDS = (demo, maps, heap, top, run, compare, bench, pagesim, trace, replay)
+SUBCOMMANDS = (demo, maps, heap, top, run, compare, bench, pagesim, trace, replay, report)
 
 
 def main(argv=None):

@@ -212,11 +212,14 @@ class Policy:
     # ---- replay ----
 
     def replay(self, trace, verify=True, sample_every=None, stop_after=None,
-               free_remaining=True, time_limit=None):
+               free_remaining=True, time_limit=None, visit=None, sample_at=None):
         """Run the trace on this policy (see :func:`replay`); with ``free_remaining``
         false the objects still live stay, so :meth:`walk` shows the region then.
         ``time_limit`` (seconds) stops the loop once it has run that long (the result's
-        ``timed_out`` and ``ops`` say where)."""
+        ``timed_out`` and ``ops`` say where). ``visit(ops_done)`` is called at every
+        sample while the loop is paused (the policy then holds exactly the objects live
+        at that moment); an exception it raises stops nothing but is raised at the end.
+        ``sample_at``: one more sample (and visit) after exactly that many ops."""
         packed = pack(trace)
         if stop_after is not None and (not isinstance(stop_after, int) or stop_after < 0):
             raise LabError(f"stop_after must be an op count, not {stop_after!r}")
@@ -237,12 +240,29 @@ class Policy:
                 raise LabError(f"time_limit must be a positive number of seconds, "
                                f"not {time_limit!r}")
             options.time_limit_ns = int(time_limit * 1e9)
-        capacity = n // sample_every + 3
+        raised = []
+        if visit is not None:
+            def on_sample(_context, ops_done):
+                if not raised:
+                    try:
+                        visit(ops_done)
+                    except BaseException as error:      # raised after the loop
+                        raised.append(error)
+            # `callback` keeps the cffi callback alive until the loop returns (the
+            # struct field alone does not).
+            options.visit = callback = ffi.callback("void(void *, uint64_t)", on_sample)
+        if sample_at is not None:
+            if not isinstance(sample_at, int) or sample_at < 1:
+                raise LabError(f"sample_at must be a positive op count, not {sample_at!r}")
+            options.sample_at = sample_at
+        capacity = n // sample_every + 4
         samples = ffi.new("struct lab_sample[]", capacity)
         result = ffi.new("struct lab_replay_result *")
         ops = ffi.from_buffer("struct lab_op[]", packed.data) if packed.n_ops else ffi.NULL
         status = lib.lab_replay(self._c, ops, packed.n_ops, packed.n_objects, options,
                                 samples, capacity, result)
+        if raised:
+            raise raised[0]
         if status == lib.LAB_ERR_NOMEM:
             raise MemoryError("could not map the replay's object table")
         if status != lib.LAB_OK:
