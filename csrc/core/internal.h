@@ -116,10 +116,12 @@ static inline void mark_bin(prm_arena *av, unsigned i) { av->binmap[i >> 6] |= (
 static inline void unmark_bin(prm_arena *av, unsigned i) { av->binmap[i >> 6] &= ~((uint64_t)1 << (i & 63)); }
 static inline int  bin_marked(prm_arena *av, unsigned i) { return (int)((av->binmap[i >> 6] >> (i & 63)) & 1); }
 
-/* A link about to be followed: fine, or the arena is reported corrupt (no return). */
+/* A link about to be followed: fine, or the arena is reported corrupt (no return). The
+ * default build checks too (issue 16): a bin link that leads out of our segments is how
+ * house of lore, the large-bin attack and the stashing attacks reach the stack. */
 #define CHECK_LINK(av, q, what)                                                          \
     do {                                                                                \
-        if (PRM_CHECK_LINKS && prm_unlikely(!prmi_plausible_link((av), (q))))            \
+        if ((PRM_CHECK_LINKS || PRM_HARDENING) && prm_unlikely(!prmi_plausible_link((av), (q))))            \
             prmi_fail_arena((av), "corrupted link", what, (q));                          \
     } while (0)
 
@@ -127,10 +129,10 @@ static inline int  bin_marked(prm_arena *av, unsigned i) { return (int)((av->bin
 static inline size_t list_step_limit(const prm_arena *av) { return av->system_bytes / 32 + 2; }
 
 /* A chunk header about to be read (found through a size or prev_size): fine, or the
- * arena is reported corrupt. Checked builds only, like CHECK_LINK. */
+ * arena is reported corrupt. Both builds, like CHECK_LINK. */
 #define CHECK_CHUNK(av, q, what)                                                         \
     do {                                                                                \
-        if (PRM_CHECK_LINKS && prm_unlikely(!prmi_plausible_chunk((av), (q))))           \
+        if ((PRM_CHECK_LINKS || PRM_HARDENING) && prm_unlikely(!prmi_plausible_chunk((av), (q))))           \
             prmi_fail_arena((av), "corrupted size", what, (q));                          \
     } while (0)
 
@@ -365,6 +367,7 @@ PRM_INTERNAL void prmi_unlink_chunk(prm_arena *av, prm_chunk *p);
 PRM_INTERNAL void prmi_place_in_bin(prm_arena *av, prm_chunk *victim, size_t size);
 PRM_INTERNAL void prmi_unsorted_push(prm_arena *av, prm_chunk *p, size_t size);
 PRM_INTERNAL void prmi_consolidate(prm_arena *av);
+PRM_INTERNAL void prmi_consolidate_below_top(prm_arena *av);
 
 /* options.c */
 PRM_INTERNAL int prmi_set_param(int param, long value);

@@ -34,6 +34,7 @@
  */
 #include "prm.h"
 #include "internal.h"
+#include "hardened.h"
 
 #include <string.h>
 
@@ -358,7 +359,7 @@ void *prmi_int_malloc(prm_arena *av, size_t nb)
     } else {
         index = largebin_index(nb);
         if (av->have_fastchunks)
-            prmi_consolidate(av);
+            prmi_consolidate_below_top(av);
     }
 
     for (;;) {
@@ -415,18 +416,21 @@ size_t prmi_free_merge(prm_arena *av, prm_chunk *p)
                          prev_size > (uintptr_t)p - (uintptr_t)segment_first_chunk(seg)))
             prmi_fail_arena(av, "corrupted size vs. prev_size while consolidating",
                             "prev_size is misaligned, too small, or reaches below the segment", p);
+        prm_chunk *absorbed = p;
         p = chunk_below(p, prev_size);
         if (prm_unlikely(chunk_size(p) != prev_size))
             prmi_fail_arena(av, "corrupted size vs. prev_size while consolidating",
                             "the free chunk below has a different size than prev_size says", p);
         size += prev_size;
         prmi_unlink_chunk(av, p);
+        bury_header(absorbed);
     }
 
     if (next != av->top) {
         if (!inuse_at(next, next_size)) {
             prmi_unlink_chunk(av, next);
             size += next_size;
+            bury_header(next);
         } else {
             clear_inuse_at(next, 0);
         }
@@ -437,6 +441,7 @@ size_t prmi_free_merge(prm_arena *av, prm_chunk *p)
         size += next_size;
         set_head(p, size | PRM_PREV_INUSE | arena_bit(av));
         av->top = p;
+        bury_header(next);
     }
     return size;
 }
@@ -740,6 +745,9 @@ static prm_chunk *chunk_for_pointer(void *mem, const char *who)
     /* A header of zeros may be a tombstone: the page a freed mmapped chunk left. */
     if (prm_unlikely(load_size(p) == 0 && prmi_mmapped_lookup(mem) == PRMI_MAPPED_GONE))
         return reject_unmapped(who, mem);
+    if (prm_unlikely(load_size(p) == PRM_BURIED_HEAD))   /* hardened.h */
+        return reject_pointer(who[0] == 'f' ? "free(): double free detected (merged chunk)" : who,
+                              "the chunk was freed and merged into its neighbour since", mem);
     if (prm_unlikely((uintptr_t)p > (uintptr_t)0 - size || size < PRM_MINSIZE || !aligned_ok(size)))
         return reject_pointer(who, "the chunk header holds an impossible size", mem);
     /* An M bit sends free to a mapping header found through prev_size, which a damaged
