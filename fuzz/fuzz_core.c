@@ -3,8 +3,10 @@
  *
  * An input is a program of allocator operations, decoded byte by byte: malloc, calloc,
  * realloc, memalign, free, pattern writes and checks, prm_check, malloc_trim, mallopt,
- * and deliberate misuse: double and stale frees, frees of interior pointers, and raw
- * writes over chunk headers, bin links and the bytes past a block. The contract:
+ * and deliberate misuse: double and stale frees, frees of interior pointers, frees of
+ * forged chunks outside our memory (on the stack, in a global, in another allocator's
+ * block: the ownership map's refusals), and raw writes over chunk headers, bin links
+ * and the bytes past a block. The contract:
  *
  *  - nothing ever crashes (libFuzzer reports a signal, ASan a bad access, UBSan UB);
  *  - an input without misuse gets no error report, a clean prm_check after every
@@ -142,6 +144,42 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     return 0;
 }
 
+static unsigned char forged_global[64] __attribute__((aligned(16)));
+
+/* A chunk header the input chooses (any size, any flag bits), in memory that is not the
+ * allocator's: the stack, a global, or a block of the process's own malloc. Every
+ * entry point must refuse the pointer without touching anything of ours: free and
+ * realloc report it, malloc_usable_size answers 0. */
+static void free_forged(input *in)
+{
+    unsigned char on_stack[64] __attribute__((aligned(16)));
+    unsigned char *foreign = malloc(64);
+    unsigned where = take8(in) % 3;
+    unsigned char *area = where == 0 ? on_stack : where == 1 ? forged_global : foreign;
+    if (area == NULL)
+        return;
+    memset(area, 0, 64);
+    uint64_t prev_size = take64(in), size = take64(in);
+    memcpy(area, &prev_size, 8);
+    memcpy(area + 8, &size, 8);
+    void *mem = area + 16;
+    switch (take8(in) % 3) {
+    case 0:
+        if (prm_free(mem) == PRM_OK)
+            __builtin_trap();   /* a chunk that is not ours was accepted */
+        break;
+    case 1:
+        if (prm_realloc(mem, take8(in)) != NULL)
+            __builtin_trap();
+        break;
+    default:
+        if (prm_usable_size(mem) != 0)
+            __builtin_trap();
+        break;
+    }
+    free(foreign);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     block slots[SLOTS];
@@ -151,7 +189,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     prm_fuzz_reset();
 
     for (int steps = 0; in.at < in.size && steps < 256; steps++) {
-        unsigned op = take8(&in) % 14;
+        unsigned op = take8(&in) % 15;
         block *b = &slots[take8(&in) % SLOTS];
         int live = b->mem != NULL && !b->freed;
         switch (op) {
@@ -272,6 +310,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             memcpy(link, &value, 8);
             break;
         }
+        case 14:                                       /* misuse: free a forged chunk */
+            misused = 1;
+            free_forged(&in);
+            break;
         }
     }
     if (!misused) {

@@ -31,6 +31,7 @@ static void forget_mmapped_chunks(void)
     prm_mmap_header *h = reg->list.next;
     while (!reg->broken && h != &reg->list) {
         prm_mmap_header *next = h->next;
+        prmi_pagemap_mark((uintptr_t)h, (uintptr_t)h->chunk + 1, PRM_OWNER_NONE);
         munmap(h, h->length);
         h = next;
     }
@@ -49,12 +50,12 @@ static void forget_other_arenas(void)
         prm_segment *seg = av->segments;
         while (seg != NULL) {                /* the arena itself lies in its first heap */
             prm_segment *older = seg->older;
+            prmi_pagemap_mark((uintptr_t)seg, (uintptr_t)seg + PRM_HEAP_MAX, PRM_OWNER_NONE);
             munmap(seg, PRM_HEAP_MAX);
             seg = older;
         }
         av = next;
     }
-    memset(prmi_state.heaps, 0, sizeof prmi_state.heaps);
     prmi_state.main_arena.next = NULL;
     prmi_state.arena_count = 1;
     prmi_state.next_to_reuse = NULL;
@@ -63,9 +64,11 @@ static void forget_other_arenas(void)
 static void forget_main_arena(void)
 {
     prm_arena *main = &prmi_state.main_arena;
-    for (prm_segment *seg = main->segments; seg != NULL; seg = seg->older)
+    for (prm_segment *seg = main->segments; seg != NULL; seg = seg->older) {
+        prmi_pagemap_mark(seg->raw_start, seg->end, PRM_OWNER_NONE);
         if (seg->kind == PRM_SEG_MMAP)
             munmap((void *)seg->raw_start, seg->end - seg->raw_start);
+    }
     if (brk(initial_break) != 0)
         _exit(99);
     memset(main, 0, sizeof *main);

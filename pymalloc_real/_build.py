@@ -39,6 +39,7 @@ CORE_SOURCES = [
     "core/threads.c",
     "core/remote.c",
     "core/tcache.c",
+    "core/pagemap.c",
     "core/hardened.c",
     "probe/layout.c",
     "pagesim/pagesim.c",

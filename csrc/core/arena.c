@@ -153,6 +153,7 @@ static void open_segment(prm_arena *av, uintptr_t raw_start, uintptr_t raw_end, 
     prm_chunk *first = segment_first_chunk(seg);
     set_head(first, (seg->end - (uintptr_t)first) | PRM_PREV_INUSE | (av->index ? PRM_NON_MAIN : 0));
     av->top = first;
+    prmi_pagemap_mark(raw_start, raw_end, prmi_arena_owner(av->index));
     account_system(av, raw_end - raw_start);
 }
 
@@ -167,6 +168,10 @@ static int grow_with_mmap(prm_arena *av, size_t nb, size_t pad)
     void *mem = prm_os_mmap(want);
     if (mem == NULL)
         return 0;
+    if (prmi_pagemap_reserve((uintptr_t)mem, (uintptr_t)mem + want) != 0) {
+        prm_os_munmap(mem, want);
+        return 0;
+    }
     prm_chunk *old_top = av->top;
     open_segment(av, (uintptr_t)mem, (uintptr_t)mem + want, PRM_SEG_MMAP, sizeof(prm_segment));
     if (old_top != NULL) {
@@ -208,11 +213,13 @@ int prmi_grow_heap(prm_arena *av, size_t nb)
 
     if (current != 0 && want <= PRM_MAX_REQUEST && current + want > current) {
         uintptr_t target = align_up(current + want, page);
-        if (prm_os_brk_move(current, target) == target) {
+        if (target > current && prmi_pagemap_reserve(current, target) == 0 &&
+            prm_os_brk_move(current, target) == target) {
             if (contiguous) {
                 size_t added = target - current;
                 set_head(av->top, (top_size(av) + added) | PRM_PREV_INUSE);
                 av->segments->end = target;
+                prmi_pagemap_mark(current, target, prmi_arena_owner(av->index));
                 account_system(av, added);
             } else {
                 prm_chunk *old_top = av->top;
@@ -279,6 +286,7 @@ int prmi_systrim(prm_arena *av, size_t pad)
     size_t released = top_end - now;
     set_head(av->top, (size - released) | PRM_PREV_INUSE);
     av->segments->end = now;
+    prmi_pagemap_mark(now, top_end, PRM_OWNER_NONE);
     av->system_bytes -= released;
     av->trims++;
     return 1;
@@ -333,52 +341,17 @@ static size_t arena_header(void)
     return align_up(sizeof(prm_segment), PRM_ALIGN) + align_up(sizeof(prm_arena), PRM_ALIGN);
 }
 
-/* ---- The set of heaps, for telling a pointer's heap from a forged one --------------------
- * A chunk with the A bit names its arena in the header of the heap its address rounds
- * down to. A forged or damaged header may round to memory that is no heap at all, so
- * free asks this set before reading there. Open addressing on the heap number, lock-free
- * (heaps are only ever added); a full table answers "yes" (the old behaviour). */
-static size_t heap_slot(uintptr_t base)
-{
-    return (size_t)(((base / PRM_HEAP_MAX) * (uintptr_t)0x9e3779b97f4a7c15u) >> 32) & (PRM_HEAP_TABLE - 1);
-}
-
-static void remember_heap(uintptr_t base)
-{
-    size_t slot = heap_slot(base);
-    for (size_t probe = 0; probe < PRM_HEAP_TABLE; probe++, slot = (slot + 1) & (PRM_HEAP_TABLE - 1)) {
-        uintptr_t expected = 0;
-        if (__atomic_compare_exchange_n(&prmi_state.heaps[slot], &expected, base, 0,
-                                        __ATOMIC_RELEASE, __ATOMIC_RELAXED))
-            return;
-    }
-    __atomic_store_n(&prmi_state.heaps_overflowed, 1, __ATOMIC_RELEASE);
-}
-
-int prmi_is_heap(uintptr_t base)
-{
-    size_t slot = heap_slot(base);
-    for (size_t probe = 0; probe < PRM_HEAP_TABLE; probe++, slot = (slot + 1) & (PRM_HEAP_TABLE - 1)) {
-        uintptr_t entry = __atomic_load_n(&prmi_state.heaps[slot], __ATOMIC_ACQUIRE);
-        if (entry == base)
-            return 1;
-        if (entry == 0)
-            break;
-    }
-    return __atomic_load_n(&prmi_state.heaps_overflowed, __ATOMIC_ACQUIRE);
-}
-
 /* PRM_HEAP_MAX of address space at a PRM_HEAP_MAX boundary, `commit` bytes of it usable. */
 static void *reserve_heap(size_t commit)
 {
     void *base = prm_os_reserve_aligned(PRM_HEAP_MAX, PRM_HEAP_MAX);
     if (base == NULL)
         return NULL;
-    if (prm_os_commit(base, commit) != 0) {
+    if (prm_os_commit(base, commit) != 0 ||
+        prmi_pagemap_reserve((uintptr_t)base, (uintptr_t)base + PRM_HEAP_MAX) != 0) {
         prm_os_munmap(base, PRM_HEAP_MAX);
         return NULL;
     }
-    remember_heap((uintptr_t)base);
     return base;
 }
 
@@ -430,6 +403,7 @@ static int grow_nonmain(prm_arena *av, size_t nb)
             return 0;
         }
         set_head(av->top, (top + (target - seg->end)) | PRM_PREV_INUSE | PRM_NON_MAIN);
+        prmi_pagemap_mark(seg->end, target, prmi_arena_owner(av->index));
         account_system(av, target - seg->end);
         seg->end = target;
         return 1;
@@ -464,8 +438,11 @@ static int trim_heap(prm_arena *av, size_t pad)
         return 0;
     prm_segment *seg = av->segments;
     uintptr_t new_end = seg->end - extra;
-    if (prm_os_decommit((void *)new_end, extra) != 0)
+    prmi_pagemap_mark(new_end, seg->end, PRM_OWNER_NONE);
+    if (prm_os_decommit((void *)new_end, extra) != 0) {
+        prmi_pagemap_mark(new_end, seg->end, prmi_arena_owner(av->index));
         return 0;
+    }
     set_head(av->top, (size - extra) | PRM_PREV_INUSE | PRM_NON_MAIN);
     seg->end = new_end;
     av->system_bytes -= extra;

@@ -8,6 +8,7 @@
 
 #include "chunk.h"
 #include "glue.h"
+#include "pagemap.h"
 
 /* The cffi build sets PRM_RECOVERABLE=1: detected heap corruption then unwinds to the
  * public entry point (longjmp), marks the arena unusable and reports an error that
@@ -208,7 +209,6 @@ typedef struct prm_params {
                                    trimmed below this many bytes from the OS; 0: no floor */
 } prm_params;
 
-#define PRM_HEAP_TABLE 4096      /* heaps the set remembers: 256 GiB of them */
 
 typedef struct prm_state {
     prm_params params;
@@ -218,8 +218,6 @@ typedef struct prm_state {
     int arena_count;
     int arena_limit;            /* arena_max in force */
     prm_arena *next_to_reuse;   /* round robin once the limit is reached */
-    uintptr_t heaps[PRM_HEAP_TABLE];   /* the bases of every non-main heap (arena.c) */
-    int heaps_overflowed;
 } prm_state;
 
 PRM_INTERNAL extern prm_state prmi_state;
@@ -336,7 +334,6 @@ static inline prm_arena *thread_arena(void)
 PRM_INTERNAL prm_arena *prmi_main_arena(void);
 PRM_INTERNAL prm_arena *prmi_new_arena(int index);
 PRM_INTERNAL prm_arena *prmi_arena_of(prm_chunk *p);
-PRM_INTERNAL int prmi_is_heap(uintptr_t base);   /* is base a non-main heap of ours? */
 PRM_INTERNAL int prmi_fits_heap(size_t nb);
 PRM_INTERNAL extern prm_lock prmi_init_lock;
 PRM_INTERNAL void prmi_arena_init(prm_arena *av, int index);

@@ -679,26 +679,23 @@ void *prm_malloc(size_t bytes)
     return prmi_malloc_slow(bytes);
 }
 
-static int known_arena(prm_arena *candidate)
-{
-    for (prm_arena *av = prmi_state.main_arena.next; av != NULL;
-         av = __atomic_load_n(&av->next, __ATOMIC_ACQUIRE))
-        if (av == candidate)
-            return 1;
-    return 0;
-}
-
-/* Does any arena have a segment holding mem? Reads only the arenas' own lists. */
+/* Does the ownership map put mem inside a heap segment of some arena? */
 static int in_some_heap(const void *mem)
 {
-    FOR_EACH_ARENA(av) {
-        prm_lock_acquire(&av->lock);
-        prm_segment *seg = prmi_segment_of(av, (uintptr_t)mem);
-        prm_lock_release(&av->lock);
-        if (seg != NULL)
-            return 1;
-    }
-    return 0;
+    return prmi_owner_is_arena(prmi_owner_of((uintptr_t)mem));
+}
+
+/* Is p, a chunk claiming a non-main arena, inside a heap whose header (at p's address
+ * rounded down to PRM_HEAP_MAX) names an arena that lives in that heap's owner's pages?
+ * The map is asked before the heap header is read. */
+static int nonmain_chunk_owned(prm_chunk *p)
+{
+    uintptr_t heap = (uintptr_t)p & ~(uintptr_t)(PRM_HEAP_MAX - 1);
+    unsigned owner = prmi_owner_of(heap);
+    if (!prmi_owner_is_arena(owner) || owner == prmi_arena_owner(0) || prmi_owner_of((uintptr_t)p) != owner)
+        return 0;
+    prm_arena *av = ((prm_segment *)heap)->arena;
+    return prmi_owner_of((uintptr_t)av) == owner && prmi_arena_owner(av->index) == owner;
 }
 
 static prm_chunk *reject_pointer(const char *who, const char *why, void *mem)
@@ -756,9 +753,7 @@ static prm_chunk *chunk_for_pointer(void *mem, const char *who)
                      ((PRM_HARDENING && found != PRMI_MAPPED_LIVE && prmi_mmapped_lookup(mem) != PRMI_MAPPED_LIVE) ||
                       !prmi_mmapped_chunk_valid(p))))
         return reject_pointer(who, "the chunk claims its own mapping but no such mapping is ours", mem);
-    if (prm_unlikely(!chunk_is_mmapped(p) && chunk_non_main(p) &&
-                     ((PRM_HARDENING && !prmi_is_heap((uintptr_t)p & ~(uintptr_t)(PRM_HEAP_MAX - 1))) ||
-                      !known_arena(prmi_arena_of(p)))))
+    if (prm_unlikely(!chunk_is_mmapped(p) && chunk_non_main(p) && !nonmain_chunk_owned(p)))
         return reject_pointer(who, "the chunk claims a non-main arena that does not exist", mem);
     return p;
 }
@@ -768,8 +763,14 @@ static prm_chunk *chunk_for_pointer(void *mem, const char *who)
  * before its "header" is trusted any further. Under the arena lock. */
 int prmi_in_our_heap(prm_arena *av, prm_chunk *p)
 {
-    prm_segment *seg = prmi_segment_of(av, (uintptr_t)p);
-    return seg != NULL && (uintptr_t)p >= (uintptr_t)segment_first_chunk(seg) &&
+    unsigned owner = prmi_arena_owner(av->index);
+    if (prm_unlikely(prmi_owner_of((uintptr_t)p) != owner))
+        return 0;
+    /* The map speaks for whole pages; the segment says where its chunks start and end. A
+     * non-main heap is found from the address, the main arena's few segments by search. */
+    prm_segment *seg = av->index != 0 ? (prm_segment *)((uintptr_t)p & ~(uintptr_t)(PRM_HEAP_MAX - 1))
+                                      : prmi_segment_of(av, (uintptr_t)p);
+    return seg != NULL && seg->arena == av && (uintptr_t)p >= (uintptr_t)segment_first_chunk(seg) &&
            chunk_size(p) < seg->end - (uintptr_t)p;
 }
 

@@ -6,6 +6,13 @@
 
 static prm_mmap_registry *registry(void) { return &prmi_state.mmapped; }
 
+/* The ownership map's pages of a mapped chunk: from its mapping's start to the page of
+ * its header (pagemap.h). */
+static void mark_mapped(prm_mmap_header *h, prm_chunk *p, unsigned owner)
+{
+    prmi_pagemap_mark((uintptr_t)h, (uintptr_t)p + 1, owner);
+}
+
 /* A new chunk of at least nb bytes in its own mapping, or NULL when the mmap limit
  * (M_MMAP_MAX) is reached or the kernel refuses. The usable size is the chunk size less
  * its header: unlike a heap chunk, nothing follows whose prev_size could be borrowed. */
@@ -27,11 +34,16 @@ prm_chunk *prmi_mmap_chunk(size_t nb)
     prm_mmap_header *h = prm_os_mmap(length);
     if (h == NULL)
         return NULL;
+    if (prmi_pagemap_reserve((uintptr_t)h, (uintptr_t)h + length) != 0) {
+        prm_os_munmap(h, length);
+        return NULL;
+    }
     h->length = length;
     prm_chunk *p = (prm_chunk *)((char *)h + offset);
     h->chunk = p;
     p->prev_size = offset;
     set_head(p, (length - offset) | PRM_IS_MMAPPED);
+    mark_mapped(h, p, PRM_OWNER_MAPPED);
 
     prm_lock_acquire(&reg->lock);
     if (prm_likely(!reg->broken)) {
@@ -76,6 +88,13 @@ static int chunk_fits_mapping(const prm_mmap_header *h, prm_chunk *p)
     return offset == chunk - start && h->length == offset + chunk_size(p);
 }
 
+/* Does the ownership map say that a mapping starts at h and runs at least to p's
+ * header? Then h is a live mapping's header and may be read. */
+static int mapped_per_pagemap(const prm_mmap_header *h, const prm_chunk *p)
+{
+    return prmi_owner_of((uintptr_t)h) == PRM_OWNER_MAPPED && prmi_owner_of((uintptr_t)p) == PRM_OWNER_MAPPED;
+}
+
 /* Does p look like a chunk this registry handed out? Its prev_size names its mapping's
  * header; a damaged one could name any address, so the header must be one of the
  * registry's before it is read. */
@@ -88,11 +107,15 @@ int prmi_mmapped_chunk_valid(prm_chunk *p)
     prm_mmap_header *h = mmap_header_of(p);
     if (((uintptr_t)h & (page - 1)) != 0)
         return 0;
-    prm_mmap_registry *reg = registry();
-    prm_lock_acquire(&reg->lock);
-    int known = registered_locked(reg, h);
-    prm_lock_release(&reg->lock);
-    return known && h->chunk == p && chunk_fits_mapping(h, p);
+    if (!mapped_per_pagemap(h, p)) {   /* not in the map: ask the registry (slow path) */
+        prm_mmap_registry *reg = registry();
+        prm_lock_acquire(&reg->lock);
+        int known = registered_locked(reg, h);
+        prm_lock_release(&reg->lock);
+        if (!known)
+            return 0;
+    }
+    return h->chunk == p && chunk_fits_mapping(h, p);
 }
 
 /* The checker's test of one registry entry (under the registry lock). */
@@ -164,13 +187,23 @@ static uintptr_t unmap_leaving_tombstone(prm_mmap_header *h, size_t length, prm_
 }
 
 /* Is mem the memory of a live mmapped chunk, of one unmapped lately, or neither (as far
- * as the registry knows)? Reads no memory but the registry's. Walks the list: the
- * registry holds the program's large blocks, usually few. Slow path. */
+ * as the registry knows)? Reads no memory but the registry's and, where the ownership
+ * map says a live mapping's pages are, its header: a live chunk is found in O(1); the
+ * rest (a chunk unmapped lately, a pointer that is no mapped chunk) walks the registry's
+ * list, which only a program's error reaches. */
 enum prmi_mapped prmi_mmapped_lookup(const void *mem)
 {
     prm_mmap_registry *reg = registry();
     const prm_chunk *p = mem2chunk((void *)mem);
     enum prmi_mapped found = PRMI_MAPPED_UNKNOWN;
+    /* The map first: a page it marks is mapped, so the header there may be read. */
+    if (prmi_owner_of((uintptr_t)p) == PRM_OWNER_MAPPED) {
+        size_t offset = p->prev_size;
+        const prm_mmap_header *h = (const prm_mmap_header *)((uintptr_t)p - offset);
+        if (offset <= (uintptr_t)p && ((uintptr_t)h & (prm_os_page_size() - 1)) == 0 &&
+            mapped_per_pagemap(h, p) && h->chunk == p)
+            return PRMI_MAPPED_LIVE;
+    }
     prm_lock_acquire(&reg->lock);
     if (reg->broken) {
         found = PRMI_MAPPED_LIVE;   /* a fork child cannot tell: trust the header, as before */
@@ -211,6 +244,7 @@ int prmi_munmap_chunk(prm_chunk *p)
     reg->count--;
     reg->mapped_bytes -= length;
     reg->chunk_bytes -= chunk_size(p);
+    mark_mapped(h, p, PRM_OWNER_NONE);
     prm_lock_release(&reg->lock);
 
     int saved = errno;
@@ -246,6 +280,10 @@ prm_chunk *prmi_mremap_chunk(prm_chunk *p, size_t nb)
         prm_lock_release(&reg->lock);
         return NULL;
     }
+    /* Where the map has no leaf for the new place (the kernel refused one), the chunk is
+     * still found through the registry: the map only speeds up finding it. */
+    mark_mapped(h, p, PRM_OWNER_NONE);
+    (void)prmi_pagemap_reserve((uintptr_t)moved, (uintptr_t)moved + new_length);
     /* The header moved with the data: repoint the neighbours and the chunk. */
     if (prm_likely(!reg->broken)) {
         moved->next->prev = moved;
@@ -264,6 +302,7 @@ prm_chunk *prmi_mremap_chunk(prm_chunk *p, size_t nb)
     }
     moved->chunk = q;
     set_head(q, (new_length - offset) | PRM_IS_MMAPPED);
+    mark_mapped(moved, q, PRM_OWNER_MAPPED);
     reg->mapped_bytes += new_length - old_length;
     if (reg->mapped_bytes > reg->max_mapped_bytes)
         reg->max_mapped_bytes = reg->mapped_bytes;
@@ -285,6 +324,7 @@ prm_chunk *prmi_mmapped_shift(prm_chunk *p, size_t lead)
     set_head(q, new_size | PRM_IS_MMAPPED);
     prm_lock_acquire(&reg->lock);
     mmap_header_of(q)->chunk = q;
+    mark_mapped(mmap_header_of(q), q, PRM_OWNER_MAPPED);
     reg->chunk_bytes -= lead;
     prm_lock_release(&reg->lock);
     return q;

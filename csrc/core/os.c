@@ -89,6 +89,20 @@ void *prm_os_mmap(size_t length)
     return p;
 }
 
+/* The allocator's own metadata (the ownership map's leaves): not counted with the
+ * program's mappings, never a target of injected failures, which test the program's
+ * paths. MAP_NORESERVE: a leaf is mostly never written. */
+void *prm_os_map_metadata(size_t length)
+{
+    void *p = mmap(NULL, length, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    return p == MAP_FAILED ? NULL : p;
+}
+
+void prm_os_unmap_metadata(void *addr, size_t length)
+{
+    munmap(addr, length);
+}
+
 int prm_os_munmap(void *addr, size_t length)
 {
     int rc = munmap(addr, length);

@@ -28,6 +28,10 @@ uintptr_t prm_os_brk_move(uintptr_t current, uintptr_t target);
 /* Private anonymous read/write memory, zero filled by the kernel. NULL on failure. */
 void *prm_os_mmap(size_t length);
 int   prm_os_munmap(void *addr, size_t length);
+/* Memory for the allocator's own tables: uncounted, no injected failures, NULL when
+ * refused. */
+void *prm_os_map_metadata(size_t length);
+void  prm_os_unmap_metadata(void *addr, size_t length);
 /* Put a read-only page of zeros at addr (page aligned), which costs no memory: over our
  * own mapping there (`replace`), or only where nothing is mapped now. 0, or -1. */
 int   prm_os_tombstone(void *addr, size_t page, int replace);
