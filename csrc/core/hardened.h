@@ -23,4 +23,33 @@ static inline void bury_header(prm_chunk *p)
         store_size(p, PRM_BURIED_HEAD);
 }
 
+/* ---- The thread cache takes only our own chunks ------------------------------------------
+ * The cache's fast paths trust no pointer outside its range: free takes a block into the
+ * cache, and malloc follows a cached entry, only if it lies in the range the cache
+ * remembers (its arena's newest segment; one subtraction, a rotate and a compare, which
+ * also reject NULL and a misaligned pointer). Anything else goes out of line, where the
+ * ownership map (pagemap.h) decides: a chunk of some arena of ours is served as usual;
+ * a fake chunk on the stack or in a global (tcache house of spirit) goes to the arena's
+ * free, which names it, and a cache link leading anywhere but our heaps (tcache
+ * poisoning, whatever the target's alignment) is reported as corrupted. */
+static inline int cache_range_holds(const prm_tcache *tc, const void *mem)
+{
+    if (!PRM_HARDENING)
+        return mem != NULL && aligned_ok((uintptr_t)mem);
+    uintptr_t offset = (uintptr_t)mem - tc->range_lo;
+    return ((offset >> 4) | (offset << 60)) < tc->range_granules;
+}
+
+/* free of mem outside the cache's range: NULL, a chunk of ours elsewhere (cached after
+ * all), or anything else (to the arena's free, which reports it). */
+PRM_INTERNAL int prmi_free_out_of_range(prm_tcache *tc, void *mem);
+/* malloc of `bytes` whose cache bin holds an entry outside the range, or none. */
+PRM_INTERNAL void *prmi_cache_pop_out_of_range(prm_tcache *tc, size_t bytes);
+/* A cache entry outside the range: ours (then the range is looked at again)? */
+PRM_INTERNAL int prmi_cache_entry_owned(prm_tcache *tc, const void *mem);
+/* free of the chunk that already heads its cache bin, its key cleared. */
+PRM_INTERNAL int prmi_free_cached_head(void *mem);
+/* malloc.c: the cache's push, for a block known to be ours. */
+PRM_INTERNAL int prmi_cache_free_owned(prm_tcache *tc, void *mem);
+
 #endif

@@ -263,6 +263,11 @@ typedef struct prm_tcache {
     uint16_t counts[PRM_TCACHE_BINS];
     prm_tcache_entry *entries[PRM_TCACHE_BINS];
     size_t large_bytes;         /* chunk bytes held in the large bins */
+    /* The memory the fast paths take as ours without asking the ownership map (hardened.h,
+     * cache_range_holds): block addresses from range_lo, range_granules 16-byte granules
+     * long, the newest segment of this thread's arena when it was last looked at. */
+    uintptr_t range_lo;
+    uintptr_t range_granules;
 } prm_tcache;
 
 /* The cache pointer says more than "none": the thread exited, or caches are off. */

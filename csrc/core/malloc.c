@@ -661,10 +661,10 @@ void *prm_malloc(size_t bytes)
         if (prm_likely(tc > PRM_TCACHE_DISABLED)) {
             unsigned index = tcache_index(request2size(bytes));
             prm_tcache_entry *e = tc->entries[index];
-            if (prm_likely(e != NULL)) {
+            if (prm_unlikely(!cache_range_holds(tc, e)))   /* NULL too: hardened.h */
+                return prmi_cache_pop_out_of_range(tc, bytes);
+            {
                 prm_tcache_entry *next = tcache_next(e);
-                if (prm_unlikely(!tcache_link_sane(next)))
-                    return prmi_cache_poisoned(tc, index, bytes);
                 tc->entries[index] = next;
                 tc->counts[index]--;
                 e->key = 0;
@@ -867,28 +867,46 @@ static PRM_NOINLINE int canary_release(void *mem)
 
 static int free_plain(void *mem);
 
+/* The cache's push of an aligned block of ours. A heap chunk of a cached size qualifies;
+ * an mmapped one fails the size test because its M bit stays in `size`, and so does a
+ * freed one's tombstone (size 0) or a buried header (hardened.h). A chunk that already
+ * heads its bin is a double free even when its key was cleared. */
+static inline int cache_free(prm_tcache *tc, void *mem)
+{
+    size_t size = load_size(mem2chunk(mem)) & ~(size_t)(PRM_PREV_INUSE | PRM_NON_MAIN);
+    if (prm_likely(size - PRM_MINSIZE <= PRM_TCACHE_MAX_SIZE - PRM_MINSIZE && aligned_ok(size))) {
+        unsigned index = tcache_index(size);
+        prm_tcache_entry *e = mem;
+        if (prm_unlikely(tcache_sealed(tc, e)))
+            return prmi_free_keyed(mem);
+        prm_tcache_entry *head = tc->entries[index];
+        if (prm_unlikely(head == e))
+            return prmi_free_cached_head(mem);
+        if (prm_likely(tc->counts[index] < (unsigned)params()->tcache_count)) {
+            tcache_link(tc, e, head);
+            tc->entries[index] = e;
+            tc->counts[index]++;
+            return PRM_OK;
+        }
+        return prmi_free_to_arena(mem);
+    }
+    return prmi_free_large_class(tc, mem, size);
+}
+
+PRM_NOINLINE int prmi_cache_free_owned(prm_tcache *tc, void *mem)
+{
+    return cache_free(tc, mem);
+}
+
 /* The fast path pushes on this thread's cache: no lock, errno untouched, only tail
- * calls. A heap chunk of a cached size qualifies; an mmapped one fails the size test
- * because its M bit stays in `size`, and so does a freed one's tombstone (size 0). */
+ * calls. A block outside the cache's range is checked out of line (hardened.h). */
 static inline int free_plain(void *mem)
 {
     prm_tcache *tc = prmi_self.tcache;
-    if (prm_likely(tc > PRM_TCACHE_DISABLED && aligned_ok((uintptr_t)mem) && mem != NULL)) {
-        size_t size = load_size(mem2chunk(mem)) & ~(size_t)(PRM_PREV_INUSE | PRM_NON_MAIN);
-        if (prm_likely(size - PRM_MINSIZE <= PRM_TCACHE_MAX_SIZE - PRM_MINSIZE && aligned_ok(size))) {
-            unsigned index = tcache_index(size);
-            prm_tcache_entry *e = mem;
-            if (prm_unlikely(tcache_sealed(tc, e)))
-                return prmi_free_keyed(mem);
-            if (prm_likely(tc->counts[index] < (unsigned)params()->tcache_count)) {
-                tcache_link(tc, e, tc->entries[index]);
-                tc->entries[index] = e;
-                tc->counts[index]++;
-                return PRM_OK;
-            }
-        } else {
-            return prmi_free_large_class(tc, mem, size);
-        }
+    if (prm_likely(tc > PRM_TCACHE_DISABLED)) {
+        if (prm_likely(cache_range_holds(tc, mem)))
+            return cache_free(tc, mem);
+        return prmi_free_out_of_range(tc, mem);
     }
     return mem != NULL ? prmi_free_to_arena(mem) : PRM_OK;
 }
