@@ -23,6 +23,10 @@ static inline void bury_header(prm_chunk *p)
         store_size(p, PRM_BURIED_HEAD);
 }
 
+/* Unmap the chunk-start map's leaves (internal.h: prmi_chunk_claim): for a test that
+ * throws the whole heap away and starts again (fuzz/fuzz_reset.c). */
+PRM_INTERNAL void prmi_chunk_map_forget(void);
+
 /* ---- The thread cache takes only our own chunks ------------------------------------------
  * The cache's fast paths trust no pointer outside its range: free takes a block into the
  * cache, and malloc follows a cached entry, only if it lies in the range the cache

@@ -405,19 +405,29 @@ static inline void prmi_drain_if_pending(prm_arena *av)
         prmi_drain_remote_frees(av);
 }
 
+/* hardened.c: the chunk-start map. A heap chunk handed out by an arena is claimed (its
+ * start marked) and released when it comes back; each checks first that no live chunk
+ * starts inside it, so no chunk is ever handed out, or freed, over a live one. */
+PRM_INTERNAL void prmi_chunk_claim(prm_arena *av, prm_chunk *p);
+PRM_INTERNAL void prmi_chunk_release(prm_arena *av, prm_chunk *p);
+
 /* Accounting, done at the public entry points and by the remote-free drain, under the
  * arena's lock. */
 static inline void account_alloc(prm_arena *av, prm_chunk *p)
 {
     if (!chunk_is_mmapped(p)) {   /* mmapped chunks are counted by their registry */
+        if (PRM_HARDENING)
+            prmi_chunk_claim(av, p);
         av->in_use_bytes += chunk_size(p);
         av->in_use_chunks++;
     }
 }
 
-static inline void account_free(prm_arena *av, size_t size)
+static inline void account_free(prm_arena *av, prm_chunk *p)
 {
-    av->in_use_bytes -= size;
+    if (PRM_HARDENING)
+        prmi_chunk_release(av, p);
+    av->in_use_bytes -= chunk_size(p);
     av->in_use_chunks--;
 }
 

@@ -802,7 +802,7 @@ static int free_heap_chunk(prm_chunk *p, void *mem)
         ARENA_LEAVE(av);
         return prmi_fail_pointer("free(): invalid pointer", "the chunk lies in no heap segment of ours", mem);
     }
-    account_free(av, chunk_size(p));
+    account_free(av, p);
     prmi_int_free(av, p);
     ARENA_LEAVE(av);
     return PRM_OK;
@@ -1071,7 +1071,7 @@ static void *realloc_in_arena(prm_arena *av, prm_chunk *oldp, void *oldmem, size
         errno = EINVAL;
         return NULL;
     }
-    account_free(av, oldsize);
+    account_free(av, oldp);
     void *newmem = int_realloc(av, oldp, oldsize, nb);
     account_alloc(av, newmem != NULL ? mem2chunk(newmem) : oldp);
     ARENA_LEAVE(av);
