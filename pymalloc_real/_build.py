@@ -51,7 +51,7 @@ CORE_SOURCES = [
 # from the same lists. Its files include the core's headers by name: compile with
 # -Icsrc/core.
 PRELOAD_SOURCES = [name for name in CORE_SOURCES if name.startswith("core/")] + [
-    "preload/preload.c", "preload/trace.c", "preload/presize.c"]
+    "preload/preload.c", "preload/trace.c", "preload/presize.c", "preload/sized.c"]
 PRELOAD_WARNINGS = ["-Wall", "-Wextra", "-Werror", "-Wno-missing-field-initializers",
                     "-Wno-unused-parameter"]
 PRELOAD_COMPILE_ARGS = ["-std=gnu11", "-O2", "-g", *PRELOAD_WARNINGS, "-fvisibility=hidden",

@@ -27,6 +27,25 @@ static inline void bury_header(prm_chunk *p)
  * throws the whole heap away and starts again (fuzz/fuzz_reset.c). */
 PRM_INTERNAL void prmi_chunk_map_forget(void);
 
+/* ---- Hardened mode (hardened=1, M_HARDENED) --------------------------------------------- */
+/* free in hardened mode: zero-size blocks, the canary, then the quarantine. */
+PRM_INTERNAL int prmi_quarantine_free(void *mem);
+/* realloc in hardened mode: always a new block, the old one through the quarantine. */
+PRM_INTERNAL void *prmi_hardened_realloc(void *oldmem, size_t bytes);
+/* A zero-size block: a distinct address in pages that trap on any access. */
+PRM_INTERNAL void *prmi_zero_block(void);
+/* malloc_usable_size's first look in hardened mode: 0 for a zero-size block (and a block
+ * in the quarantine, reported as `who`), 1 to go on. */
+PRM_INTERNAL int prmi_hardened_usable(void *mem, const char *who);
+/* Check every block still in the quarantine for writes after free (at exit). */
+PRM_INTERNAL void prmi_quarantine_check_all(void);
+/* free_sized's check: mem (aligned to `alignment`, 0 for any) is a block of `size` bytes
+ * (SIZE_MAX: any), PRM_OK, or the mismatch is reported. prm_free_sized and the preload's exports use it. */
+PRM_INTERNAL int prmi_sized_free_check(void *mem, size_t alignment, size_t size);
+/* malloc.c: the canary's check and retirement before a free; the free after it. */
+PRM_INTERNAL int prmi_canary_release(void *mem);
+PRM_INTERNAL int prmi_free_released(void *mem);
+
 /* ---- The thread cache takes only our own chunks ------------------------------------------
  * The cache's fast paths trust no pointer outside its range: free takes a block into the
  * cache, and malloc follows a cached entry, only if it lies in the range the cache

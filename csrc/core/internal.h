@@ -201,6 +201,7 @@ typedef struct prm_params {
     int perturb_byte;
     int check_action;           /* PRM_CHECK_* bits */
     int canary;                 /* 1: blocks carry a canary after the requested size */
+    int hardened;               /* 1: hardened mode (hardened.c; the canary is on with it) */
     int debug;                  /* perturb_byte or canary is set: the fast paths step aside */
     size_t arena_test;
     size_t arena_max;           /* 0: 8 x the CPUs, as glibc on 64-bit */

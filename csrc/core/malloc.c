@@ -639,6 +639,8 @@ static PRM_NOINLINE void *malloc_debug(size_t bytes)
         errno = ENOMEM;
         return NULL;
     }
+    if (prm_unlikely(params()->hardened && bytes == 0))
+        return prmi_zero_block();
     void *mem = prmi_cache_pop(bytes + extra);
     if (mem == NULL)
         mem = prmi_malloc_slow(bytes + extra);
@@ -808,18 +810,29 @@ static int free_heap_chunk(prm_chunk *p, void *mem)
     return PRM_OK;
 }
 
-static int canary_release(void *mem);
-
 /* free without the thread cache: to the chunk's arena, or back to the kernel. With the
- * canary on there are no thread caches, so every free comes here to be checked. */
+ * canary on there are no thread caches, so every free comes here to be checked; in
+ * hardened mode the block goes to the quarantine first (hardened.c), which frees it
+ * through prmi_free_released when it leaves. */
 int prmi_free_to_arena(void *mem)
+{
+    if (prm_unlikely(params()->hardened))
+        return prmi_quarantine_free(mem);
+    if (prm_unlikely(params()->canary)) {
+        int saved_errno = errno;
+        int status = prmi_canary_release(mem);
+        errno = saved_errno;
+        if (status != PRM_OK)
+            return status;
+    }
+    return prmi_free_released(mem);
+}
+
+/* free of a block whose canary, if it has one, was checked and retired. */
+int prmi_free_released(void *mem)
 {
     int saved_errno = errno;
     int status;
-    if (prm_unlikely(params()->canary) && (status = canary_release(mem)) != PRM_OK) {
-        errno = saved_errno;
-        return status;
-    }
     prm_chunk *p = chunk_for_pointer(mem, "free(): invalid pointer");
     if (p == NULL) {
         status = PRM_ERR_INVALID_POINTER;
@@ -854,7 +867,7 @@ static int readable_block(void *mem, const char *who)
 
 /* Before a block with a canary is freed: it must be ours, live and intact. Its tail is
  * then stamped as freed, which is how a second free is recognised. */
-static PRM_NOINLINE int canary_release(void *mem)
+PRM_NOINLINE int prmi_canary_release(void *mem)
 {
     if (!readable_block(mem, "free(): invalid pointer"))
         return PRM_ERR_INVALID_POINTER;
@@ -951,6 +964,8 @@ void *prm_calloc(size_t count, size_t size)
         errno = ENOMEM;
         return NULL;
     }
+    if (prm_unlikely(params()->hardened && bytes == 0))
+        return prmi_zero_block();
     void *mem = calloc_plain(bytes + PRM_CANARY_EXTRA);
     if (mem != NULL)
         prmi_canary_stamp(mem, bytes);
@@ -1007,6 +1022,8 @@ void *prm_realloc(void *oldmem, size_t bytes)
         prm_free(oldmem);
         return NULL;
     }
+    if (prm_unlikely(params()->hardened))
+        return prmi_hardened_realloc(oldmem, bytes);
     if (prm_unlikely(prmi_realloc_of_cached(oldmem))) {
         prmi_fail_pointer("realloc(): invalid pointer",
                           "the block is in this thread's cache: it was freed", oldmem);
@@ -1195,6 +1212,8 @@ size_t prmi_usable_size_trusted(void *mem)
 size_t prm_usable_size(void *mem)
 {
     static const char who[] = "malloc_usable_size(): invalid pointer";
+    if (prm_unlikely(params()->hardened) && mem != NULL && !prmi_hardened_usable(mem, who))
+        return 0;   /* a zero-size block, or reported */
     if (mem == NULL || !known_block(mem, who))
         return 0;
     if (prm_unlikely(params()->canary) &&

@@ -20,7 +20,9 @@ prm_chunk *prmi_mmap_chunk(size_t nb)
 {
     prm_mmap_registry *reg = registry();
     size_t page = prm_os_page_size();
-    size_t offset = sizeof(prm_mmap_header);
+    /* Hardened mode starts the block on a page, so that the quarantine can close all of
+     * its pages (hardened.c). */
+    size_t offset = params()->hardened ? page - PRM_CHUNK_HDR : sizeof(prm_mmap_header);
     if (nb > PRM_MAX_REQUEST)
         return NULL;
     size_t length = align_up(offset + nb + PRM_SIZE_SZ, page);

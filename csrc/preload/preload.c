@@ -14,7 +14,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "internal.h"
+#include "hardened.h"
 #include "prm.h"
 #include "trace.h"
 
@@ -123,6 +123,7 @@ static const struct option_key {
     { "check_action", PRM_M_CHECK_ACTION },
     { "perturb", PRM_M_PERTURB },
     { "canary", PRM_M_CANARY },
+    { "hardened", PRM_M_HARDENED },
     { "arena_test", PRM_M_ARENA_TEST },
     { "arena_max", PRM_M_ARENA_MAX },
     { "tcache_count", PRM_TCACHE_COUNT },
@@ -202,7 +203,7 @@ static void apply_option(const char *item, size_t length)
         }
     }
     complain("an unknown key (known: mxfast, trim_threshold, top_pad, mmap_threshold, mmap_max, "
-             "check_action, perturb, canary, arena_test, arena_max, tcache_count, stats, trace, "
+             "check_action, perturb, canary, hardened, arena_test, arena_max, tcache_count, stats, trace, "
              "profile, presize):", item, key_length);
 }
 
@@ -474,6 +475,8 @@ static void json_number(prmi_text *t, const char *key, uint64_t value, int last)
  * neither allocates nor touches stdio while the program is exiting. */
 static __attribute__((destructor)) void write_exit_report(void)
 {
+    if (params()->hardened)
+        prmi_quarantine_check_all();   /* a write after free is reported at exit at the latest */
     prmi_rec_finish();   /* the trace's last records and the profile (trace.c) */
     if (!report.enabled)
         return;

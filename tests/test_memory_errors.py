@@ -1,0 +1,93 @@
+"""The memory-error corpus (issue 16, "Done when" 2): tests/c/memerrors/, one C program
+per class of memory error (double, invalid and unaligned frees, reads and writes after
+free small and large, 1- and 8-byte overflows, zero-size reads and writes, sized-delete
+mismatches, malloc_usable_size of bad pointers...). Each states its outcome in the
+default build and in hardened mode (hardened=1): a named abort, a trap (the access
+faults), or a miss with its reason. Each program runs both ways under the LD_PRELOAD
+library and must have exactly its stated outcome; the README's table lists them.
+"""
+import os
+import re
+import signal
+
+import pytest
+
+from helpers import ROOT, compile_programs
+from test_exploit_corpus import run
+
+SOURCES = os.path.join(ROOT, "tests", "c", "memerrors")
+BIN = os.path.join(ROOT, "tests", "c", "bin")
+CFLAGS = ["-O1", "-g", "-Wall", "-Wextra", "-Werror", "-Wno-free-nonheap-object",
+          "-Wno-use-after-free", "-Wno-array-bounds", "-Wno-stringop-overflow",
+          "-fno-builtin-malloc", "-fno-builtin-free"]
+MODES = {"default": "", "hardened": "hardened=1"}
+OUTCOME = re.compile(r'(?P<mode>default|hardened): (?:abort (?P<at_exit>at exit )?"(?P<check>[^"]+)"'
+                     r'|(?P<trap>trap)|missed: (?P<reason>.+))')
+
+
+def _expectations():
+    """{program: {mode: ("abort", check) | ("abort at exit", check) | ("trap", None) |
+    ("missed", reason)}}. "abort at exit": the program ran to its end, and the check of
+    the quarantine at exit found the damage."""
+    found = {}
+    for name in sorted(os.listdir(SOURCES)):
+        if not name.endswith(".c"):
+            continue
+        with open(os.path.join(SOURCES, name), encoding="utf-8") as f:
+            header = f.read(1500)
+        outcomes = {}
+        for m in OUTCOME.finditer(header):
+            kind = ("abort at exit" if m.group("at_exit") else "abort") if m.group("check") else \
+                "trap" if m.group("trap") else "missed"
+            outcomes[m.group("mode")] = (kind, m.group("check") or m.group("reason"))
+        assert set(outcomes) == set(MODES), f"{name}: needs a 'default:' and a 'hardened:' line"
+        found[name[:-2]] = outcomes
+    return found
+
+
+EXPECTED = _expectations()
+
+
+@pytest.fixture(scope="module")
+def programs():
+    return compile_programs(SOURCES, EXPECTED, BIN, "memerror_", CFLAGS, "the memory-error corpus")
+
+
+@pytest.fixture(scope="module")
+def library():
+    from pymalloc_real.preload import library_path
+    return library_path()
+
+
+def caught(mode):
+    """The programs a mode stops (a named abort or a trap)."""
+    return [name for name, outcomes in EXPECTED.items() if outcomes[mode][0] != "missed"]
+
+
+def test_the_corpus_covers_the_classes_and_the_issue_s_bar():
+    assert len(EXPECTED) >= 30
+    # "Done when" 2: at least 27 of 30 in hardened mode, at least 16 in the default build.
+    assert len(caught("hardened")) >= len(EXPECTED) - 3
+    assert len(caught("default")) >= 16
+
+
+@pytest.mark.parametrize("mode", sorted(MODES))
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_memory_error_has_its_stated_outcome(programs, library, name, mode):
+    kind, what = EXPECTED[name][mode]
+    proc = run(programs[name], library, MODES[mode])
+    if kind == "missed":
+        assert proc.returncode == 3 and "misuse went unnoticed" in proc.stderr, (
+            f"{name} ({mode}): expected a miss, got {proc.returncode}:\n{proc.stderr}")
+    elif kind == "trap":
+        assert proc.returncode in (-signal.SIGSEGV, -signal.SIGBUS), (
+            f"{name} ({mode}): expected a trap, got {proc.returncode}:\n{proc.stderr}")
+    else:
+        assert proc.returncode == -signal.SIGABRT, (
+            f"{name} ({mode}): expected SIGABRT, got {proc.returncode}:\n{proc.stderr}")
+        lines = proc.stderr.splitlines()
+        if kind == "abort at exit":
+            assert lines[:1] == ["misuse went unnoticed"], proc.stderr
+            lines = lines[1:]
+        assert len(lines) == 1 and lines[0].startswith(f"pymalloc_real: {what}: "), (
+            f"{name} ({mode}): expected one report of {what!r}, got:\n{proc.stderr}")
