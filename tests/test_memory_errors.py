@@ -12,7 +12,7 @@ import signal
 
 import pytest
 
-from helpers import ROOT, compile_programs
+from helpers import ROOT, compile_programs, fresh_interpreter
 from test_exploit_corpus import run
 
 SOURCES = os.path.join(ROOT, "tests", "c", "memerrors")
@@ -91,3 +91,45 @@ def test_memory_error_has_its_stated_outcome(programs, library, name, mode):
             lines = lines[1:]
         assert len(lines) == 1 and lines[0].startswith(f"pymalloc_real: {what}: "), (
             f"{name} ({mode}): expected one report of {what!r}, got:\n{proc.stderr}")
+
+
+# ---- hardened mode from Python ---------------------------------------------------------
+
+@fresh_interpreter
+def test_hardened_mode_from_python_reports_a_write_after_free_with_its_offset():
+    import ctypes
+    import pymalloc_real as prm
+    prm.mallopt(prm.M_HARDENED, 1)
+    assert prm.stats().canary == 1                   # hardened mode brings the canary
+    victim = prm.malloc(100)
+    address = victim.address
+    victim.free()
+    ctypes.memmove(address + 40, b"X", 1)            # the write after free, behind the API
+    caught = None
+    for _ in range(2000):                            # push the victim out of the quarantine
+        try:
+            prm.malloc(100).free()
+        except prm.HeapCorruption as error:
+            caught = error
+            break
+    assert caught is not None and caught.check == "free(): write after free detected"
+    assert "byte 40 " in str(caught)
+
+
+@fresh_interpreter
+def test_hardened_mode_zero_size_blocks_trap_and_quarantine_delays_reuse():
+    import pymalloc_real as prm
+    prm.mallopt(prm.M_HARDENED, 1)
+    zero = prm.malloc(0)
+    with open("/proc/self/maps") as maps:                 # its page is inaccessible
+        page = zero.address & ~4095
+        assert any(int(line.split("-")[0], 16) <= page < int(line.split()[0].split("-")[1], 16)
+                   and line.split()[1].startswith("---") for line in maps)
+    zero.free()
+    first = prm.malloc(64)
+    address = first.address
+    first.free()
+    again = [prm.malloc(64) for _ in range(100)]
+    assert address not in {block.address for block in again}   # not reused at once
+    for block in again:
+        block.free()

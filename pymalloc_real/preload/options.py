@@ -9,7 +9,7 @@ OPTIONS_VARIABLE = "PYMALLOC_REAL_OPTIONS"
 # The keys csrc/preload/preload.c understands (README.md, "Options"); checked here so that a
 # typo fails before the run rather than as a warning inside it.
 OPTION_KEYS = ("mmap_threshold", "trim_threshold", "top_pad", "mxfast", "mmap_max",
-               "arena_max", "arena_test", "perturb", "canary", "check_action", "tcache_count",
+               "arena_max", "arena_test", "perturb", "canary", "hardened", "check_action", "tcache_count",
                "stats", "trace", "profile", "presize")
 
 
