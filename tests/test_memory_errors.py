@@ -12,7 +12,7 @@ import signal
 
 import pytest
 
-from helpers import ROOT, compile_programs, fresh_interpreter
+from helpers import ROOT, compile_programs, fresh_interpreter, preload_library, program_headers
 from test_exploit_corpus import run
 
 SOURCES = os.path.join(ROOT, "tests", "c", "memerrors")
@@ -30,18 +30,14 @@ def _expectations():
     ("missed", reason)}}. "abort at exit": the program ran to its end, and the check of
     the quarantine at exit found the damage."""
     found = {}
-    for name in sorted(os.listdir(SOURCES)):
-        if not name.endswith(".c"):
-            continue
-        with open(os.path.join(SOURCES, name), encoding="utf-8") as f:
-            header = f.read(1500)
+    for name, header in program_headers(SOURCES).items():
         outcomes = {}
         for m in OUTCOME.finditer(header):
             kind = ("abort at exit" if m.group("at_exit") else "abort") if m.group("check") else \
                 "trap" if m.group("trap") else "missed"
             outcomes[m.group("mode")] = (kind, m.group("check") or m.group("reason"))
-        assert set(outcomes) == set(MODES), f"{name}: needs a 'default:' and a 'hardened:' line"
-        found[name[:-2]] = outcomes
+        assert set(outcomes) == set(MODES), f"{name}.c: needs a 'default:' and a 'hardened:' line"
+        found[name] = outcomes
     return found
 
 
@@ -55,8 +51,7 @@ def programs():
 
 @pytest.fixture(scope="module")
 def library():
-    from pymalloc_real.preload import library_path
-    return library_path()
+    return preload_library()
 
 
 def caught(mode):
@@ -133,3 +128,14 @@ def test_hardened_mode_zero_size_blocks_trap_and_quarantine_delays_reuse():
     assert address not in {block.address for block in again}   # not reused at once
     for block in again:
         block.free()
+
+
+def test_cpython_regression_tests_pass_in_hardened_mode(library):
+    """Hardened mode raises no false alarm on a real program's millions of calls."""
+    import sys
+    from pymalloc_real import preload
+    report = preload.run([sys.executable, "-m", "test", "test_dict", "test_list", "test_threading"],
+                         env={"PYTHONMALLOC": "malloc"}, options={"hardened": 1}, timeout=600)
+    assert report.exit_status == 0, report.stdout[-3000:] + report.stderr[-3000:]
+    assert "Result: SUCCESS" in report.stdout, report.stdout[-3000:]
+    assert report.stats["calls"]["free"] > 100_000, report.stats["calls"]

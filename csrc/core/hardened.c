@@ -390,7 +390,8 @@ void *prmi_hardened_realloc(void *oldmem, size_t bytes)
             errno = EINVAL;
             return NULL;
         }
-        old_size = prm_usable_size(oldmem);   /* checks the block and its canary */
+        /* The block and its canary are checked, and named as realloc's. */
+        old_size = prmi_usable_size_checked(oldmem, "realloc(): invalid pointer", "realloc(): canary overwritten");
         if (old_size == 0) {
             errno = EINVAL;
             return NULL;

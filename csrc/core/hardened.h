@@ -45,6 +45,7 @@ PRM_INTERNAL int prmi_sized_free_check(void *mem, size_t alignment, size_t size)
 /* malloc.c: the canary's check and retirement before a free; the free after it. */
 PRM_INTERNAL int prmi_canary_release(void *mem);
 PRM_INTERNAL int prmi_free_released(void *mem);
+PRM_INTERNAL size_t prmi_usable_size_checked(void *mem, const char *who, const char *overwritten);
 
 /* ---- The thread cache takes only our own chunks ------------------------------------------
  * The cache's fast paths trust no pointer outside its range: free takes a block into the

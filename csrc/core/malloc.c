@@ -1209,15 +1209,20 @@ size_t prmi_usable_size_trusted(void *mem)
     return 0;
 }
 
-size_t prm_usable_size(void *mem)
+/* malloc_usable_size, reporting a bad block as `who` (or its canary as `overwritten`). */
+size_t prmi_usable_size_checked(void *mem, const char *who, const char *overwritten)
 {
-    static const char who[] = "malloc_usable_size(): invalid pointer";
     if (prm_unlikely(params()->hardened) && mem != NULL && !prmi_hardened_usable(mem, who))
         return 0;   /* a zero-size block, or reported */
     if (mem == NULL || !known_block(mem, who))
         return 0;
-    if (prm_unlikely(params()->canary) &&
-        prmi_canary_verify(mem, "malloc_usable_size(): canary overwritten", who) != PRM_OK)
+    if (prm_unlikely(params()->canary) && prmi_canary_verify(mem, overwritten, who) != PRM_OK)
         return 0;
     return prmi_usable_size_trusted(mem);
+}
+
+size_t prm_usable_size(void *mem)
+{
+    return prmi_usable_size_checked(mem, "malloc_usable_size(): invalid pointer",
+                                     "malloc_usable_size(): canary overwritten");
 }

@@ -1,6 +1,6 @@
 /* memory error: realloc of a freed block.
  * default: abort "realloc(): invalid pointer"
- * hardened: abort "malloc_usable_size(): invalid pointer" */
+ * hardened: abort "realloc(): invalid pointer" */
 #include "memerror.h"
 int main(void)
 {
