@@ -26,6 +26,7 @@ sys.path.insert(0, os.path.join(ROOT, "pymalloc_real"))
 from _build import PRELOAD_COMPILE_ARGS, PRELOAD_LINK_ARGS, PRELOAD_SOURCES  # noqa: E402
 
 from pymalloc_real import bench  # noqa: E402
+from pymalloc_real.preload import GLIBC  # noqa: E402
 
 # Named like our library (_preload...), so the harness reads their statistics too.
 VARIANTS = {"checked": "_preload_checked.so", "unchecked": "_preload_unchecked.so",
@@ -61,7 +62,7 @@ def main(argv=None):
     paths = build(os.path.join(HERE, "bin"))
     config = bench.BenchConfig(
         workloads=[name for name in args.workloads.split(",") if name],
-        allocators=[paths["checked"], paths["unchecked"], paths["hardened"], bench.GLIBC],
+        allocators=[paths["checked"], paths["unchecked"], paths["hardened"], GLIBC],
         repeat=args.repeat, quick=args.quick, callgrind=True, out_dir=os.path.join(HERE, "results", "checks"))
     result = bench.run(config, progress=lambda done, total, label: print(
         f"\r{done}/{total} {label:60.60}", end="", file=sys.stderr, flush=True))
@@ -87,7 +88,11 @@ def main(argv=None):
     if checked and unchecked:
         print(f"\nInstructions per malloc+free pair (callgrind): checked {checked:.1f}, "
               f"unchecked {unchecked:.1f}, hardened {hardened or 0:.1f}, "
-              f"glibc {per_pair.get(bench.GLIBC) or 0:.1f}")
+              f"glibc {per_pair.get(GLIBC) or 0:.1f}")
+    patterns = result.callgrind.patterns if result.callgrind else {}
+    for pattern, counts in patterns.items():
+        print(f"  {pattern}: " + ", ".join(f"{name} {counts.get(path) or 0:.1f}"
+                                         for name, path in [*paths.items(), ("glibc", GLIBC)]))
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:
             json.dump({"ratios": {name: ratios for name, *ratios in rows},

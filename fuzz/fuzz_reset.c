@@ -81,7 +81,7 @@ void prm_fuzz_reset(void)
     forget_mmapped_chunks();
     forget_other_arenas();
     forget_main_arena();
-    prmi_chunk_map_forget();
+    prmi_hardened_forget();
     prmi_state.params = default_params;
     prmi_self.arena = NULL;
     prmi_self.tcache = PRM_TCACHE_NONE;

@@ -139,3 +139,20 @@ def test_cpython_regression_tests_pass_in_hardened_mode(library):
     assert report.exit_status == 0, report.stdout[-3000:] + report.stderr[-3000:]
     assert "Result: SUCCESS" in report.stdout, report.stdout[-3000:]
     assert report.stats["calls"]["free"] > 100_000, report.stats["calls"]
+
+
+def test_a_cxx_sized_delete_of_the_wrong_type_is_reported(library, tmp_path):
+    """C++'s sized delete reaches the library's _ZdlPvm (g++ passes the static type's
+    size): deleting a Derived through a Base pointer without a virtual destructor."""
+    import subprocess
+    source = os.path.join(SOURCES, "sized_delete_wrong_type.cpp")
+    binary = str(tmp_path / "sized_delete_wrong_type")
+    subprocess.run(["g++", "-O1", "-std=c++17", "-fsized-deallocation", source, "-o", binary],
+                   check=True)
+    with open(source, encoding="utf-8") as f:
+        expected = dict(re.findall(r'// (default|hardened): abort "([^"]+)"', f.read()))
+    for mode, options in MODES.items():
+        proc = run(binary, library, options)
+        assert proc.returncode == -signal.SIGABRT, (mode, proc.returncode, proc.stderr)
+        assert proc.stderr.startswith(f"pymalloc_real: {expected[mode]}: "), (mode, proc.stderr)
+    assert run(binary).returncode == 3, "glibc lets it pass"

@@ -177,15 +177,6 @@ void prmi_chunk_release(prm_arena *av, prm_chunk *p)
     mark_start(a, 0);
 }
 
-void prmi_chunk_map_forget(void)
-{
-    for (size_t root = 0; root < START_ROOTS; root++) {
-        uint64_t *leaf = __atomic_exchange_n(&start_leaves[root], NULL, __ATOMIC_ACQ_REL);
-        if (leaf != NULL)
-            prm_os_unmap_metadata(leaf, START_LEAF_BYTES);
-    }
-}
-
 /* ---- Hardened mode ------------------------------------------------------------------------
  * hardened=1 (M_HARDENED) turns on, besides the canary (canary.c, which also keeps the
  * thread caches off, so every free is checked):
@@ -262,7 +253,7 @@ static int mapped_slot_of(const void *mem)
     return -1;
 }
 
-static int in_quarantine_mapped(const void *mem)
+int prmi_quarantined_mapped(const void *mem)
 {
     prm_lock_acquire(&quarantine.lock);
     int found = mapped_slot_of(mem) >= 0;
@@ -301,7 +292,7 @@ int prmi_quarantine_free(void *mem)
     int status = PRM_OK;
     if (mem == NULL || holds_zero_block(mem))
         goto done;
-    if (in_quarantine_mapped(mem)) {
+    if (prmi_quarantined_mapped(mem)) {
         status = prmi_fail_pointer("free(): double free detected (quarantine)",
                                    "the block is already freed and waits in the quarantine", mem);
         goto done;
@@ -373,7 +364,7 @@ int prmi_hardened_usable(void *mem, const char *who)
 {
     if (holds_zero_block(mem))
         return 0;
-    if (in_quarantine_mapped(mem)) {
+    if (prmi_quarantined_mapped(mem)) {
         prmi_fail_pointer(who, "the block is freed and waits in the quarantine", mem);
         return 0;
     }
@@ -384,15 +375,15 @@ void *prmi_hardened_realloc(void *oldmem, size_t bytes)
 {
     size_t old_size = 0;
     if (!holds_zero_block(oldmem)) {
-        if (in_quarantine_mapped(oldmem)) {
+        if (prmi_quarantined_mapped(oldmem)) {
             prmi_fail_pointer("realloc(): invalid pointer", "the block is freed and waits in the quarantine",
                               oldmem);
             errno = EINVAL;
             return NULL;
         }
         /* The block and its canary are checked, and named as realloc's. */
-        old_size = prmi_usable_size_checked(oldmem, "realloc(): invalid pointer", "realloc(): canary overwritten");
-        if (old_size == 0) {
+        if (!prmi_usable_size_checked(oldmem, "realloc(): invalid pointer", "realloc(): canary overwritten",
+                                      &old_size)) {
             errno = EINVAL;
             return NULL;
         }
@@ -450,4 +441,17 @@ int prm_free_aligned_sized(void *mem, size_t alignment, size_t size)
         alignment = 1;   /* C23: undefined; we check the size alone */
     int status = prmi_sized_free_check(mem, alignment, size);
     return status == PRM_OK ? prm_free(mem) : status;
+}
+
+void prmi_hardened_forget(void)
+{
+    for (size_t root = 0; root < START_ROOTS; root++) {
+        uint64_t *leaf = __atomic_exchange_n(&start_leaves[root], NULL, __ATOMIC_ACQ_REL);
+        if (leaf != NULL)
+            prm_os_unmap_metadata(leaf, START_LEAF_BYTES);
+    }
+    prm_lock_acquire(&quarantine.lock);
+    quarantine.oldest = quarantine.count = quarantine.mapped = 0;
+    quarantine.bytes = 0;
+    prm_lock_release(&quarantine.lock);
 }

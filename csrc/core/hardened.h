@@ -23,9 +23,10 @@ static inline void bury_header(prm_chunk *p)
         store_size(p, PRM_BURIED_HEAD);
 }
 
-/* Unmap the chunk-start map's leaves (internal.h: prmi_chunk_claim): for a test that
- * throws the whole heap away and starts again (fuzz/fuzz_reset.c). */
-PRM_INTERNAL void prmi_chunk_map_forget(void);
+/* Unmap the chunk-start map's leaves (internal.h: prmi_chunk_claim) and empty the
+ * quarantine: for a test that throws the whole heap away and starts again
+ * (fuzz/fuzz_reset.c). */
+PRM_INTERNAL void prmi_hardened_forget(void);
 
 /* ---- Hardened mode (hardened=1, M_HARDENED) --------------------------------------------- */
 /* free in hardened mode: zero-size blocks, the canary, then the quarantine. */
@@ -37,6 +38,8 @@ PRM_INTERNAL void *prmi_zero_block(void);
 /* malloc_usable_size's first look in hardened mode: 0 for a zero-size block (and a block
  * in the quarantine, reported as `who`), 1 to go on. */
 PRM_INTERNAL int prmi_hardened_usable(void *mem, const char *who);
+/* Is mem a mapped block waiting in the quarantine (its pages closed)? */
+PRM_INTERNAL int prmi_quarantined_mapped(const void *mem);
 /* Check every block still in the quarantine for writes after free (at exit). */
 PRM_INTERNAL void prmi_quarantine_check_all(void);
 /* free_sized's check: mem (aligned to `alignment`, 0 for any) is a block of `size` bytes
@@ -45,7 +48,7 @@ PRM_INTERNAL int prmi_sized_free_check(void *mem, size_t alignment, size_t size)
 /* malloc.c: the canary's check and retirement before a free; the free after it. */
 PRM_INTERNAL int prmi_canary_release(void *mem);
 PRM_INTERNAL int prmi_free_released(void *mem);
-PRM_INTERNAL size_t prmi_usable_size_checked(void *mem, const char *who, const char *overwritten);
+PRM_INTERNAL int prmi_usable_size_checked(void *mem, const char *who, const char *overwritten, size_t *usable);
 
 /* ---- The thread cache takes only our own chunks ------------------------------------------
  * The cache's fast paths trust no pointer outside its range: free takes a block into the

@@ -456,6 +456,10 @@ void prmi_int_free(prm_arena *av, prm_chunk *p)
             prmi_fail_arena(av, "free(): invalid next size (fast)",
                             "the chunk after the one freed has an impossible size", p);
         free_perturb(chunk2mem(p), size - PRM_CHUNK_HDR);
+        /* A fast chunk looks in use to the tags, so prm_check reads its canary: one the
+         * core frees itself (memalign's and realloc's leftovers) must say "freed" too. */
+        if (prm_unlikely(params()->canary))
+            prmi_canary_retire(chunk2mem(p));
         unsigned index = fastbin_index(size);
         prm_chunk *old = av->fastbins[index];
         if (prm_unlikely(old == p))
@@ -1209,20 +1213,26 @@ size_t prmi_usable_size_trusted(void *mem)
     return 0;
 }
 
-/* malloc_usable_size, reporting a bad block as `who` (or its canary as `overwritten`). */
-size_t prmi_usable_size_checked(void *mem, const char *who, const char *overwritten)
+/* malloc_usable_size's checks, reporting a bad block as `who` (or its canary as
+ * `overwritten`): 1 and the usable size in *usable, or 0 (a zero-size block, a null
+ * pointer, or reported). */
+int prmi_usable_size_checked(void *mem, const char *who, const char *overwritten, size_t *usable)
 {
+    *usable = 0;
     if (prm_unlikely(params()->hardened) && mem != NULL && !prmi_hardened_usable(mem, who))
-        return 0;   /* a zero-size block, or reported */
+        return 0;
     if (mem == NULL || !known_block(mem, who))
         return 0;
     if (prm_unlikely(params()->canary) && prmi_canary_verify(mem, overwritten, who) != PRM_OK)
         return 0;
-    return prmi_usable_size_trusted(mem);
+    *usable = prmi_usable_size_trusted(mem);
+    return 1;
 }
 
 size_t prm_usable_size(void *mem)
 {
-    return prmi_usable_size_checked(mem, "malloc_usable_size(): invalid pointer",
-                                     "malloc_usable_size(): canary overwritten");
+    size_t usable;
+    prmi_usable_size_checked(mem, "malloc_usable_size(): invalid pointer",
+                             "malloc_usable_size(): canary overwritten", &usable);
+    return usable;
 }
