@@ -211,10 +211,28 @@ static struct {
 } quarantine;   /* zero: an unlocked lock (PRM_LOCK_INIT), an empty FIFO */
 
 /* The byte a freed heap block holds at offset i while it waits: varying along the block
- * and never 0, 0xff or text, like the canary's. */
+ * and never 0, 0xff or text, like the canary's. It repeats every FREED_PERIOD bytes, so
+ * the filling and the checking go a period at a time (memcpy, memcmp), not a byte. */
+#define FREED_PERIOD 128
 static inline unsigned char freed_byte(size_t i)
 {
     return (unsigned char)(0x81 | ((i * 0x25) & 0x7e));
+}
+
+static const unsigned char *freed_period(void)
+{
+    static unsigned char period[FREED_PERIOD];
+    if (period[0] == 0)   /* racing threads write the same bytes */
+        for (size_t i = 0; i < FREED_PERIOD; i++)
+            period[i] = freed_byte(i);
+    return period;
+}
+
+static void fill_freed(unsigned char *bytes, size_t length)
+{
+    const unsigned char *period = freed_period();
+    for (size_t at = 0; at < length; at += FREED_PERIOD)
+        memcpy(bytes + at, period, length - at < FREED_PERIOD ? length - at : FREED_PERIOD);
 }
 
 static int holds_zero_block(const void *mem)
@@ -265,15 +283,22 @@ int prmi_quarantined_mapped(const void *mem)
 static int verify_freed(const quarantined *q)
 {
     const unsigned char *bytes = q->mem;
-    for (size_t i = 0; i < q->length; i++) {
-        if (bytes[i] != freed_byte(i)) {
-            char detail[96];
-            prmi_text t = { detail, sizeof detail, 0 };
-            prmi_text_str(&t, "byte ");
-            prmi_text_dec(&t, i);
-            prmi_text_str(&t, " of the block was written after it was freed");
-            return prmi_fail_block("free(): write after free detected", detail, q->mem);
+    const unsigned char *period = freed_period();
+    size_t i = 0;
+    while (i < q->length) {   /* whole periods that match, then the byte that does not */
+        size_t n = q->length - i < FREED_PERIOD ? q->length - i : FREED_PERIOD;
+        if (memcmp(bytes + i, period, n) == 0) {
+            i += n;
+            continue;
         }
+        while (bytes[i] == freed_byte(i))
+            i++;
+        char detail[96];
+        prmi_text t = { detail, sizeof detail, 0 };
+        prmi_text_str(&t, "byte ");
+        prmi_text_dec(&t, i);
+        prmi_text_str(&t, " of the block was written after it was freed");
+        return prmi_fail_block("free(): write after free detected", detail, q->mem);
     }
     return PRM_OK;
 }
@@ -312,8 +337,7 @@ int prmi_quarantine_free(void *mem)
         if (q.length > 0 && prm_os_decommit((void *)start, q.length) != 0)
             q.length = 0;
     } else {
-        for (size_t i = 0; i < q.length; i++)
-            ((unsigned char *)mem)[i] = freed_byte(i);
+        fill_freed(mem, q.length);
     }
     quarantined leaving[2];
     unsigned n_leaving = 0;
