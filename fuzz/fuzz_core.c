@@ -13,6 +13,9 @@
  *    operation that asks for one, and every block's pattern intact (no overlap);
  *  - after misuse, errors are allowed (that is the point), crashes are not.
  *
+ * An input whose last byte has its top bit set runs in hardened mode (the quarantine,
+ * zero-size blocks, the canary), under the same contract.
+ *
  * Each input starts on a fresh allocator (fuzz_reset.c). Built by `make fuzz` (long run)
  * and by tests/test_fuzz.py (a bounded run in CI), with clang's -fsanitize=fuzzer. */
 #include <stddef.h>
@@ -69,6 +72,9 @@ static size_t take_size(input *in)
 /* Is [p, p+n) memory the allocator holds right now (a heap segment or an mmapped
  * chunk's mapping)? The harness writes its misuse only there, so that a crash is always
  * the allocator's and never the harness's own write into unmapped memory. */
+/* Inputs whose last byte has its top bit set run in hardened mode (M_HARDENED). */
+static int hardened;
+
 static int still_mapped(const void *p, size_t n)
 {
     static prm_segment_info segments[256];
@@ -78,6 +84,8 @@ static int still_mapped(const void *p, size_t n)
     for (long i = 0; i < count && i < 256; i++)
         if (a >= segments[i].start && a + n <= segments[i].end)
             return 1;
+    if (hardened)   /* a quarantined mapped block's pages and every guard page trap */
+        return 0;
     count = prm_walk_chunks(chunks, 4096);
     for (long i = 0; i < count && i < 4096; i++)
         if (chunks[i].kind == PRM_KIND_MMAPPED && a >= chunks[i].mapping &&
@@ -187,6 +195,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     input in = { data, size, 0 };
     int misused = 0;
     prm_fuzz_reset();
+    hardened = size > 0 && (data[size - 1] & 0x80) != 0;
+    if (hardened && prm_mallopt(PRM_M_HARDENED, 1) != 1)
+        __builtin_trap();   /* refused on a fresh allocator */
 
     for (int steps = 0; in.at < in.size && steps < 256; steps++) {
         unsigned op = take8(&in) % 15;

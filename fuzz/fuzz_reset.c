@@ -9,7 +9,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include "internal.h"
+#include "hardened.h"
 #include "prm.h"
 
 #include "fuzz_reset.h"
@@ -81,6 +81,7 @@ void prm_fuzz_reset(void)
     forget_mmapped_chunks();
     forget_other_arenas();
     forget_main_arena();
+    prmi_hardened_forget();
     prmi_state.params = default_params;
     prmi_self.arena = NULL;
     prmi_self.tcache = PRM_TCACHE_NONE;

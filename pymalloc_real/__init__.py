@@ -14,7 +14,7 @@ glibc's malloc does. It never replaces the interpreter's own malloc.
 """
 from .errors import (DoubleFree, HeapCorruption, InvalidFree, OutOfBounds,
                      PymallocError, UseAfterFree)
-from .heap import (M_ARENA_MAX, M_ARENA_TEST, M_CANARY, M_CHECK_ACTION, M_MMAP_MAX,
+from .heap import (M_ARENA_MAX, M_ARENA_TEST, M_CANARY, M_CHECK_ACTION, M_HARDENED, M_MMAP_MAX,
                    M_MMAP_THRESHOLD, M_MXFAST, M_PERTURB, M_TOP_PAD, M_TRIM_THRESHOLD,
                    Block, calloc, free, malloc, malloc_trim, malloc_usable_size, mallopt,
                    memalign, realloc)
@@ -37,7 +37,7 @@ __all__ = [
     "malloc", "calloc", "realloc", "memalign", "free", "Block",
     "mallopt", "malloc_trim", "malloc_usable_size", "M_MXFAST", "M_TRIM_THRESHOLD", "M_TOP_PAD",
     "M_MMAP_THRESHOLD", "M_MMAP_MAX", "M_CHECK_ACTION", "M_PERTURB", "M_ARENA_TEST",
-    "M_ARENA_MAX", "M_CANARY",
+    "M_ARENA_MAX", "M_CANARY", "M_HARDENED",
     "stats", "chunks", "chunk_of", "bins", "arenas", "segments", "check", "ledger",
     "HeapStats", "Chunk", "BinEntry", "Bins", "Arena", "Segment", "Ledger",
     "brk", "maps", "region_of", "totals_by_kind", "faults", "faults_from_stat", "page_size",

@@ -41,6 +41,7 @@ CORE_SOURCES = [
     "core/tcache.c",
     "core/pagemap.c",
     "core/publish.c",
+    "core/hardened.c",
     "probe/layout.c",
     "pagesim/pagesim.c",
 ]
@@ -51,7 +52,8 @@ CORE_SOURCES = [
 # from the same lists. Its files include the core's headers by name: compile with
 # -Icsrc/core.
 PRELOAD_SOURCES = [name for name in CORE_SOURCES if name.startswith("core/")] + [
-    "preload/preload.c", "preload/trace.c", "preload/callstack.c", "preload/presize.c"]
+    "preload/preload.c", "preload/trace.c", "preload/callstack.c", "preload/presize.c",
+    "preload/sized.c"]
 PRELOAD_WARNINGS = ["-Wall", "-Wextra", "-Werror", "-Wno-missing-field-initializers",
                     "-Wno-unused-parameter"]
 PRELOAD_COMPILE_ARGS = ["-std=gnu11", "-O2", "-g", *PRELOAD_WARNINGS, "-fvisibility=hidden",

@@ -17,7 +17,7 @@ __all__ = [
     "Block", "malloc", "calloc", "realloc", "memalign", "free", "mallopt",
     "malloc_trim", "malloc_usable_size", "M_MXFAST", "M_TRIM_THRESHOLD", "M_TOP_PAD",
     "M_MMAP_THRESHOLD", "M_MMAP_MAX", "M_CHECK_ACTION", "M_PERTURB", "M_ARENA_TEST",
-    "M_ARENA_MAX", "M_CANARY",
+    "M_ARENA_MAX", "M_CANARY", "M_HARDENED",
 ]
 
 # mallopt parameters: glibc's numbers and meanings.
@@ -33,12 +33,16 @@ M_ARENA_MAX = lib.PRM_M_ARENA_MAX
 # Ours, not glibc's: 1 gives every block a canary after its requested size, checked by
 # free, realloc and check(); refused while any block is live.
 M_CANARY = lib.PRM_M_CANARY
+# Ours too: 1 turns on hardened mode (the canary, a quarantine for freed blocks, pages that
+# trap for zero-size blocks and for freed mapped ones); refused while any block is live.
+M_HARDENED = lib.PRM_M_HARDENED
 
 _MALLOPT_NAMES = {
     M_MXFAST: "M_MXFAST", M_TRIM_THRESHOLD: "M_TRIM_THRESHOLD", M_TOP_PAD: "M_TOP_PAD",
     M_MMAP_THRESHOLD: "M_MMAP_THRESHOLD", M_MMAP_MAX: "M_MMAP_MAX",
     M_CHECK_ACTION: "M_CHECK_ACTION", M_PERTURB: "M_PERTURB",
     M_ARENA_TEST: "M_ARENA_TEST", M_ARENA_MAX: "M_ARENA_MAX", M_CANARY: "M_CANARY",
+    M_HARDENED: "M_HARDENED",
 }
 
 _SIZE_MAX = (1 << (8 * ffi.sizeof("size_t"))) - 1
@@ -350,8 +354,8 @@ def mallopt(param, value):
         error = _core_error()
         if error is not None:
             raise error
-        if param == M_CANARY and value in (0, 1):
-            raise ValueError(f"mallopt(M_CANARY, {value}): refused while blocks are live; "
+        if param in (M_CANARY, M_HARDENED) and value in (0, 1):
+            raise ValueError(f"mallopt({name}, {value}): refused while blocks are live; "
                              "a block has a canary or not from its birth, so switch it "
                              "before the first malloc")
         raise ValueError(f"mallopt({name}, {value}): value refused")

@@ -69,3 +69,21 @@ def compile_programs(sources, names, bin_dir, prefix, cflags, what):
     if errors:
         pytest.fail(f"{what} did not compile:\n" + "\n".join(errors), pytrace=False)
     return {name: binary for name, (binary, _, _) in jobs.items()}
+
+
+def program_headers(sources):
+    """{program name: the first 1500 characters of its source} for each sources/*.c: the
+    corpora (misuse, exploits, memory errors) state each program's expected outcome in
+    its header comment."""
+    headers = {}
+    for name in sorted(os.listdir(sources)):
+        if name.endswith(".c"):
+            with open(os.path.join(sources, name), encoding="utf-8") as f:
+                headers[name[:-2]] = f.read(1500)
+    return headers
+
+
+def preload_library():
+    """The LD_PRELOAD library's path (the corpora's `library` fixtures)."""
+    from pymalloc_real.preload import library_path
+    return library_path()

@@ -13,7 +13,7 @@ import subprocess
 
 import pytest
 
-from helpers import ROOT, compile_programs
+from helpers import ROOT, compile_programs, preload_library, program_headers
 
 SOURCES = os.path.join(ROOT, "tests", "c", "misuse")
 BIN = os.path.join(ROOT, "tests", "c", "bin")
@@ -33,15 +33,11 @@ def _is_report(line, check):
 def _expectations():
     """{program: (outcome, check or None, options)} from the header comments."""
     found = {}
-    for name in sorted(os.listdir(SOURCES)):
-        if not name.endswith(".c"):
-            continue
-        with open(os.path.join(SOURCES, name), encoding="utf-8") as f:
-            header = f.read(1500)
+    for name, header in program_headers(SOURCES).items():
         expect = re.search(r'expect: (abort "(?P<check>[^"]+)"|exit 0)', header)
-        assert expect, f"{name} has no 'expect:' line"
+        assert expect, f"{name}.c has no 'expect:' line"
         options = re.search(r"options: (\S+)", header)
-        found[name[:-2]] = ("abort" if expect.group("check") else "exit 0",
+        found[name] = ("abort" if expect.group("check") else "exit 0",
                             expect.group("check"), options.group(1) if options else "")
     return found
 
@@ -56,8 +52,7 @@ def corpus():
 
 @pytest.fixture(scope="module")
 def library():
-    from pymalloc_real.preload import library_path
-    return library_path()
+    return preload_library()
 
 
 def _run(binary, library, options="", extra_env=None):

@@ -15,6 +15,11 @@ PRM_INTERNAL prm_lock prmi_init_lock = PRM_LOCK_INIT;
 #ifndef PRM_DEFAULT_TCACHE
 #define PRM_DEFAULT_TCACHE (PRM_RECOVERABLE ? 0 : PRM_DEFAULT_TCACHE_COUNT)
 #endif
+/* Hardened mode from the start (benchmarks/bench_checks.py builds such a library to
+ * measure it); otherwise hardened=1 in the options or M_HARDENED turn it on. */
+#ifndef PRM_DEFAULT_HARDENED
+#define PRM_DEFAULT_HARDENED 0
+#endif
 
 void prmi_arena_init(prm_arena *av, int index)
 {
@@ -40,8 +45,9 @@ static PRM_COLD void initialize(void)
         mp->no_dyn_threshold = 0;
         mp->perturb_byte = 0;
         mp->check_action = PRM_DEFAULT_CHECK_ACTION;
-        mp->canary = 0;
-        mp->debug = 0;
+        mp->hardened = PRM_DEFAULT_HARDENED;
+        mp->canary = PRM_DEFAULT_HARDENED;
+        mp->debug = PRM_DEFAULT_HARDENED;
         mp->arena_test = 8;
         mp->arena_max = 0;
         mp->tcache_count = PRM_DEFAULT_TCACHE;

@@ -7,7 +7,7 @@
  * so a best-fit search steps over sizes rather than over chunks. The binmap has a bit
  * per bin that is set whenever the bin may be non-empty (cleared lazily by malloc).
  * All functions run under the arena lock. */
-#include "internal.h"
+#include "hardened.h"
 
 void prmi_bins_init(prm_arena *av)
 {
@@ -39,6 +39,9 @@ void prmi_unlink_chunk(prm_arena *av, prm_chunk *p)
 
     prm_chunk *fd = p->fd;
     prm_chunk *bk = p->bk;
+    if (PRM_HARDENING && prm_unlikely(!prmi_link_leads_to_free(av, p, fd) || !prmi_link_leads_to_free(av, p, bk)))
+        prmi_fail_arena(av, "corrupted double-linked list",
+                        "a free chunk's fd or bk leads to no free chunk of this arena (a fake chunk?)", p);
     CHECK_LINK(av, fd, "a free chunk's fd points outside the heap");
     CHECK_LINK(av, bk, "a free chunk's bk points outside the heap");
     if (prm_unlikely(fd->bk != p || bk->fd != p))
@@ -164,10 +167,12 @@ void prmi_place_in_bin(prm_arena *av, prm_chunk *victim, size_t size)
     bck->fd = victim;
 }
 
-/* Empty every fast bin: coalesce each chunk with its free neighbours and put the
- * result in the unsorted bin (or into top). Called before large requests, by frees
- * that produce a chunk of 64 KiB or more, and by malloc_trim. */
-void prmi_consolidate(prm_arena *av)
+/* Empty the fast bins: coalesce each chunk with its free neighbours and put the result
+ * in the unsorted bin (or into top). With keep_top_neighbour, a chunk right below top
+ * stays in its fast bin instead of becoming top's new start: a large request right after
+ * would otherwise be carved at the very address just freed, which is how a stale pointer
+ * to it frees a live chunk (fastbin dup through consolidation). */
+static void consolidate(prm_arena *av, int keep_top_neighbour)
 {
     prm_chunk *unsorted = unsorted_bin(av);
     av->have_fastchunks = 0;
@@ -175,6 +180,7 @@ void prmi_consolidate(prm_arena *av)
 
     for (unsigned i = 0; i < PRM_NFASTBINS; i++) {
         prm_chunk *p = av->fastbins[i];
+        prm_chunk *kept = NULL;
         av->fastbins[i] = NULL;
         while (p != NULL) {
             CHECK_LINK(av, p, "a fast-bin link points outside the heap");
@@ -200,8 +206,16 @@ void prmi_consolidate(prm_arena *av)
                              (next != av->top && next_size > seg->end - (uintptr_t)next - PRM_CHUNK_HDR)))
                 prmi_fail_arena(av, "malloc_consolidate(): invalid next size",
                                 "the chunk after a fast-bin chunk has an impossible size", p);
+            if (keep_top_neighbour && next == av->top) {
+                fastbin_link(p, kept);
+                kept = p;
+                av->have_fastchunks = 1;
+                p = next_in_bin;
+                continue;
+            }
 
             if (!prev_inuse(p)) {
+                prm_chunk *absorbed = p;
                 size_t prev_size = p->prev_size;
                 if (prm_unlikely(!aligned_ok(prev_size) || prev_size < PRM_MINSIZE ||
                          prev_size > (uintptr_t)p - (uintptr_t)segment_first_chunk(seg)))
@@ -214,12 +228,14 @@ void prmi_consolidate(prm_arena *av)
                                     "the free chunk below has a different size than prev_size says", p);
                 size += prev_size;
                 prmi_unlink_chunk(av, p);
+                bury_header(absorbed);
             }
 
             if (next != av->top) {
                 if (!inuse_at(next, next_size)) {
                     size += next_size;
                     prmi_unlink_chunk(av, next);
+                    bury_header(next);
                 } else {
                     clear_inuse_at(next, 0);
                 }
@@ -238,8 +254,23 @@ void prmi_consolidate(prm_arena *av)
                 size += next_size;
                 set_head(p, size | PRM_PREV_INUSE | (p->size & PRM_NON_MAIN));
                 av->top = p;
+                bury_header(next);
             }
             p = next_in_bin;
         }
+        av->fastbins[i] = kept;
     }
+}
+
+/* Called by frees that produce a chunk of 64 KiB or more, by malloc_trim, and when top
+ * is too small for a request: every fast chunk goes. */
+void prmi_consolidate(prm_arena *av)
+{
+    consolidate(av, 0);
+}
+
+/* Called before a large request is served: fast chunks below top stay (see above). */
+void prmi_consolidate_below_top(prm_arena *av)
+{
+    consolidate(av, PRM_HARDENING);
 }

@@ -3,7 +3,7 @@
  * unwinds and lets Python raise), and prm_check, the whole-heap validator. Messages are
  * built without stdio or allocation. */
 #include "prm.h"
-#include "internal.h"
+#include "hardened.h"
 
 #include <string.h>
 
@@ -330,7 +330,9 @@ static int check_mmapped(prmi_text *why)
             return fail_at(why, "an mmapped chunk's registry entry is damaged", h);
         if (!prmi_mmapped_entry_valid(h))
             return fail_at(why, "an mmapped chunk's header disagrees with its mapping", h->chunk);
-        if (params()->canary && canary_damaged(why, chunk2mem(h->chunk)))
+        /* A mapped block in hardened mode's quarantine has its pages closed: skip it. */
+        if (params()->canary && !(params()->hardened && prmi_quarantined_mapped(chunk2mem(h->chunk))) &&
+            canary_damaged(why, chunk2mem(h->chunk)))
             return -1;
         mapped += h->length;
         chunk_bytes += chunk_size(h->chunk);

@@ -129,10 +129,12 @@ static inline void mark_bin(prm_arena *av, unsigned i) { av->binmap[i >> 6] |= (
 static inline void unmark_bin(prm_arena *av, unsigned i) { av->binmap[i >> 6] &= ~((uint64_t)1 << (i & 63)); }
 static inline int  bin_marked(prm_arena *av, unsigned i) { return (int)((av->binmap[i >> 6] >> (i & 63)) & 1); }
 
-/* A link about to be followed: fine, or the arena is reported corrupt (no return). */
+/* A link about to be followed: fine, or the arena is reported corrupt (no return). The
+ * default build checks too (issue 16): a bin link that leads out of our segments is how
+ * house of lore, the large-bin attack and the stashing attacks reach the stack. */
 #define CHECK_LINK(av, q, what)                                                          \
     do {                                                                                \
-        if (PRM_CHECK_LINKS && prm_unlikely(!prmi_plausible_link((av), (q))))            \
+        if ((PRM_CHECK_LINKS || PRM_HARDENING) && prm_unlikely(!prmi_plausible_link((av), (q))))            \
             prmi_fail_arena((av), "corrupted link", what, (q));                          \
     } while (0)
 
@@ -140,10 +142,10 @@ static inline int  bin_marked(prm_arena *av, unsigned i) { return (int)((av->bin
 static inline size_t list_step_limit(const prm_arena *av) { return av->system_bytes / 32 + 2; }
 
 /* A chunk header about to be read (found through a size or prev_size): fine, or the
- * arena is reported corrupt. Checked builds only, like CHECK_LINK. */
+ * arena is reported corrupt. Both builds, like CHECK_LINK. */
 #define CHECK_CHUNK(av, q, what)                                                         \
     do {                                                                                \
-        if (PRM_CHECK_LINKS && prm_unlikely(!prmi_plausible_chunk((av), (q))))           \
+        if ((PRM_CHECK_LINKS || PRM_HARDENING) && prm_unlikely(!prmi_plausible_chunk((av), (q))))           \
             prmi_fail_arena((av), "corrupted size", what, (q));                          \
     } while (0)
 
@@ -222,6 +224,7 @@ typedef struct prm_params {
     int perturb_byte;
     int check_action;           /* PRM_CHECK_* bits */
     int canary;                 /* 1: blocks carry a canary after the requested size */
+    int hardened;               /* 1: hardened mode (hardened.c; the canary is on with it) */
     int debug;                  /* perturb_byte or canary is set: the fast paths step aside */
     size_t arena_test;
     size_t arena_max;           /* 0: 8 x the CPUs, as glibc on 64-bit */
@@ -307,6 +310,11 @@ typedef struct prm_tcache {
     size_t large_bytes;         /* chunk bytes held in the large bins */
     size_t small_limit_bytes;   /* sum over the small bins of limit x chunk size */
     int base_count;             /* the tcache_count the limits were set from */
+    /* The memory the fast paths take as ours without asking the ownership map (hardened.h,
+     * cache_range_holds): block addresses from range_lo, range_granules 16-byte granules
+     * long, the newest segment of this thread's arena when it was last looked at. */
+    uintptr_t range_lo;
+    uintptr_t range_granules;
 } prm_tcache;
 
 /* The cache pointer says more than "none": the thread exited, or caches are off. */
@@ -415,6 +423,7 @@ PRM_INTERNAL void prmi_unlink_chunk(prm_arena *av, prm_chunk *p);
 PRM_INTERNAL void prmi_place_in_bin(prm_arena *av, prm_chunk *victim, size_t size);
 PRM_INTERNAL void prmi_unsorted_push(prm_arena *av, prm_chunk *p, size_t size);
 PRM_INTERNAL void prmi_consolidate(prm_arena *av);
+PRM_INTERNAL void prmi_consolidate_below_top(prm_arena *av);
 
 /* options.c */
 PRM_INTERNAL int prmi_set_param(int param, long value);
@@ -450,19 +459,29 @@ static inline void prmi_drain_if_pending(prm_arena *av)
         prmi_drain_remote_frees(av);
 }
 
+/* hardened.c: the chunk-start map. A heap chunk handed out by an arena is claimed (its
+ * start marked) and released when it comes back; each checks first that no live chunk
+ * starts inside it, so no chunk is ever handed out, or freed, over a live one. */
+PRM_INTERNAL void prmi_chunk_claim(prm_arena *av, prm_chunk *p);
+PRM_INTERNAL void prmi_chunk_release(prm_arena *av, prm_chunk *p);
+
 /* Accounting, done at the public entry points and by the remote-free drain, under the
  * arena's lock. */
 static inline void account_alloc(prm_arena *av, prm_chunk *p)
 {
     if (!chunk_is_mmapped(p)) {   /* mmapped chunks are counted by their registry */
+        if (PRM_HARDENING)
+            prmi_chunk_claim(av, p);
         av->in_use_bytes += chunk_size(p);
         av->in_use_chunks++;
     }
 }
 
-static inline void account_free(prm_arena *av, size_t size)
+static inline void account_free(prm_arena *av, prm_chunk *p)
 {
-    av->in_use_bytes -= size;
+    if (PRM_HARDENING)
+        prmi_chunk_release(av, p);
+    av->in_use_bytes -= chunk_size(p);
     av->in_use_chunks--;
 }
 

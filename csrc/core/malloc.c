@@ -34,6 +34,7 @@
  */
 #include "prm.h"
 #include "internal.h"
+#include "hardened.h"
 
 #include <string.h>
 
@@ -358,7 +359,7 @@ void *prmi_int_malloc(prm_arena *av, size_t nb)
     } else {
         index = largebin_index(nb);
         if (av->have_fastchunks)
-            prmi_consolidate(av);
+            prmi_consolidate_below_top(av);
     }
 
     for (;;) {
@@ -415,18 +416,21 @@ size_t prmi_free_merge(prm_arena *av, prm_chunk *p)
                          prev_size > (uintptr_t)p - (uintptr_t)segment_first_chunk(seg)))
             prmi_fail_arena(av, "corrupted size vs. prev_size while consolidating",
                             "prev_size is misaligned, too small, or reaches below the segment", p);
+        prm_chunk *absorbed = p;
         p = chunk_below(p, prev_size);
         if (prm_unlikely(chunk_size(p) != prev_size))
             prmi_fail_arena(av, "corrupted size vs. prev_size while consolidating",
                             "the free chunk below has a different size than prev_size says", p);
         size += prev_size;
         prmi_unlink_chunk(av, p);
+        bury_header(absorbed);
     }
 
     if (next != av->top) {
         if (!inuse_at(next, next_size)) {
             prmi_unlink_chunk(av, next);
             size += next_size;
+            bury_header(next);
         } else {
             clear_inuse_at(next, 0);
         }
@@ -437,6 +441,7 @@ size_t prmi_free_merge(prm_arena *av, prm_chunk *p)
         size += next_size;
         set_head(p, size | PRM_PREV_INUSE | arena_bit(av));
         av->top = p;
+        bury_header(next);
     }
     return size;
 }
@@ -451,6 +456,10 @@ void prmi_int_free(prm_arena *av, prm_chunk *p)
             prmi_fail_arena(av, "free(): invalid next size (fast)",
                             "the chunk after the one freed has an impossible size", p);
         free_perturb(chunk2mem(p), size - PRM_CHUNK_HDR);
+        /* A fast chunk looks in use to the tags, so prm_check reads its canary: one the
+         * core frees itself (memalign's and realloc's leftovers) must say "freed" too. */
+        if (prm_unlikely(params()->canary))
+            prmi_canary_retire(chunk2mem(p));
         unsigned index = fastbin_index(size);
         prm_chunk *old = av->fastbins[index];
         if (prm_unlikely(old == p))
@@ -628,7 +637,7 @@ static void arena_free_many(prm_arena *av, void **mems, unsigned count)
             prmi_fail_pointer("free(): invalid pointer", "the chunk lies in no heap segment of ours", mems[i]);
             continue;
         }
-        account_free(av, chunk_size(p));
+        account_free(av, p);
         prmi_int_free(av, p);
     }
     ARENA_LEAVE(av);
@@ -699,6 +708,8 @@ static PRM_NOINLINE void *malloc_debug(size_t bytes)
         errno = ENOMEM;
         return NULL;
     }
+    if (prm_unlikely(params()->hardened && bytes == 0))
+        return prmi_zero_block();
     void *mem = prmi_cache_pop(bytes + extra);
     if (mem == NULL)
         mem = prmi_malloc_slow(bytes + extra);
@@ -721,10 +732,10 @@ void *prm_malloc(size_t bytes)
         if (prm_likely(tc > PRM_TCACHE_DISABLED)) {
             unsigned index = tcache_index(request2size(bytes));
             prm_tcache_entry *e = tc->entries[index];
-            if (prm_likely(e != NULL)) {
+            if (prm_unlikely(!cache_range_holds(tc, e)))   /* NULL too: hardened.h */
+                return prmi_cache_pop_out_of_range(tc, bytes);
+            {
                 prm_tcache_entry *next = tcache_next(e);
-                if (prm_unlikely(!tcache_link_sane(next)))
-                    return prmi_cache_poisoned(tc, index, bytes);
                 tc->entries[index] = next;
                 tc->counts[index]--;
                 e->key = 0;
@@ -802,6 +813,9 @@ static prm_chunk *chunk_for_pointer(void *mem, const char *who)
     /* A header of zeros may be a tombstone: the page a freed mmapped chunk left. */
     if (prm_unlikely(load_size(p) == 0 && prmi_mmapped_lookup(mem) == PRMI_MAPPED_GONE))
         return reject_unmapped(who, mem);
+    if (prm_unlikely(load_size(p) == PRM_BURIED_HEAD))   /* hardened.h */
+        return reject_pointer(who[0] == 'f' ? "free(): double free detected (merged chunk)" : who,
+                              "the chunk was freed and merged into its neighbour since", mem);
     if (prm_unlikely((uintptr_t)p > (uintptr_t)0 - size || size < PRM_MINSIZE || !aligned_ok(size)))
         return reject_pointer(who, "the chunk header holds an impossible size", mem);
     /* An M bit sends free to a mapping header found through prev_size, which a damaged
@@ -867,24 +881,35 @@ static int free_heap_chunk(prm_chunk *p, void *mem)
         ARENA_LEAVE(av);
         return prmi_fail_pointer("free(): invalid pointer", "the chunk lies in no heap segment of ours", mem);
     }
-    account_free(av, chunk_size(p));
+    account_free(av, p);
     prmi_int_free(av, p);
     ARENA_LEAVE(av);
     return PRM_OK;
 }
 
-static int canary_release(void *mem);
-
 /* free without the thread cache: to the chunk's arena, or back to the kernel. With the
- * canary on there are no thread caches, so every free comes here to be checked. */
+ * canary on there are no thread caches, so every free comes here to be checked; in
+ * hardened mode the block goes to the quarantine first (hardened.c), which frees it
+ * through prmi_free_released when it leaves. */
 int prmi_free_to_arena(void *mem)
+{
+    if (prm_unlikely(params()->hardened))
+        return prmi_quarantine_free(mem);
+    if (prm_unlikely(params()->canary)) {
+        int saved_errno = errno;
+        int status = prmi_canary_release(mem);
+        errno = saved_errno;
+        if (status != PRM_OK)
+            return status;
+    }
+    return prmi_free_released(mem);
+}
+
+/* free of a block whose canary, if it has one, was checked and retired. */
+int prmi_free_released(void *mem)
 {
     int saved_errno = errno;
     int status;
-    if (prm_unlikely(params()->canary) && (status = canary_release(mem)) != PRM_OK) {
-        errno = saved_errno;
-        return status;
-    }
     prm_chunk *p = chunk_for_pointer(mem, "free(): invalid pointer");
     if (p == NULL) {
         status = PRM_ERR_INVALID_POINTER;
@@ -919,7 +944,7 @@ static int readable_block(void *mem, const char *who)
 
 /* Before a block with a canary is freed: it must be ours, live and intact. Its tail is
  * then stamped as freed, which is how a second free is recognised. */
-static PRM_NOINLINE int canary_release(void *mem)
+PRM_NOINLINE int prmi_canary_release(void *mem)
 {
     if (!readable_block(mem, "free(): invalid pointer"))
         return PRM_ERR_INVALID_POINTER;
@@ -932,29 +957,46 @@ static PRM_NOINLINE int canary_release(void *mem)
 
 static int free_plain(void *mem);
 
+/* The cache's push of an aligned block of ours. A heap chunk of a cached size qualifies;
+ * an mmapped one fails the size test because its M bit stays in `size`, and so does a
+ * freed one's tombstone (size 0) or a buried header (hardened.h). A chunk that already
+ * heads its bin is a double free even when its key was cleared. */
+static inline int cache_free(prm_tcache *tc, void *mem)
+{
+    size_t size = load_size(mem2chunk(mem)) & ~(size_t)(PRM_PREV_INUSE | PRM_NON_MAIN);
+    if (prm_likely(size - PRM_MINSIZE <= PRM_TCACHE_MAX_SIZE - PRM_MINSIZE && aligned_ok(size))) {
+        unsigned index = tcache_index(size);
+        prm_tcache_entry *e = mem;
+        if (prm_unlikely(tcache_sealed(tc, e)))
+            return prmi_free_keyed(mem);
+        prm_tcache_entry *head = tc->entries[index];
+        if (prm_unlikely(head == e))
+            return prmi_free_cached_head(mem);
+        if (prm_likely(tc->counts[index] < tc->limits[index])) {
+            tcache_link(tc, e, head);
+            tc->entries[index] = e;
+            tc->counts[index]++;
+            return PRM_OK;
+        }
+        return prmi_cache_full(tc, index, mem);
+    }
+    return prmi_free_large_class(tc, mem, size);
+}
+
+PRM_NOINLINE int prmi_cache_free_owned(prm_tcache *tc, void *mem)
+{
+    return cache_free(tc, mem);
+}
+
 /* The fast path pushes on this thread's cache: no lock, errno untouched, only tail
- * calls. A heap chunk of a cached size qualifies; an mmapped one fails the size test
- * because its M bit stays in `size`, and so does a freed one's tombstone (size 0). */
+ * calls. A block outside the cache's range is checked out of line (hardened.h). */
 static inline int free_plain(void *mem)
 {
     prm_tcache *tc = prmi_self.tcache;
-    if (prm_likely(tc > PRM_TCACHE_DISABLED && aligned_ok((uintptr_t)mem) && mem != NULL)) {
-        size_t size = load_size(mem2chunk(mem)) & ~(size_t)(PRM_PREV_INUSE | PRM_NON_MAIN);
-        if (prm_likely(size - PRM_MINSIZE <= PRM_TCACHE_MAX_SIZE - PRM_MINSIZE && aligned_ok(size))) {
-            unsigned index = tcache_index(size);
-            prm_tcache_entry *e = mem;
-            if (prm_unlikely(tcache_sealed(tc, e)))
-                return prmi_free_keyed(mem);
-            if (prm_likely(tc->counts[index] < tc->limits[index])) {
-                tcache_link(tc, e, tc->entries[index]);
-                tc->entries[index] = e;
-                tc->counts[index]++;
-                return PRM_OK;
-            }
-            return prmi_cache_full(tc, index, mem);
-        } else {
-            return prmi_free_large_class(tc, mem, size);
-        }
+    if (prm_likely(tc > PRM_TCACHE_DISABLED)) {
+        if (prm_likely(cache_range_holds(tc, mem)))
+            return cache_free(tc, mem);
+        return prmi_free_out_of_range(tc, mem);
     }
     return mem != NULL ? prmi_free_to_arena(mem) : PRM_OK;
 }
@@ -999,6 +1041,8 @@ void *prm_calloc(size_t count, size_t size)
         errno = ENOMEM;
         return NULL;
     }
+    if (prm_unlikely(params()->hardened && bytes == 0))
+        return prmi_zero_block();
     void *mem = calloc_plain(bytes + PRM_CANARY_EXTRA);
     if (mem != NULL)
         prmi_canary_stamp(mem, bytes);
@@ -1055,6 +1099,8 @@ void *prm_realloc(void *oldmem, size_t bytes)
         prm_free(oldmem);
         return NULL;
     }
+    if (prm_unlikely(params()->hardened))
+        return prmi_hardened_realloc(oldmem, bytes);
     if (prm_unlikely(prmi_realloc_of_cached(oldmem))) {
         prmi_fail_pointer("realloc(): invalid pointer",
                           "the block is in this thread's cache: it was freed", oldmem);
@@ -1137,7 +1183,7 @@ static void *realloc_in_arena(prm_arena *av, prm_chunk *oldp, void *oldmem, size
         errno = EINVAL;
         return NULL;
     }
-    account_free(av, oldsize);
+    account_free(av, oldp);
     void *newmem = int_realloc(av, oldp, oldsize, nb);
     account_alloc(av, newmem != NULL ? mem2chunk(newmem) : oldp);
     ARENA_LEAVE(av);
@@ -1258,13 +1304,26 @@ size_t prmi_usable_size_trusted(void *mem)
     return 0;
 }
 
-size_t prm_usable_size(void *mem)
+/* malloc_usable_size's checks, reporting a bad block as `who` (or its canary as
+ * `overwritten`): 1 and the usable size in *usable, or 0 (a zero-size block, a null
+ * pointer, or reported). */
+int prmi_usable_size_checked(void *mem, const char *who, const char *overwritten, size_t *usable)
 {
-    static const char who[] = "malloc_usable_size(): invalid pointer";
+    *usable = 0;
+    if (prm_unlikely(params()->hardened) && mem != NULL && !prmi_hardened_usable(mem, who))
+        return 0;
     if (mem == NULL || !known_block(mem, who))
         return 0;
-    if (prm_unlikely(params()->canary) &&
-        prmi_canary_verify(mem, "malloc_usable_size(): canary overwritten", who) != PRM_OK)
+    if (prm_unlikely(params()->canary) && prmi_canary_verify(mem, overwritten, who) != PRM_OK)
         return 0;
-    return prmi_usable_size_trusted(mem);
+    *usable = prmi_usable_size_trusted(mem);
+    return 1;
+}
+
+size_t prm_usable_size(void *mem)
+{
+    size_t usable;
+    prmi_usable_size_checked(mem, "malloc_usable_size(): invalid pointer",
+                             "malloc_usable_size(): canary overwritten", &usable);
+    return usable;
 }

@@ -16,14 +16,23 @@ static void mark_mapped(prm_mmap_header *h, prm_chunk *p, unsigned owner)
 /* A new chunk of at least nb bytes in its own mapping, or NULL when the mmap limit
  * (M_MMAP_MAX) is reached or the kernel refuses. The usable size is the chunk size less
  * its header: unlike a heap chunk, nothing follows whose prev_size could be borrowed. */
+/* Hardened mode's guard page at the end of every mapping (not part of the chunk). */
+static size_t guard_length(void)
+{
+    return params()->hardened ? prm_os_page_size() : 0;
+}
+
 prm_chunk *prmi_mmap_chunk(size_t nb)
 {
     prm_mmap_registry *reg = registry();
     size_t page = prm_os_page_size();
-    size_t offset = sizeof(prm_mmap_header);
+    /* Hardened mode starts the block on a page, so that the quarantine can close all of
+     * its pages (hardened.c), and ends the mapping with an inaccessible guard page. */
+    size_t offset = params()->hardened ? page - PRM_CHUNK_HDR : sizeof(prm_mmap_header);
     if (nb > PRM_MAX_REQUEST)
         return NULL;
-    size_t length = align_up(offset + nb + PRM_SIZE_SZ, page);
+    size_t guard = guard_length();
+    size_t length = align_up(offset + nb + PRM_SIZE_SZ, page) + guard;
 
     prm_lock_acquire(&reg->lock);
     int allowed = reg->count < (size_t)(params()->n_mmaps_max > 0 ? params()->n_mmaps_max : 0);
@@ -39,11 +48,15 @@ prm_chunk *prmi_mmap_chunk(size_t nb)
         return NULL;
     }
     prm_os_name_mapping(h, length, PRM_MAP_NAME_MMAPPED);
+    if (guard != 0 && prm_os_decommit((char *)h + length - guard, guard) != 0) {
+        prm_os_munmap(h, length);
+        return NULL;
+    }
     h->length = length;
     prm_chunk *p = (prm_chunk *)((char *)h + offset);
     h->chunk = p;
     p->prev_size = offset;
-    set_head(p, (length - offset) | PRM_IS_MMAPPED);
+    set_head(p, (length - guard - offset) | PRM_IS_MMAPPED);
     mark_mapped(h, p, PRM_OWNER_MAPPED);
 
     prm_lock_acquire(&reg->lock);
@@ -86,7 +99,7 @@ static int chunk_fits_mapping(const prm_mmap_header *h, prm_chunk *p)
         chunk - start > h->length - PRM_MINSIZE || !aligned_ok(chunk))
         return 0;
     size_t offset = p->prev_size;
-    return offset == chunk - start && h->length == offset + chunk_size(p);
+    return offset == chunk - start && h->length == offset + chunk_size(p) + guard_length();
 }
 
 /* Does the ownership map say that a mapping starts at h and runs at least to p's

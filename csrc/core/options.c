@@ -65,6 +65,13 @@ int prmi_set_param(int param, long value)
     case PRM_M_CANARY:
         if (value != 0 && value != 1)
             return 0;
+        mp->canary = (int)value || mp->hardened;
+        mp->debug = mp->perturb_byte != 0 || mp->canary;
+        return 1;
+    case PRM_M_HARDENED:
+        if (value != 0 && value != 1)
+            return 0;
+        mp->hardened = (int)value;
         mp->canary = (int)value;
         mp->debug = mp->perturb_byte != 0 || mp->canary;
         return 1;
@@ -98,7 +105,8 @@ int prm_mallopt(int param, int value)
 {
     prm_arena *main = prmi_main_arena();
     /* A block carries a canary or not from birth, so the setting stays while any lives. */
-    if (param == PRM_M_CANARY && value != params()->canary && blocks_live())
+    if ((param == PRM_M_CANARY || param == PRM_M_HARDENED) &&
+        value != (param == PRM_M_CANARY ? params()->canary : params()->hardened) && blocks_live())
         return 0;
     ARENA_ENTER(main, return 0);
     int result = prmi_set_param(param, value);

@@ -40,10 +40,18 @@ enum prm_status {
  * by free, realloc and prm_check (see canary.c); 0 (the default) turns it off. Refused
  * (0) while any block is live, since blocks carry a canary or not from their birth. */
 #define PRM_M_CANARY         -101
+/* Not in glibc: 1 turns hardened mode on (hardened.c): the canary, a quarantine that
+ * delays reuse of freed blocks and checks them for writes, inaccessible pages for freed
+ * mapped blocks and for zero-size blocks. Refused while any block is live, like M_CANARY. */
+#define PRM_M_HARDENED       -103
 
 /* ---- Allocation (glibc semantics; failures return NULL with errno) ---------------- */
 void  *prm_malloc(size_t bytes);
 int    prm_free(void *mem);                         /* PRM_OK or an error status */
+/* C23's free_sized and free_aligned_sized (and C++'s sized deletes): the size (and the
+ * alignment) must be the block's, or the mismatch is reported (hardened.c). */
+int    prm_free_sized(void *mem, size_t size);
+int    prm_free_aligned_sized(void *mem, size_t alignment, size_t size);
 void  *prm_calloc(size_t count, size_t size);
 void  *prm_realloc(void *mem, size_t bytes);        /* (p, 0) frees p, returns NULL */
 void  *prm_reallocarray(void *mem, size_t count, size_t size);   /* ENOMEM on overflow */

@@ -46,7 +46,7 @@ PRM_NOINLINE void prmi_drain_remote_frees(prm_arena *av)
         if (prm_unlikely(!prmi_in_our_heap(av, p))) {
             prmi_fail_pointer("free(): invalid pointer", "the chunk lies in no heap segment of ours", e);
         } else {
-            account_free(av, chunk_size(p));
+            account_free(av, p);
             prmi_int_free(av, p);
         }
         e = next;

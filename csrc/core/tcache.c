@@ -5,7 +5,7 @@
  * in malloc.c (prm_malloc, prm_free), which tail-call what is here. */
 #include <string.h>
 
-#include "internal.h"
+#include "hardened.h"
 #include "prm.h"
 
 /* Class i's chunk size: its request, (1024 << i/8) + (i%8 + 1) * (128 << i/8), plus a
@@ -91,7 +91,8 @@ static inline int large_bin_holds(unsigned index, size_t size)
 static inline int cache_entry_sane(prm_tcache *tc, prm_tcache_entry *e, unsigned index)
 {
     return aligned_ok((uintptr_t)e) &&
-           (!PRM_HARDENING || (tcache_sealed(tc, e) && tcache_link_sane(tcache_next(e)) &&
+           (!PRM_HARDENING || ((cache_range_holds(tc, e) || prmi_cache_entry_owned(tc, e)) &&
+                               tcache_sealed(tc, e) && tcache_link_sane(tcache_next(e)) &&
                                (index < PRM_TCACHE_SMALL_BINS
                                     ? tcache_index(chunk_size(mem2chunk(e))) == index
                                     : large_bin_holds(index, chunk_size(mem2chunk(e))))));
@@ -146,7 +147,10 @@ static void reset_limits(prm_tcache *tc)
 static PRM_NOINLINE void drop_poisoned_bin(prm_tcache *tc, unsigned index)
 {
     prm_tcache_entry *e = tc->entries[index];
-    if (!aligned_ok((uintptr_t)e))
+    if (PRM_HARDENING && !cache_range_holds(tc, e) && !prmi_cache_entry_owned(tc, e))
+        prmi_fail_block("malloc(): tcache link corrupted",
+                        "a thread-cache link leads outside our heaps (a write after free?)", e);
+    else if (!aligned_ok((uintptr_t)e))
         prmi_fail_block("malloc(): unaligned tcache chunk detected",
                         "a thread-cache link decodes to a misaligned address", e);
     else if (!tcache_link_sane(tcache_next(e)))
@@ -225,6 +229,8 @@ PRM_NOINLINE void *prmi_malloc_large_class(size_t bytes)
     prm_tcache_entry *e = tc->entries[index];
     if (e == NULL)
         return prmi_cache_fill(tc, index, large_class_chunk[class_index]);
+    if (prm_unlikely(!cache_range_holds(tc, e) && !prmi_cache_entry_owned(tc, e)))
+        return prmi_cache_poisoned(tc, index, bytes);
     prm_tcache_entry *next = tcache_next(e);
     size_t size = chunk_size(mem2chunk(e));
     if (prm_unlikely(!tcache_link_sane(next) || !large_bin_holds(index, size)))

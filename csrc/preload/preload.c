@@ -17,7 +17,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "internal.h"
+#include "hardened.h"
 #include "prm.h"
 #include "trace.h"
 
@@ -154,6 +154,7 @@ static const struct option_key {
     { "check_action", PRM_M_CHECK_ACTION, 0, 7, "give M_CHECK_ACTION's bits, 0 to 7" },
     { "perturb", PRM_M_PERTURB, 0, 255, "give a byte from 0 to 255" },
     { "canary", PRM_M_CANARY, 0, 1, "give 0 or 1" },
+    { "hardened", PRM_M_HARDENED, 0, 1, "give 0 or 1" },
     { "arena_test", PRM_M_ARENA_TEST, 1, LONG_MAX, "give a count of at least 1" },
     { "arena_max", PRM_M_ARENA_MAX, 1, LONG_MAX, "give a count of at least 1" },
     { "tcache_count", PRM_TCACHE_COUNT, 0, 65535, "give a count from 0 to 65535" },
@@ -272,7 +273,8 @@ static void apply_option(const char *item, size_t length)
         }
     }
     complain("an unknown key:", item, key_length, "the keys are mxfast, trim_threshold, "
-             "top_pad, mmap_threshold, mmap_max, check_action, perturb, canary, arena_test, "
+             "top_pad, mmap_threshold, mmap_max, check_action, perturb, canary, hardened, "
+             "arena_test, "
              "arena_max, tcache_count, tcache_grow, stats, trace, stacks, sample, profile, "
              "presize");
 }
@@ -553,6 +555,8 @@ static void json_number(prmi_text *t, const char *key, uint64_t value, int last)
  * neither allocates nor touches stdio while the program is exiting. */
 static __attribute__((destructor)) void write_exit_report(void)
 {
+    if (params()->hardened)
+        prmi_quarantine_check_all();   /* a write after free is reported at exit at the latest */
     prmi_rec_finish();   /* the trace's last records and the profile (trace.c) */
     if (!report.enabled)
         return;

@@ -12,8 +12,8 @@ OPTIONS_VARIABLE = "PYMALLOC_REAL_OPTIONS"
 # The keys csrc/preload/preload.c understands (README.md, "Options"); checked here so that a
 # typo fails before the run rather than as a warning inside it.
 OPTION_KEYS = ("mmap_threshold", "trim_threshold", "top_pad", "mxfast", "mmap_max",
-               "arena_max", "arena_test", "perturb", "canary", "check_action", "tcache_count",
-               "tcache_grow",
+               "arena_max", "arena_test", "perturb", "canary", "hardened", "check_action",
+               "tcache_count", "tcache_grow",
                "stats", "trace", "stacks", "sample", "profile", "presize")
 
 
@@ -30,9 +30,10 @@ OPTION_RANGES = {
     "arena_test": (1, _LARGEST, "a count of at least 1"),
     "perturb": (0, 255, "a byte from 0 to 255"),
     "canary": (0, 1, "0 or 1"),
+    "hardened": (0, 1, "0 or 1"),
     "check_action": (0, 7, "M_CHECK_ACTION's bits, 0 to 7"),
     "tcache_count": (0, 65535, "a count from 0 to 65535"),
-    "tcache_grow": (0, 1, "0 or 1"),    # main's newer key (issue 14's adaptive limits)
+    "tcache_grow": (0, 1, "0 or 1"),
 }
 # Keys whose value is a file the library writes (%p becomes the pid). presize's file is
 # left to the library, which says what is wrong with it (missing, or no heap_peak).

@@ -1,0 +1,11 @@
+/* memory error: a block with its own mapping freed twice.
+ * default: abort "free(): double free detected (munmapped chunk)"
+ * hardened: abort "free(): double free detected (quarantine)" */
+#include "memerror.h"
+int main(void)
+{
+    char *p = opaque(malloc(LARGE));
+    free(p);
+    free(opaque(p));
+    return unnoticed();
+}
