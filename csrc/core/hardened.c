@@ -373,6 +373,11 @@ done:
     return status;
 }
 
+prm_lock *prmi_quarantine_lock(void)
+{
+    return &quarantine.lock;
+}
+
 void prmi_quarantine_check_all(void)
 {
     prm_lock_acquire(&quarantine.lock);

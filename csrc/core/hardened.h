@@ -42,6 +42,9 @@ PRM_INTERNAL int prmi_hardened_usable(void *mem, const char *who);
 PRM_INTERNAL int prmi_quarantined_mapped(const void *mem);
 /* Check every block still in the quarantine for writes after free (at exit). */
 PRM_INTERNAL void prmi_quarantine_check_all(void);
+/* The quarantine's lock, for the fork handlers (threads.c). A leaf: nothing else is
+ * taken while it is held. */
+PRM_INTERNAL prm_lock *prmi_quarantine_lock(void);
 /* free_sized's check: mem (aligned to `alignment`, 0 for any) is a block of `size` bytes
  * (SIZE_MAX: any), PRM_OK, or the mismatch is reported. prm_free_sized and the preload's exports use it. */
 PRM_INTERNAL int prmi_sized_free_check(void *mem, size_t alignment, size_t size);

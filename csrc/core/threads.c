@@ -12,6 +12,7 @@
  * interrupted malloc, and fork inside fork are explained above the handlers. */
 #include <pthread.h>
 
+#include "hardened.h"
 #include "internal.h"
 
 PRM_INTERNAL __thread int prmi_tls_tid;
@@ -192,7 +193,7 @@ static void thread_exit(void *state)
 
 static __thread int fork_depth;             /* forks in progress in this thread */
 static __thread uint64_t fork_stdio_levels; /* bit d: the fork at depth d took stdio's lock */
-static int list_fork_level, registry_fork_level;
+static int list_fork_level, registry_fork_level, quarantine_fork_level;
 
 /* glibc's stdio list lock (libio), exported for exactly this; weak, so that a C library
  * without them (musl) simply leaves the order to stdio. */
@@ -242,12 +243,14 @@ static void fork_prepare(void)
     for (prm_arena *av = &prmi_state.main_arena; av != NULL; av = av->next)
         take_for_fork(&av->lock, &av->fork_level, depth);
     take_for_fork(&prmi_state.mmapped.lock, &registry_fork_level, depth);
+    take_for_fork(prmi_quarantine_lock(), &quarantine_fork_level, depth);   /* a leaf: last */
 }
 
 static void fork_parent(void)
 {
     int depth = fork_depth;
     if (__atomic_load_n(&prmi_state.main_arena.initialized, __ATOMIC_ACQUIRE)) {
+        release_for_fork(prmi_quarantine_lock(), &quarantine_fork_level, depth);
         release_for_fork(&prmi_state.mmapped.lock, &registry_fork_level, depth);
         for (prm_arena *av = &prmi_state.main_arena; av != NULL; av = av->next)
             release_for_fork(&av->lock, &av->fork_level, depth);
@@ -289,6 +292,8 @@ static void fork_child(void)
         prmi_state.mmapped.broken = 1;
     registry_fork_level = 0;
     prm_lock_reset(&prmi_state.mmapped.lock);
+    quarantine_fork_level = 0;   /* the FIFO is only ever changed whole under the lock */
+    prm_lock_reset(prmi_quarantine_lock());
     list_fork_level = 0;
     prm_lock_reset(&prmi_state.list_lock);
 }
