@@ -97,10 +97,17 @@ PRM_NOINLINE int prmi_free_cached_head(void *mem)
  * MAP_NORESERVE, so only the pages of it that mark a heap cost memory: 1/128 of the heap).
  * A leaf the kernel refuses leaves its chunks unmarked: their checks find nothing, never
  * a false alarm. Bits are set and cleared with atomics: two arenas' chunks may share a
- * word where their segments meet. */
+ * word where their segments meet.
+ *
+ * Behind each leaf lies its summary: a bit per word of the leaf, set while the word may
+ * hold a start. Checking a chunk scans the words at its two ends and the summary between
+ * them, 64 words (64 KiB of heap) per summary word, so a 16 MiB chunk costs 256 loads, not
+ * 16,384; a summary bit found set is confirmed against its word before it counts. */
 #define START_LEAF_SHIFT 32
 #define START_ROOTS ((size_t)1 << (PRM_PAGEMAP_ADDRESS_BITS - START_LEAF_SHIFT))
 #define START_LEAF_BYTES (((size_t)1 << (START_LEAF_SHIFT - 4)) / 8)
+#define START_LEAF_WORDS (START_LEAF_BYTES / 8)
+#define START_MAP_BYTES (START_LEAF_BYTES + START_LEAF_WORDS / 8)   /* the leaf, its summary */
 #define START_LEAF_MASK (((uintptr_t)1 << START_LEAF_SHIFT) - 1)
 
 static uint64_t *start_leaves[START_ROOTS];
@@ -113,13 +120,43 @@ static uint64_t *start_leaf(uintptr_t addr, int make)
     uint64_t *leaf = __atomic_load_n(&start_leaves[root], __ATOMIC_ACQUIRE);
     if (leaf != NULL || !make)
         return leaf;
-    uint64_t *fresh = prm_os_map_metadata(START_LEAF_BYTES);
+    uint64_t *fresh = prm_os_map_metadata(START_MAP_BYTES);
     if (fresh == NULL)
         return NULL;
     if (__atomic_compare_exchange_n(&start_leaves[root], &leaf, fresh, 0, __ATOMIC_RELEASE, __ATOMIC_ACQUIRE))
         return fresh;
-    prm_os_unmap_metadata(fresh, START_LEAF_BYTES);   /* another arena made it first */
+    prm_os_unmap_metadata(fresh, START_MAP_BYTES);   /* another arena made it first */
     return leaf;
+}
+
+/* Is a bit of bits[first .. last] (inclusive bit numbers) set? */
+static int any_bit_in(const uint64_t *bits, size_t first, size_t last)
+{
+    uint64_t mask = ~(uint64_t)0 << (first & 63);
+    for (size_t w = first >> 6; w <= last >> 6; w++, mask = ~(uint64_t)0) {
+        if (w == last >> 6)
+            mask &= ~(uint64_t)0 >> (63 - (last & 63));
+        if (__atomic_load_n(&bits[w], __ATOMIC_RELAXED) & mask)
+            return 1;
+    }
+    return 0;
+}
+
+/* Do leaf words first_word .. last_word (inclusive) hold a start? Asked of the summary,
+ * each bit it has set confirmed against its word. */
+static int any_word_in(const uint64_t *leaf, size_t first_word, size_t last_word)
+{
+    const uint64_t *summary = leaf + START_LEAF_WORDS;
+    uint64_t mask = ~(uint64_t)0 << (first_word & 63);
+    for (size_t s = first_word >> 6; s <= last_word >> 6; s++, mask = ~(uint64_t)0) {
+        if (s == last_word >> 6)
+            mask &= ~(uint64_t)0 >> (63 - (last_word & 63));
+        for (uint64_t bits = __atomic_load_n(&summary[s], __ATOMIC_RELAXED) & mask; bits != 0;
+             bits &= bits - 1)
+            if (__atomic_load_n(&leaf[(s << 6) + (size_t)__builtin_ctzll(bits)], __ATOMIC_RELAXED) != 0)
+                return 1;
+    }
+    return 0;
 }
 
 /* Does a marked chunk start in [from, to) (both 16-aligned)? */
@@ -132,12 +169,14 @@ static int any_start_in(uintptr_t from, uintptr_t to)
         if (leaf != NULL) {
             size_t first = (from & START_LEAF_MASK) >> 4;
             size_t last = ((end - 1) & START_LEAF_MASK) >> 4;   /* inclusive */
-            uint64_t mask = ~(uint64_t)0 << (first & 63);
-            for (size_t w = first >> 6; w <= last >> 6; w++, mask = ~(uint64_t)0) {
-                if (w == last >> 6)
-                    mask &= ~(uint64_t)0 >> (63 - (last & 63));
-                if (__atomic_load_n(&leaf[w], __ATOMIC_RELAXED) & mask)
+            size_t first_word = first >> 6, last_word = last >> 6;
+            if (last_word - first_word < 4) {
+                if (any_bit_in(leaf, first, last))
                     return 1;
+            } else if (any_bit_in(leaf, first, (first_word << 6) + 63) ||
+                       any_bit_in(leaf, last_word << 6, last) ||
+                       any_word_in(leaf, first_word + 1, last_word - 1)) {
+                return 1;
             }
         }
         from = end;
@@ -150,12 +189,20 @@ static void mark_start(uintptr_t addr, int set)
     uint64_t *leaf = start_leaf(addr, set);
     if (leaf == NULL)
         return;
-    size_t granule = (addr & START_LEAF_MASK) >> 4;
+    size_t granule = (addr & START_LEAF_MASK) >> 4, word = granule >> 6;
     uint64_t bit = (uint64_t)1 << (granule & 63);
-    if (set)
-        __atomic_fetch_or(&leaf[granule >> 6], bit, __ATOMIC_RELAXED);
-    else
-        __atomic_fetch_and(&leaf[granule >> 6], ~bit, __ATOMIC_RELAXED);
+    uint64_t *summary = &leaf[START_LEAF_WORDS + (word >> 6)];
+    uint64_t summary_bit = (uint64_t)1 << (word & 63);
+    if (set) {
+        __atomic_fetch_or(&leaf[word], bit, __ATOMIC_RELAXED);
+        __atomic_fetch_or(summary, summary_bit, __ATOMIC_RELAXED);
+    } else if ((__atomic_fetch_and(&leaf[word], ~bit, __ATOMIC_RELAXED) & ~bit) == 0) {
+        /* The word emptied: clear its summary bit, then set it again if another arena
+         * marked the word meanwhile (where two segments meet), so no start is hidden. */
+        __atomic_fetch_and(summary, ~summary_bit, __ATOMIC_RELAXED);
+        if (__atomic_load_n(&leaf[word], __ATOMIC_RELAXED) != 0)
+            __atomic_fetch_or(summary, summary_bit, __ATOMIC_RELAXED);
+    }
 }
 
 void prmi_chunk_claim(prm_arena *av, prm_chunk *p)
@@ -477,7 +524,7 @@ void prmi_hardened_forget(void)
     for (size_t root = 0; root < START_ROOTS; root++) {
         uint64_t *leaf = __atomic_exchange_n(&start_leaves[root], NULL, __ATOMIC_ACQ_REL);
         if (leaf != NULL)
-            prm_os_unmap_metadata(leaf, START_LEAF_BYTES);
+            prm_os_unmap_metadata(leaf, START_MAP_BYTES);
     }
     prm_lock_acquire(&quarantine.lock);
     quarantine.oldest = quarantine.count = quarantine.mapped = 0;
