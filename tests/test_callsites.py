@@ -123,7 +123,11 @@ def test_an_empty_recording_is_an_error_with_the_reason(tmp_path):
 
 
 def test_a_cpython_recording_takes_at_most_4_bytes_per_operation():
-    script = "import json; d = {str(i): [i] for i in range(20000)}; print(len(json.dumps(d)))"
+    # Allocating for at least 100 ms, however fast the machine, so that the 10 ms tick
+    # shows below.
+    script = ("import json, time\nstart = time.monotonic()\n"
+              "while time.monotonic() - start < 0.1:\n"
+              "    d = {str(i): [i] for i in range(20000)}; n = len(json.dumps(d))\nprint(n)")
     recording = T.record_run([sys.executable, "-c", script],
                              env=dict(os.environ, PYTHONMALLOC="malloc"))
     raw = recording.raw
