@@ -31,6 +31,7 @@ import os
 import re
 import signal
 import subprocess
+import sys
 
 import pytest
 
@@ -430,6 +431,41 @@ def test_large_cache_classes_limits_and_budget(programs, library, tcache_count, 
                _env(library, PYMALLOC_REAL_OPTIONS=f"tcache_count={tcache_count},tcache_grow={grow}"),
                timeout=60)
     _assert_on_library(run, "large_cache", library)
+
+
+# A heap emptied and filled again at once, `cycles` times: 64 blocks of 40 KiB (above the
+# cache's classes, below the mmap threshold) malloced, then all freed, so each cycle's
+# frees merge into top past the trim threshold.
+_TRIM_CYCLES = """
+import ctypes, sys
+libc = ctypes.CDLL(None)
+libc.malloc.restype = ctypes.c_void_p
+libc.free.argtypes = [ctypes.c_void_p]
+for cycle in range(int(sys.argv[1])):
+    blocks = [libc.malloc(40 << 10) for _ in range(64)]
+    for block in blocks:
+        libc.free(block)
+"""
+
+
+def _trims(library, tmp_path, cycles):
+    stats = tmp_path / f"trims{cycles}.json"
+    proc = subprocess.run([sys.executable, "-c", _TRIM_CYCLES, str(cycles)], timeout=60,
+                          env=_env(library, PYMALLOC_REAL_OPTIONS=f"stats={stats}"),
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(stats.read_text())["trims"]
+
+
+def test_trim_hysteresis_stops_trimming_a_heap_that_regrows_at_once(library, tmp_path):
+    """Each cycle's frees would trim the break and its mallocs raise it again (glibc's
+    rule); once the heap has regrown within 50 ms of a trim, later trims keep what it
+    gave back, so 50 cycles trim no more often than 5 (the first cycles trim; a
+    tolerance of 3 for a cycle the scheduler stretches past 50 ms on a loaded machine).
+    Without the hold, each of the 45 cycles more would add a trim."""
+    first = _trims(library, tmp_path, 5)
+    assert first >= 1, "the first cycles did not trim at all: the workload tests nothing"
+    assert _trims(library, tmp_path, 50) <= first + 3
 
 
 @pytest.mark.parametrize("producers, consumers", [(1, 1), (4, 4), (2, 8)])
