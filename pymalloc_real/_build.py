@@ -42,6 +42,7 @@ CORE_SOURCES = [
     "core/pagemap.c",
     "core/publish.c",
     "core/hardened.c",
+    "core/faults.c",
     "probe/layout.c",
     "pagesim/pagesim.c",
 ]

@@ -4,6 +4,7 @@
  * non-main arenas' heaps (reserved aligned, committed and decommitted as top moves). */
 #include <string.h>
 
+#include "hardened.h"
 #include "internal.h"
 
 prm_state prmi_state;
@@ -60,6 +61,8 @@ static PRM_COLD void initialize(void)
         prmi_arena_init(&prmi_state.main_arena, 0);
         if (prmi_configure != NULL)
             prmi_configure();
+        if (mp->hardened)
+            prmi_faults_install();   /* a build hardened from the start (options.c does the rest) */
         prmi_threads_init();
         __atomic_store_n(&prmi_state.main_arena.initialized, 1, __ATOMIC_RELEASE);
     }
@@ -263,7 +266,7 @@ int prmi_grow_heap(prm_arena *av, size_t nb)
             if (contiguous) {
                 size_t added = target - current;
                 set_head(av->top, (top_size(av) + added) | PRM_PREV_INUSE);
-                av->segments->end = target;
+                __atomic_store_n(&av->segments->end, target, __ATOMIC_RELAXED);   /* refresh_range reads it unlocked */
                 prmi_pagemap_mark(current, target, prmi_arena_owner(av->index));
                 account_system(av, added);
             } else {
@@ -330,7 +333,7 @@ int prmi_systrim(prm_arena *av, size_t pad)
         return 0;
     size_t released = top_end - now;
     set_head(av->top, (size - released) | PRM_PREV_INUSE);
-    av->segments->end = now;
+    __atomic_store_n(&av->segments->end, now, __ATOMIC_RELAXED);
     prmi_pagemap_mark(now, top_end, PRM_OWNER_NONE);
     av->system_bytes -= released;
     av->trims++;
@@ -451,7 +454,7 @@ static int grow_nonmain(prm_arena *av, size_t nb)
         set_head(av->top, (top + (target - seg->end)) | PRM_PREV_INUSE | PRM_NON_MAIN);
         prmi_pagemap_mark(seg->end, target, prmi_arena_owner(av->index));
         account_system(av, target - seg->end);
-        seg->end = target;
+        __atomic_store_n(&seg->end, target, __ATOMIC_RELAXED);   /* refresh_range reads it unlocked */
         return 1;
     }
     if (!prmi_fits_heap(nb)) {
@@ -490,7 +493,7 @@ static int trim_heap(prm_arena *av, size_t pad)
         return 0;
     }
     set_head(av->top, (size - extra) | PRM_PREV_INUSE | PRM_NON_MAIN);
-    seg->end = new_end;
+    __atomic_store_n(&seg->end, new_end, __ATOMIC_RELAXED);
     av->system_bytes -= extra;
     av->trims++;
     return 1;

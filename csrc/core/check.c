@@ -110,6 +110,20 @@ static void report(int status, const char *check, const char *detail, const void
 #endif
 }
 
+/* A fault the allocator can name (faults.c): the line only, from a signal handler; the
+ * signal itself then ends the program. Printed as M_CHECK_ACTION says in the LD_PRELOAD
+ * build, always in the cffi build (the interpreter dies of the signal too). */
+void prmi_report_fault(const char *check, const char *detail, const void *ptr)
+{
+#if PRM_RECOVERABLE
+    write_report(check, detail, ptr, 0);
+#else
+    int action = __atomic_load_n(&params()->check_action, __ATOMIC_RELAXED);
+    if (action & PRM_CHECK_PRINT)
+        write_report(check, detail, ptr, action & PRM_CHECK_BRIEF);
+#endif
+}
+
 void prmi_fail_arena(prm_arena *av, const char *check, const char *detail, const void *ptr)
 {
     report(PRM_ERR_CORRUPTION, check, detail, ptr);

@@ -305,6 +305,34 @@ void *prmi_zero_block(void)
     return (void *)mem;
 }
 
+int prmi_zero_block_at(uintptr_t address, uintptr_t *block)
+{
+    if (!holds_zero_block((const void *)address))
+        return 0;
+    *block = address & ~(uintptr_t)PRM_ALIGN_MASK;
+    return 1;
+}
+
+int prmi_quarantined_mapped_at(uintptr_t address, uintptr_t *mem, size_t *length)
+{
+    /* No lock (a signal handler asks): the window is read as it stands; an entry that
+     * changes meanwhile at worst goes unnamed. A block's closed pages and the guard page
+     * after them count as the block's. */
+    size_t page = prm_os_page_size();
+    unsigned oldest = __atomic_load_n(&quarantine.oldest, __ATOMIC_RELAXED);
+    unsigned count = __atomic_load_n(&quarantine.count, __ATOMIC_RELAXED);
+    for (unsigned k = 0; k < count && k < QUARANTINE_SLOTS; k++) {
+        const quarantined *q = &quarantine.slot[(oldest + k) % QUARANTINE_SLOTS];
+        uintptr_t start = (uintptr_t)q->mem;
+        if (q->mapped && q->length > 0 && address >= start && address - start < q->length + page) {
+            *mem = start;
+            *length = q->length;
+            return 1;
+        }
+    }
+    return 0;
+}
+
 /* Under the quarantine's lock: the entry for mapped block mem, or -1. */
 static int mapped_slot_of(const void *mem)
 {

@@ -40,6 +40,13 @@ PRM_INTERNAL void *prmi_zero_block(void);
 PRM_INTERNAL int prmi_hardened_usable(void *mem, const char *who);
 /* Is mem a mapped block waiting in the quarantine (its pages closed)? */
 PRM_INTERNAL int prmi_quarantined_mapped(const void *mem);
+/* For the fault handler (faults.c), without a lock: does address lie in a zero-size
+ * block (its block in *block), or in a mapped block waiting in the quarantine with its
+ * pages closed, or the guard page after it (*mem, and the closed bytes in *length)? */
+PRM_INTERNAL int prmi_zero_block_at(uintptr_t address, uintptr_t *block);
+PRM_INTERNAL int prmi_quarantined_mapped_at(uintptr_t address, uintptr_t *mem, size_t *length);
+/* faults.c: hardened mode's fault handler, installed once when hardened mode is set. */
+PRM_INTERNAL void prmi_faults_install(void);
 /* Check every block still in the quarantine for writes after free (at exit). */
 PRM_INTERNAL void prmi_quarantine_check_all(void);
 /* The quarantine's lock, for the fork handlers (threads.c). A leaf: nothing else is

@@ -330,6 +330,16 @@ typedef struct prm_thread {
 PRM_INTERNAL extern __thread prm_thread prmi_self;
 
 static inline unsigned tcache_index(size_t nb) { return (unsigned)((nb - PRM_MINSIZE) >> 4); }
+/* tcache_index(request2size(bytes)) for a request of at most PRM_TCACHE_MAX_REQUEST bytes,
+ * without request2size's clamp to PRM_MINSIZE (a compare and a conditional move on
+ * malloc's fast path): requests of up to 8 bytes and of 9 to 24 both land in bin 0.
+ * tests/c/core_test.c checks it against the definition for every such request. */
+static inline unsigned request_tcache_index(size_t bytes)
+{
+    _Static_assert(PRM_SIZE_SZ == 8 && PRM_ALIGN == 16 && PRM_MINSIZE == 32, "the formula's constants");
+    size_t bin_plus_one = (bytes + 7) >> 4;   /* 0 for requests of up to 8 bytes */
+    return (unsigned)(bin_plus_one - (bin_plus_one != 0));
+}
 
 /* The cache lists are safe-linked like the fast bins (chunk.h). A cached entry's key is
  * its cache: free's double-free test. Popping an entry checks the link it leaves as the
@@ -361,8 +371,24 @@ PRM_INTERNAL prm_tcache_entry *prmi_large_class_pop(prm_tcache *tc, size_t *nb);
 PRM_INTERNAL int prmi_realloc_of_cached(void *mem);
 PRM_INTERNAL int prmi_free_large_class(prm_tcache *tc, void *mem, size_t size);
 PRM_INTERNAL int prmi_free_keyed(void *mem);
+/* Is the header after a live chunk damaged? Its PREV_INUSE must say the chunk is in use
+ * and its size lie below 2^47: an overflow past the block (a NUL over the low byte, a
+ * flipped high byte) or a second free of a chunk the arena has merged breaks one. The
+ * cache's free asks before it takes a chunk, so caching hides nothing the arena's free
+ * would have seen: one load and a test. */
+static inline int next_head_damaged(size_t next_head)
+{
+    return ((next_head ^ PRM_PREV_INUSE) & (PRM_PREV_INUSE | ~(((size_t)1 << 47) - 1))) != 0;
+}
+PRM_INTERNAL int prmi_free_next_damaged(void *mem);
 PRM_INTERNAL void prmi_tcache_flush(void);
-PRM_INTERNAL int prmi_cache_full(prm_tcache *tc, unsigned index, void *mem);
+/* At exit: is every entry of the calling thread's cache still as free left it (its key,
+ * its link, its size)? A write after free over a cached chunk's first 16 bytes is
+ * reported (as a damaged block) instead of leaving silently. */
+PRM_INTERNAL void prmi_tcache_check(void);
+/* free of a chunk whose cache bin is at its limit (the bin found again from the chunk,
+ * so that free's fast path keeps no register for it). */
+PRM_INTERNAL int prmi_cache_full(prm_tcache *tc, void *mem);
 PRM_INTERNAL void *prmi_cache_fill(prm_tcache *tc, unsigned index, size_t nb);
 /* malloc.c: the arena side of the cache's batches. */
 PRM_INTERNAL unsigned prmi_arena_malloc_many(size_t nb, void **out, unsigned count);
@@ -539,6 +565,7 @@ PRM_INTERNAL void prmi_text_dec(prmi_text *t, uint64_t value);
 PRM_INTERNAL __attribute__((noreturn)) void prmi_fail_arena(prm_arena *av, const char *check,
                                                             const char *detail, const void *ptr);
 PRM_INTERNAL int prmi_fail_pointer(const char *check, const char *detail, const void *ptr);
+PRM_INTERNAL void prmi_report_fault(const char *check, const char *detail, const void *ptr);
 /* A damaged block (its canary, a poisoned cache bin) whose arena is still sound. */
 PRM_INTERNAL int prmi_fail_block(const char *check, const char *detail, const void *ptr);
 PRM_INTERNAL void prmi_refuse_corrupt_arena(prm_arena *av);

@@ -730,7 +730,7 @@ void *prm_malloc(size_t bytes)
     if (prm_likely(bytes <= PRM_TCACHE_MAX_REQUEST && !params()->debug)) {
         prm_tcache *tc = prmi_self.tcache;
         if (prm_likely(tc > PRM_TCACHE_DISABLED)) {
-            unsigned index = tcache_index(request2size(bytes));
+            unsigned index = request_tcache_index(bytes);
             prm_tcache_entry *e = tc->entries[index];
             if (prm_unlikely(!cache_range_holds(tc, e)))   /* NULL too: hardened.h */
                 return prmi_cache_pop_out_of_range(tc, bytes);
@@ -808,6 +808,14 @@ static prm_chunk *chunk_for_pointer(void *mem, const char *who)
      * before it is read; in checked mode (the cffi build) every header is. */
     if (PRM_CHECK_LINKS && !looked_up(mem, who, &found))
         return NULL;
+    /* Without the full look-up, the ownership map still says, before the header is read,
+     * whether its page is ours at all: a pointer into an inaccessible mapping, or far
+     * beyond the heap, is reported instead of faulting here. */
+    if (!PRM_CHECK_LINKS && prm_unlikely(prmi_owner_of((uintptr_t)mem - PRM_CHUNK_HDR) == PRM_OWNER_NONE)) {
+        if (prmi_mmapped_lookup(mem) == PRMI_MAPPED_GONE)
+            return reject_unmapped(who, mem);
+        return reject_pointer(who, "the pointer lies in no heap segment and no mapped block of ours", mem);
+    }
     prm_chunk *p = mem2chunk(mem);
     size_t size = chunk_size(p);
     /* A header of zeros may be a tombstone: the page a freed mmapped chunk left. */
@@ -960,15 +968,19 @@ static int free_plain(void *mem);
 /* The cache's push of an aligned block of ours. A heap chunk of a cached size qualifies;
  * an mmapped one fails the size test because its M bit stays in `size`, and so does a
  * freed one's tombstone (size 0) or a buried header (hardened.h). A chunk that already
- * heads its bin is a double free even when its key was cleared. */
+ * heads its bin is a double free even when its key was cleared, and one whose next
+ * header is damaged is reported as the arena's free would. */
 static inline int cache_free(prm_tcache *tc, void *mem)
 {
     size_t size = load_size(mem2chunk(mem)) & ~(size_t)(PRM_PREV_INUSE | PRM_NON_MAIN);
     if (prm_likely(size - PRM_MINSIZE <= PRM_TCACHE_MAX_SIZE - PRM_MINSIZE && aligned_ok(size))) {
-        unsigned index = tcache_index(size);
+        size_t index = tcache_index(size);   /* size_t: no zero-extension on the path */
         prm_tcache_entry *e = mem;
         if (prm_unlikely(tcache_sealed(tc, e)))
             return prmi_free_keyed(mem);
+        size_t next_head = load_size(chunk_at(mem2chunk(mem), size));
+        if (prm_unlikely(next_head_damaged(next_head)))
+            return prmi_free_next_damaged(mem);
         prm_tcache_entry *head = tc->entries[index];
         if (prm_unlikely(head == e))
             return prmi_free_cached_head(mem);
@@ -978,7 +990,7 @@ static inline int cache_free(prm_tcache *tc, void *mem)
             tc->counts[index]++;
             return PRM_OK;
         }
-        return prmi_cache_full(tc, index, mem);
+        return prmi_cache_full(tc, mem);
     }
     return prmi_free_large_class(tc, mem, size);
 }
@@ -1304,6 +1316,22 @@ size_t prmi_usable_size_trusted(void *mem)
     return 0;
 }
 
+/* Is the heap block mem (ours, no canary) live? A block freed into this thread's cache
+ * looks in use to its boundary tags, but its key and its bin say otherwise; one freed to
+ * its arena (a bin's, not a fast bin's) has a next chunk that says so. 1, or 0 after
+ * reporting (as `who`). */
+static int freed_block_reported(void *mem, const char *who)
+{
+    prm_chunk *p = mem2chunk(mem);
+    if (chunk_is_mmapped(p))
+        return 1;
+    if (prmi_realloc_of_cached(mem))
+        return !prmi_fail_pointer(who, "the block is freed: it waits in this thread's cache", mem);
+    if (!inuse_at(p, chunk_size(p)))
+        return !prmi_fail_pointer(who, "the block is freed: the next chunk's header says so", mem);
+    return 1;
+}
+
 /* malloc_usable_size's checks, reporting a bad block as `who` (or its canary as
  * `overwritten`): 1 and the usable size in *usable, or 0 (a zero-size block, a null
  * pointer, or reported). */
@@ -1314,8 +1342,12 @@ int prmi_usable_size_checked(void *mem, const char *who, const char *overwritten
         return 0;
     if (mem == NULL || !known_block(mem, who))
         return 0;
-    if (prm_unlikely(params()->canary) && prmi_canary_verify(mem, overwritten, who) != PRM_OK)
+    if (prm_unlikely(params()->canary)) {
+        if (prmi_canary_verify(mem, overwritten, who) != PRM_OK)
+            return 0;
+    } else if (!freed_block_reported(mem, who)) {
         return 0;
+    }
     *usable = prmi_usable_size_trusted(mem);
     return 1;
 }

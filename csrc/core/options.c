@@ -2,6 +2,7 @@
  * parameter numbers and meanings, malloc_trim, touching pages, and the break and page
  * size as the kernel layer sees them. */
 #include "prm.h"
+#include "hardened.h"
 #include "internal.h"
 
 static void consolidate_arena(prm_arena *av);
@@ -74,6 +75,8 @@ int prmi_set_param(int param, long value)
         mp->hardened = (int)value;
         mp->canary = (int)value;
         mp->debug = mp->perturb_byte != 0 || mp->canary;
+        if (value)
+            prmi_faults_install();   /* its traps are named (faults.c) */
         return 1;
     case PRM_M_ARENA_TEST:
         if (value > 0)

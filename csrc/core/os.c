@@ -9,11 +9,14 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/futex.h>
+#include <signal.h>
+#include <ucontext.h>
 #include <stdlib.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
+#include <string.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -407,6 +410,52 @@ int prm_os_cpu_count(void)
 void prm_os_abort(void)
 {
     abort();
+}
+
+/* ---- faults (hardened mode) ------------------------------------------------------------ */
+
+static prm_os_fault_handler *fault_handler;
+static struct sigaction kept_segv, kept_bus;
+
+static int fault_access(const void *context)
+{
+#if defined(__x86_64__)
+    /* The page-fault error code: bit 1 set for a write. */
+    const ucontext_t *uc = context;
+    return (uc->uc_mcontext.gregs[REG_ERR] & 2) ? PRM_OS_FAULT_WRITE : PRM_OS_FAULT_READ;
+#else
+    (void)context;
+    return PRM_OS_FAULT_ACCESS;
+#endif
+}
+
+static void on_fault(int signal, siginfo_t *info, void *context)
+{
+    int saved = errno;
+    fault_handler(signal, info->si_addr, fault_access(context));
+    errno = saved;
+}
+
+int prm_os_catch_faults(prm_os_fault_handler *handler)
+{
+    struct sigaction action;
+    memset(&action, 0, sizeof action);
+    action.sa_sigaction = on_fault;
+    action.sa_flags = SA_SIGINFO | SA_ONSTACK | SA_RESTART;
+    sigemptyset(&action.sa_mask);
+    fault_handler = handler;
+    if (sigaction(SIGSEGV, &action, &kept_segv) != 0)
+        return -1;
+    if (sigaction(SIGBUS, &action, &kept_bus) != 0) {
+        sigaction(SIGSEGV, &kept_segv, NULL);
+        return -1;
+    }
+    return 0;
+}
+
+void prm_os_release_fault(int signal)
+{
+    sigaction(signal, signal == SIGBUS ? &kept_bus : &kept_segv, NULL);
 }
 
 uint64_t prm_os_monotonic_ns(void)

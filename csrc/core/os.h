@@ -68,6 +68,17 @@ int prm_os_name_mapping(void *addr, size_t length, const char *name);
 void prm_os_futex_wait(int *word, int expected);
 void prm_os_futex_wake(int *word, int count);
 
+/* Hardened mode's fault handler (faults.c). prm_os_catch_faults makes `handler` take
+ * SIGSEGV and SIGBUS (on the alternate stack if the thread has one, the signal's
+ * information and the interrupted context passed on), keeping the actions it replaced;
+ * prm_os_release_fault hands `signal` back to its kept action, so that the faulting
+ * access, executed again, reaches it (async-signal-safe). The access the fault made,
+ * from the context: PRM_OS_FAULT_READ, _WRITE, or _ACCESS when the machine does not say. */
+enum { PRM_OS_FAULT_ACCESS, PRM_OS_FAULT_READ, PRM_OS_FAULT_WRITE };
+typedef void prm_os_fault_handler(int signal, void *address, int access);
+int  prm_os_catch_faults(prm_os_fault_handler *handler);
+void prm_os_release_fault(int signal);
+
 /* Error output and termination, used only by the one error-reporting routine (and
  * malloc_stats). The write is never a cancellation point. */
 void prm_os_write_stderr(const char *text, size_t length);

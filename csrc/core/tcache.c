@@ -299,7 +299,7 @@ PRM_NOINLINE int prmi_free_large_class(prm_tcache *tc, void *mem, size_t size)
     if (prm_unlikely(tc->large_bytes + size > PRM_TCACHE_LARGE_BUDGET))
         return prmi_free_to_arena(mem);
     if (prm_unlikely(tc->counts[index] >= tc->limits[index]))
-        return prmi_cache_full(tc, index, mem);
+        return prmi_cache_full(tc, mem);
     tcache_link(tc, e, tc->entries[index]);
     tc->entries[index] = e;
     tc->counts[index]++;
@@ -365,8 +365,9 @@ static void drain_bin(prm_tcache *tc, unsigned index, unsigned count)
  * the bin back to the arena in one batch; then cache mem if there is room, as glibc
  * does with its fixed count (growth off: mem goes to the arena). Also where a change of tcache_count
  * (mallopt) reaches this thread's cache. Slow path of free. */
-PRM_NOINLINE int prmi_cache_full(prm_tcache *tc, unsigned index, void *mem)
+PRM_NOINLINE int prmi_cache_full(prm_tcache *tc, void *mem)
 {
+    unsigned index = tcache_bin_of_chunk(chunk_size(mem2chunk(mem)));   /* not passed: see free */
     if (prm_unlikely(tc->base_count != params()->tcache_count)) {
         reset_limits(tc);
         while (tc->counts[index] >= tc->limits[index] && tc->counts[index] > 0)
@@ -411,6 +412,20 @@ PRM_NOINLINE void *prmi_cache_fill(prm_tcache *tc, unsigned index, size_t nb)
     return batch[0];
 }
 
+/* free of a cached size whose next header is damaged (next_head_damaged): name what it
+ * says. */
+PRM_NOINLINE int prmi_free_next_damaged(void *mem)
+{
+    size_t next_head = load_size(next_chunk(mem2chunk(mem)));
+    if (!(next_head & PRM_PREV_INUSE))
+        return prmi_fail_pointer("double free or corruption (!prev)",
+                                 "the next chunk's header says this chunk is free (freed before, or a "
+                                 "write past the block)", mem);
+    return prmi_fail_pointer("free(): invalid next size (tcache)",
+                             "the next chunk's header holds an impossible size (an overflow past the block?)",
+                             mem);
+}
+
 /* free of a chunk whose key says it is in this cache: a double free if it is. */
 PRM_NOINLINE int prmi_free_keyed(void *mem)
 {
@@ -419,6 +434,35 @@ PRM_NOINLINE int prmi_free_keyed(void *mem)
                                  "the chunk is already in this thread's cache", mem);
     ((prm_tcache_entry *)mem)->key = 0;
     return prm_free(mem);
+}
+
+/* Could e be an entry of this thread's cache bin `index`? Read only once its pages are
+ * known to be a heap's (the ownership map), so a link overwritten with anything cannot
+ * make the check fault. */
+static int cached_entry_intact(prm_tcache *tc, const prm_tcache_entry *e, unsigned index)
+{
+    uintptr_t chunk = (uintptr_t)e - PRM_CHUNK_HDR;
+    return aligned_ok((uintptr_t)e) && prmi_owner_is_arena(prmi_owner_of(chunk)) &&
+           prmi_owner_is_arena(prmi_owner_of((uintptr_t)e + sizeof *e - 1)) &&
+           e->key == (uintptr_t)tc && tcache_bin_of_chunk(chunk_size((prm_chunk *)chunk)) == index;
+}
+
+void prmi_tcache_check(void)
+{
+    prm_tcache *tc = prmi_self.tcache;
+    if (tc <= PRM_TCACHE_DISABLED)
+        return;
+    for (unsigned index = 0; index < PRM_TCACHE_BINS; index++) {
+        prm_tcache_entry *e = tc->entries[index];
+        for (unsigned k = 0; k < tc->counts[index]; k++) {
+            if (e == NULL || !cached_entry_intact(tc, e, index)) {
+                prmi_fail_block("free(): write after free detected (tcache)",
+                                "a cached chunk's link or key was overwritten after it was freed", e);
+                return;
+            }
+            e = tcache_next(e);
+        }
+    }
 }
 
 /* Give everything this thread's cache holds back to the arenas (malloc_trim): batches of

@@ -97,7 +97,7 @@ static inline void count_live(void *mem, int sign)
  * call. With neither, one test and the core call. */
 #define ALLOCATE(call, requested, expression, record)           \
     do {                                                        \
-        if (prm_likely(!(report.enabled | prmi_rec.active)))    \
+        if (prm_likely(!(prmi_rec.hooks)))    \
             return expression;                                  \
         if (report.enabled)                                     \
             count_call(call, requested);                        \
@@ -260,6 +260,7 @@ static void apply_option(const char *item, size_t length)
             return;
         }
         report.enabled = 1;
+        __atomic_fetch_or(&prmi_rec.hooks, PRMI_HOOK_REPORT, __ATOMIC_RELAXED);
         return;
     }
     for (size_t k = 0; k < sizeof option_keys / sizeof option_keys[0]; k++) {
@@ -348,7 +349,7 @@ static PRM_NOINLINE void free_observed(void *mem)
 
 PRM_EXPORT void free(void *mem)
 {
-    if (prm_unlikely(report.enabled | prmi_rec.active)) {
+    if (prm_unlikely(prmi_rec.hooks)) {
         free_observed(mem);
         return;
     }
@@ -374,7 +375,7 @@ static PRM_NOINLINE void *realloc_observed(void *mem, size_t size)
 
 PRM_EXPORT void *realloc(void *mem, size_t size)
 {
-    if (prm_unlikely(report.enabled | prmi_rec.active))
+    if (prm_unlikely(prmi_rec.hooks))
         return realloc_observed(mem, size);
     return prm_realloc(mem, size);
 }
@@ -555,8 +556,12 @@ static void json_number(prmi_text *t, const char *key, uint64_t value, int last)
  * neither allocates nor touches stdio while the program is exiting. */
 static __attribute__((destructor)) void write_exit_report(void)
 {
+    /* A write after free is reported at exit at the latest: over a block in the quarantine,
+     * or over the links of one in this thread's cache. */
     if (params()->hardened)
-        prmi_quarantine_check_all();   /* a write after free is reported at exit at the latest */
+        prmi_quarantine_check_all();
+    else
+        prmi_tcache_check();
     prmi_rec_finish();   /* the trace's last records and the profile (trace.c) */
     if (!report.enabled)
         return;

@@ -53,7 +53,7 @@ static void say(const char *a, const char *b)
 static void stop_tracing(const char *why)
 {
     prmi_rec.tracing = 0;
-    prmi_rec.active = prmi_rec.profiling;
+    prmi_rec_set_active(prmi_rec.profiling);
     if (!prmi_rec.complained) {
         prmi_rec.complained = 1;
         say("pymalloc_real: trace: ", why);
@@ -392,7 +392,7 @@ static int open_trace(const char *value, size_t length)
     }
     prmi_rec.fd = fd;
     prmi_rec.tracing = 1;
-    prmi_rec.active = 1;
+    prmi_rec_set_active(1);
     return 1;       /* the header is written with the first record, once all options are in */
 }
 
@@ -477,7 +477,7 @@ static int set_profile(const char *value, size_t length)
     memcpy(prmi_rec.profile_path, value, length);
     prmi_rec.profile_path[length] = '\0';
     prmi_rec.profiling = 1;
-    prmi_rec.active = 1;
+    prmi_rec_set_active(1);
     return 1;
 }
 
@@ -635,7 +635,7 @@ void prmi_rec_fork_child(void)
     prmi_rec.tracing = 0;
     prmi_rec.used = 0;
     prmi_rec.fd = -1;           /* the parent's descriptor: never ours to write or close */
-    prmi_rec.active = prmi_rec.profiling;
+    prmi_rec_set_active(prmi_rec.profiling);
     rec_thread = 0;
     prmi_stack_fork_child();
 }

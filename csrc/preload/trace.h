@@ -85,7 +85,8 @@ enum prmi_rec_event {
 #define PRMI_SAMPLE_NS       10000000ull    /* the timeline's tick: 10 ms */
 
 typedef struct prmi_recorder {
-    int active;                 /* tracing | profiling: the hooks' one test */
+    int hooks;                  /* PRMI_HOOK_*: malloc's and free's one test */
+    int active;                 /* tracing | profiling (kept by prmi_rec_set_active) */
     int tracing;
     int profiling;
     int finished;               /* the exit destructor ran: write each record at once */
@@ -122,6 +123,20 @@ typedef struct prmi_recorder {
 } prmi_recorder;
 
 PRM_INTERNAL extern prmi_recorder prmi_rec;
+
+/* What makes the exported functions leave their plain path: the exit report counts calls
+ * (preload.c) or the recorder records them. One word, so that the plain path is one load
+ * and a branch. */
+enum { PRMI_HOOK_REPORT = 1, PRMI_HOOK_RECORD = 2 };
+
+static inline void prmi_rec_set_active(int on)
+{
+    prmi_rec.active = on;
+    if (on)
+        __atomic_fetch_or(&prmi_rec.hooks, PRMI_HOOK_RECORD, __ATOMIC_RELAXED);
+    else
+        __atomic_fetch_and(&prmi_rec.hooks, ~PRMI_HOOK_RECORD, __ATOMIC_RELAXED);
+}
 
 /* Events, called by the hooks only while prmi_rec.active. `alignment` is 0 for the
  * unaligned calls. */

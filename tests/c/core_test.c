@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "prm.h"
+#include "internal.h"   /* request_tcache_index, checked against its definition */
 
 #define REQUIRE(cond)                                                                   \
     do {                                                                                \
@@ -55,6 +56,18 @@ static void test_alignment_of_every_size(void)
         prm_free(p);
     }
     require_heap_ok("alignment");
+}
+
+/* malloc's fast path finds a request's cache bin without request2size's clamp. */
+static void test_cache_index_of_every_small_request(void)
+{
+    for (size_t n = 0; n <= PRM_TCACHE_MAX_REQUEST; n++)
+        REQUIRE(request_tcache_index(n) == tcache_index(request2size(n)));
+    for (size_t n = 0; n <= PRM_TCACHE_MAX_REQUEST; n++) {
+        void *p = prm_malloc(n);
+        REQUIRE(p != NULL && prm_usable_size(p) == request2size(n) - PRM_SIZE_SZ);
+        prm_free(p);
+    }
 }
 
 static void test_free_null_and_errno(void)
@@ -345,6 +358,7 @@ struct named_test {
 static const struct named_test tests[] = {
     { "malloc_zero_is_unique", test_malloc_zero_is_unique },
     { "alignment_of_every_size", test_alignment_of_every_size },
+    { "cache_index_of_every_small_request", test_cache_index_of_every_small_request },
     { "free_null_and_errno", test_free_null_and_errno },
     { "huge_requests_fail_with_enomem", test_huge_requests_fail_with_enomem },
     { "calloc_overflow_and_zeroing", test_calloc_overflow_and_zeroing },

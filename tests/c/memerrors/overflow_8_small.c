@@ -1,6 +1,6 @@
 /* memory error: an eight-byte overflow past a small block's usable end, over the next
  * chunk's size, then both blocks freed.
- * default: abort "free(): invalid pointer"
+ * default: abort "free(): invalid next size (tcache)"
  * hardened: abort "free(): canary overwritten" */
 #include "memerror.h"
 int main(void)

@@ -1,6 +1,6 @@
 /* memory error: a block with its own mapping read after it was freed (64 KiB in).
  * default: trap
- * hardened: trap */
+ * hardened: trap "segfault: read after free" */
 #include "memerror.h"
 int main(void)
 {

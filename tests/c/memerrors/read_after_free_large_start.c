@@ -1,6 +1,6 @@
 /* memory error: a block with its own mapping read at its first byte after it was freed.
  * default: missed: the first page stays mapped as the tombstone that names a second free
- * hardened: trap */
+ * hardened: trap "segfault: read after free" */
 #include "memerror.h"
 int main(void)
 {

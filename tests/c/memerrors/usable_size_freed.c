@@ -1,5 +1,5 @@
 /* memory error: malloc_usable_size of a freed small block.
- * default: missed: a cached chunk looks in use to its boundary tags
+ * default: abort "malloc_usable_size(): invalid pointer"
  * hardened: abort "malloc_usable_size(): invalid pointer" */
 #include "memerror.h"
 int main(void)

@@ -1,6 +1,6 @@
 /* memory error: a block with its own mapping written after it was freed.
  * default: trap
- * hardened: trap */
+ * hardened: trap "segfault: write after free" */
 #include "memerror.h"
 int main(void)
 {
