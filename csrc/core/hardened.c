@@ -51,6 +51,7 @@ static void refresh_range(prm_tcache *tc)
     uintptr_t hi = __atomic_load_n(&seg->end, __ATOMIC_RELAXED);
     tc->range_lo = lo;
     tc->range_granules = hi > lo ? (hi - lo) >> 4 : 0;
+    tc->range_arena_bit = av->index != 0 ? PRM_NON_MAIN : 0;
 }
 
 int prmi_cache_entry_owned(prm_tcache *tc, const void *mem)
@@ -203,6 +204,101 @@ static void mark_start(uintptr_t addr, int set)
         if (__atomic_load_n(&leaf[word], __ATOMIC_RELAXED) != 0)
             __atomic_fetch_or(summary, summary_bit, __ATOMIC_RELAXED);
     }
+}
+
+/* Is a chunk's start marked at addr: 1, 0, or -1 when its leaf was never mapped (then
+ * nothing can be said, and no check may fail on it). */
+static int start_marked(uintptr_t addr)
+{
+    const uint64_t *leaf = start_leaf(addr, 0);
+    if (leaf == NULL)
+        return -1;
+    size_t granule = (addr & START_LEAF_MASK) >> 4;
+    return (__atomic_load_n(&leaf[granule >> 6], __ATOMIC_RELAXED) >> (granule & 63)) & 1;
+}
+
+/* The chunk before a chunk the cache is given, which its header says is free: the arena
+ * would merge the two when it gets the chunk, so its questions are asked now, under its
+ * lock (that chunk is the arena's, changing under the lock): it must end here, and be a
+ * free chunk of the arena's bins, its links leading to free chunks or bin heads. A fake
+ * free chunk built in a live chunk's data (unsafe unlink, house of einherjar) fails.
+ * Slow path: taken only when the chunk before is free. */
+static PRM_NOINLINE int prev_chunk_sound(void *mem)
+{
+    prm_chunk *p = mem2chunk(mem);
+    prm_arena *av = prmi_arena_of(p);
+    const char *check = NULL, *detail = NULL;
+    if (prm_unlikely(av->abandoned))
+        return PRM_OK;   /* fork child: the arena's owner died mid-update; judge nothing */
+    prm_lock_acquire(&av->lock);
+    size_t prev_size = p->prev_size;
+    prm_chunk *q = (prm_chunk *)((uintptr_t)p - prev_size);
+    if (load_size(p) & PRM_PREV_INUSE) {
+        /* The arena handed the chunk before out since the header was read unlocked. */
+    } else if (prev_size < PRM_MINSIZE || !aligned_ok(prev_size) || prev_size > (uintptr_t)p ||
+        !prmi_plausible_link(av, q) || chunk_size(q) != prev_size) {
+        check = "corrupted size vs. prev_size while consolidating";
+        detail = "the free chunk this one's prev_size leads to does not end here";
+    } else if (start_marked((uintptr_t)q) == 1 || !prmi_link_leads_to_free(av, q, q->fd) ||
+               !prmi_link_leads_to_free(av, q, q->bk)) {
+        check = "corrupted double-linked list";
+        detail = "the chunk before this one, which its header says is free, is no free chunk of its arena's bins";
+    }
+    prm_lock_release(&av->lock);
+    return check == NULL ? PRM_OK : prmi_fail_pointer(check, detail, mem);
+}
+
+static PRM_NOINLINE int entry_not_live(void *mem)
+{
+    return prmi_fail_pointer("free(): double free detected (chunk-start map)",
+                             "the chunk is no live chunk's start: it went back to its arena already", mem);
+}
+
+static PRM_NOINLINE int entry_over_live(void *mem)
+{
+    return prmi_fail_pointer("free(): invalid size",
+                             "the chunk's size reaches over the start of a live chunk (an overflow into its header?)",
+                             mem);
+}
+
+/* The general case: the chunk crosses two leaves of the map, or a leaf is missing. */
+static PRM_NOINLINE int entry_sound_anywhere(void *mem, size_t size)
+{
+    uintptr_t a = (uintptr_t)mem2chunk(mem);
+    if (start_marked(a) == 0)
+        return entry_not_live(mem);
+    if (any_start_in(a + PRM_ALIGN, a + size))
+        return entry_over_live(mem);
+    return load_size(mem2chunk(mem)) & PRM_PREV_INUSE ? PRM_OK : prev_chunk_sound(mem);
+}
+
+int prmi_cache_entry_sound(void *mem)
+{
+    uintptr_t a = (uintptr_t)mem - PRM_CHUNK_HDR;
+    size_t head = load_size((prm_chunk *)a), size = head & ~PRM_FLAG_BITS;
+    uintptr_t last = a + size - PRM_ALIGN;   /* the chunk's last granule */
+    const uint64_t *leaf = a >> PRM_PAGEMAP_ADDRESS_BITS ? NULL
+                                                          : __atomic_load_n(&start_leaves[a >> START_LEAF_SHIFT], __ATOMIC_ACQUIRE);
+    if (prm_unlikely(leaf == NULL || ((a ^ last) >> START_LEAF_SHIFT) != 0))
+        return leaf == NULL ? PRM_OK : entry_sound_anywhere(mem, size);
+    /* The map's words from the chunk's own granule to its last, read once each (a
+     * cached chunk is at most 32 KiB: 32 words). */
+    size_t g0 = (a & START_LEAF_MASK) >> 4, g1 = (last & START_LEAF_MASK) >> 4;
+    const uint64_t *word = leaf + (g0 >> 6), *last_word = leaf + (g1 >> 6);
+    uint64_t first = __atomic_load_n(word, __ATOMIC_RELAXED) >> (g0 & 63);
+    if (prm_unlikely(!(first & 1)))
+        return entry_not_live(mem);
+    uint64_t inside = first >> 1;
+    if (word == last_word) {
+        inside &= ~(uint64_t)0 >> (64 - (g1 - g0));   /* the granules (a, last] */
+    } else {
+        while (++word < last_word)
+            inside |= __atomic_load_n(word, __ATOMIC_RELAXED);
+        inside |= __atomic_load_n(last_word, __ATOMIC_RELAXED) & (~(uint64_t)0 >> (63 - (g1 & 63)));
+    }
+    if (prm_unlikely(inside != 0))
+        return entry_over_live(mem);
+    return prm_likely(head & PRM_PREV_INUSE) ? PRM_OK : prev_chunk_sound(mem);
 }
 
 void prmi_chunk_claim(prm_arena *av, prm_chunk *p)

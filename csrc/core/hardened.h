@@ -28,6 +28,15 @@ static inline void bury_header(prm_chunk *p)
  * (fuzz/fuzz_reset.c). */
 PRM_INTERNAL void prmi_hardened_forget(void);
 
+/* A chunk the thread cache is about to take without asking its arena (a large class,
+ * tcache.c): the checks the arena's free would make. Its start must be a live chunk's in
+ * the chunk-start map (else it went back to the arena: a double free), no live chunk may
+ * start inside it (an enlarged size), and when its header says the chunk before it is
+ * free, that chunk must be a free chunk of the arena's bins ending here (asked under the
+ * arena's lock: it is the arena's). PRM_OK, or an error status, reported. The map is
+ * read with atomics, without a lock. */
+PRM_INTERNAL int prmi_cache_entry_sound(void *mem);
+
 /* ---- Hardened mode (hardened=1, M_HARDENED) --------------------------------------------- */
 /* free in hardened mode: zero-size blocks, the canary, then the quarantine. */
 PRM_INTERNAL int prmi_quarantine_free(void *mem);

@@ -315,6 +315,9 @@ typedef struct prm_tcache {
      * long, the newest segment of this thread's arena when it was last looked at. */
     uintptr_t range_lo;
     uintptr_t range_granules;
+    /* The NON_MAIN bit every chunk in that range has (0 in the main arena's): a chunk
+     * freed there with the other value had its header forged (house of mind). */
+    size_t range_arena_bit;
 } prm_tcache;
 
 /* The cache pointer says more than "none": the thread exited, or caches are off. */

@@ -970,9 +970,13 @@ static int free_plain(void *mem);
  * freed one's tombstone (size 0) or a buried header (hardened.h). A chunk that already
  * heads its bin is a double free even when its key was cleared, and one whose next
  * header is damaged is reported as the arena's free would. */
-static inline int cache_free(prm_tcache *tc, void *mem)
+static inline int cache_free(prm_tcache *tc, void *mem, size_t arena_bit)
 {
-    size_t size = load_size(mem2chunk(mem)) & ~(size_t)(PRM_PREV_INUSE | PRM_NON_MAIN);
+    /* With the checks, the NON_MAIN bit must be the one the chunk's memory says
+     * (arena_bit): a forged one stays in `size`, which then fails the size test and goes
+     * to the arena's free, which names it. */
+    size_t size = PRM_HARDENING ? (load_size(mem2chunk(mem)) ^ arena_bit) & ~(size_t)PRM_PREV_INUSE
+                                : load_size(mem2chunk(mem)) & ~(size_t)(PRM_PREV_INUSE | PRM_NON_MAIN);
     if (prm_likely(size - PRM_MINSIZE <= PRM_TCACHE_MAX_SIZE - PRM_MINSIZE && aligned_ok(size))) {
         size_t index = tcache_index(size);   /* size_t: no zero-extension on the path */
         prm_tcache_entry *e = mem;
@@ -997,7 +1001,8 @@ static inline int cache_free(prm_tcache *tc, void *mem)
 
 PRM_NOINLINE int prmi_cache_free_owned(prm_tcache *tc, void *mem)
 {
-    return cache_free(tc, mem);
+    unsigned owner = prmi_owner_of((uintptr_t)mem2chunk(mem));
+    return cache_free(tc, mem, owner == prmi_arena_owner(0) ? 0 : PRM_NON_MAIN);
 }
 
 /* The fast path pushes on this thread's cache: no lock, errno untouched, only tail
@@ -1007,7 +1012,7 @@ static inline int free_plain(void *mem)
     prm_tcache *tc = prmi_self.tcache;
     if (prm_likely(tc > PRM_TCACHE_DISABLED)) {
         if (prm_likely(cache_range_holds(tc, mem)))
-            return cache_free(tc, mem);
+            return cache_free(tc, mem, tc->range_arena_bit);
         return prmi_free_out_of_range(tc, mem);
     }
     return mem != NULL ? prmi_free_to_arena(mem) : PRM_OK;

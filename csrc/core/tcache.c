@@ -296,6 +296,11 @@ PRM_NOINLINE int prmi_free_large_class(prm_tcache *tc, void *mem, size_t size)
                      !aligned_ok(next_head & ~PRM_FLAG_BITS)))
         return prmi_fail_pointer("free(): invalid next size (normal)",
                                  "the next chunk's header holds an impossible size", mem);
+    if (PRM_HARDENING) {
+        int sound = prmi_cache_entry_sound(mem);
+        if (prm_unlikely(sound != PRM_OK))
+            return sound;
+    }
     if (prm_unlikely(tc->large_bytes + size > PRM_TCACHE_LARGE_BUDGET))
         return prmi_free_to_arena(mem);
     if (prm_unlikely(tc->counts[index] >= tc->limits[index]))
