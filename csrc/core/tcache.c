@@ -458,13 +458,19 @@ void prmi_tcache_check(void)
     if (tc <= PRM_TCACHE_DISABLED)
         return;
     for (unsigned index = 0; index < PRM_TCACHE_BINS; index++) {
-        prm_tcache_entry *e = tc->entries[index];
+        prm_tcache_entry *e = tc->entries[index], *linked_from = NULL;
         for (unsigned k = 0; k < tc->counts[index]; k++) {
             if (e == NULL || !cached_entry_intact(tc, e, index)) {
+                /* Name the chunk written over: this one if it is ours (its key), else the
+                 * one whose link led here. */
+                int ours = e != NULL && aligned_ok((uintptr_t)e) &&
+                           prmi_owner_is_arena(prmi_owner_of((uintptr_t)e - PRM_CHUNK_HDR));
                 prmi_fail_block("free(): write after free detected (tcache)",
-                                "a cached chunk's link or key was overwritten after it was freed", e);
+                                "a cached chunk's link or key was overwritten after it was freed",
+                                ours || linked_from == NULL ? (void *)e : (void *)linked_from);
                 return;
             }
+            linked_from = e;
             e = tcache_next(e);
         }
     }
