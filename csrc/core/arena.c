@@ -28,6 +28,7 @@ void prmi_arena_init(prm_arena *av, int index)
     prmi_bins_init(av);
     av->top = NULL;
     av->segments = NULL;
+    av->segment_hint = NULL;
     av->segment_count = 0;
 }
 
@@ -80,9 +81,16 @@ prm_arena *prmi_main_arena(void)
 /* The segment holding addr, or NULL. Segments are few (usually one). */
 prm_segment *prmi_segment_of(prm_arena *av, uintptr_t addr)
 {
+    /* The segment found last first: the link checks ask about chunks near each other, and
+     * an arena whose heap grew in many pieces has a long list. */
+    prm_segment *hint = __atomic_load_n(&av->segment_hint, __ATOMIC_RELAXED);
+    if (hint != NULL && addr >= (uintptr_t)hint && addr < __atomic_load_n(&hint->end, __ATOMIC_RELAXED))
+        return hint;
     for (prm_segment *seg = av->segments; seg != NULL; seg = seg->older)
-        if (addr >= (uintptr_t)seg && addr < seg->end)
+        if (addr >= (uintptr_t)seg && addr < __atomic_load_n(&seg->end, __ATOMIC_RELAXED)) {
+            __atomic_store_n(&av->segment_hint, seg, __ATOMIC_RELAXED);
             return seg;
+        }
     return NULL;
 }
 

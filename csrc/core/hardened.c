@@ -254,10 +254,12 @@ static PRM_NOINLINE int prev_chunk_sound(void *mem)
     if (prm_unlikely(av->abandoned))
         return PRM_OK;   /* fork child: the arena's owner died mid-update; judge nothing */
     prm_lock_acquire(&av->lock);
-    size_t prev_size = p->prev_size;
+    /* Once more under the lock, before prev_size is read: the arena may have handed the
+     * chunk before out since the header was read, and prev_size is then its owner's data. */
+    size_t prev_size = load_size(p) & PRM_PREV_INUSE ? 0 : p->prev_size;
     prm_chunk *q = (prm_chunk *)((uintptr_t)p - prev_size);
-    if (load_size(p) & PRM_PREV_INUSE) {
-        /* The arena handed the chunk before out since the header was read unlocked. */
+    if (prev_size == 0 && (load_size(p) & PRM_PREV_INUSE)) {
+        /* in use now: nothing to ask */
     } else if (prev_size < PRM_MINSIZE || !aligned_ok(prev_size) || prev_size > (uintptr_t)p ||
         !prmi_plausible_link(av, q) || chunk_size(q) != prev_size) {
         check = "corrupted size vs. prev_size while consolidating";

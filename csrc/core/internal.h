@@ -97,6 +97,8 @@ typedef struct prm_arena {
     uint64_t binmap[PRM_BINMAP_WORDS];
     prm_chunk bins[PRM_NBINS];  /* list heads; only fd and bk are used */
     prm_segment *segments;      /* newest first; the newest holds top */
+    prm_segment *segment_hint;  /* where prmi_segment_of last found an address (segments
+                                 * are never taken away, so it stays one of them) */
     uint32_t segment_count;
 
     /* Accounting, all under the lock. */
