@@ -6,18 +6,16 @@ quarantine, canary, guard pages and fault handler stay silent), still stop every
 with a named report, and give the same results as glibc. CPython's regression tests in
 hardened mode are in test_memory_errors.py.
 """
-import os
 import signal
 import subprocess
 import sys
-import tempfile
-import textwrap
 
 import pytest
 
 from pymalloc_real import preload
 from pymalloc_real.bench import workloads as bench_workloads
 from test_misuse_corpus import EXPECTED as MISUSES, _run as _run_misuse, corpus  # noqa: F401
+from test_preload_real import c_source, python_workload
 from test_preload_programs import (CHILD_TIMEOUT, FORK_THREADS, PINNED, _assert_on_library,  # noqa: F401
                                    _env, _run, _stress_argv, library, programs)
 
@@ -97,10 +95,10 @@ _SMALL_OPS = {"pairs": 200_000, "churn": 50_000, "larson": 50_000, "prodcons": 5
 
 
 @pytest.fixture(scope="module")
-def workload_binaries():
+def workload_binaries(tmp_path_factory):
     directory = bench_workloads.default_bench_dir()
     found = [w for w in bench_workloads.available_workloads(directory) if w.kind == "c"]
-    bin_dir = tempfile.mkdtemp(prefix="hardened-workloads-")
+    bin_dir = str(tmp_path_factory.mktemp("hardened-workloads"))
     return {w.name: (bench_workloads.build(w, bin_dir), w.threads or 2) for w in found}
 
 
@@ -140,10 +138,7 @@ def test_sort_gcc_and_python_give_glibc_s_results_in_hardened_mode(tmp_path):
     assert ours.stdout == theirs.stdout and ours.stdout.splitlines() == sorted(lines)
 
     source = tmp_path / "prog.c"
-    source.write_text("\n".join(f"static int f{i}(int x) {{ return x * {i} + (x >> {i % 7}); }}"
-                                for i in range(200))
-                      + "\nint main(int argc, char **argv) { (void)argv; return ("
-                      + " + ".join(f"f{i}(argc)" for i in range(200)) + ") & 0x7f; }\n")
+    source.write_text(c_source(200))
     objects = [tmp_path / "ours.o", tmp_path / "glibc.o"]
     for allocator, target in zip(("pymalloc_real", "glibc"), objects):
         report = preload.run(["gcc", "-O2", "-c", str(source), "-o", str(target)],
@@ -152,15 +147,6 @@ def test_sort_gcc_and_python_give_glibc_s_results_in_hardened_mode(tmp_path):
         assert report.exit_status == 0, report.stderr[-2000:]
     assert objects[0].read_bytes() == objects[1].read_bytes()
 
-    script = textwrap.dedent("""
-        import collections, json, random
-        rng = random.Random(7)
-        words = ["".join(rng.choice("abcdefgh") for _ in range(rng.randint(1, 12)))
-                 for _ in range(50_000)]
-        counts = collections.Counter(words)
-        table = {w: [n] * (n % 50) for w, n in counts.items()}
-        print(len(json.dumps(table)), sum(counts.values()), counts.most_common(3))
-    """)
-    ours, theirs = _hardened_and_glibc([sys.executable, "-c", script], env={"PYTHONMALLOC": "malloc"})
+    ours, theirs = _hardened_and_glibc([sys.executable, "-c", python_workload(50_000)],
+                                       env={"PYTHONMALLOC": "malloc"})
     assert ours.stdout == theirs.stdout and ours.stdout.strip()
-    assert os.path.exists(sys.executable)

@@ -51,13 +51,30 @@ def _same_on_both(cmd, library_stats_minimum, **kwargs):
     return ours, theirs
 
 
+def c_source(functions):
+    """A C file of `functions` small functions, all called from main: work for gcc."""
+    body = "\n".join(
+        f"static int f{i}(int x) {{ return x * {i} + (x >> {i % 7}); }}" for i in range(functions))
+    calls = " + ".join(f"f{i}(argc)" for i in range(functions))
+    return f"{body}\nint main(int argc, char **argv) {{ (void)argv; return ({calls}) & 0x7f; }}\n"
+
+
+def python_workload(words):
+    """A Python script that counts `words` random words and prints a digest of a JSON dump."""
+    return textwrap.dedent(f"""
+        import collections, json, random
+        rng = random.Random(7)
+        words = ["".join(rng.choice("abcdefgh") for _ in range(rng.randint(1, 12)))
+                 for _ in range({words})]
+        counts = collections.Counter(words)
+        table = {{w: [n] * (n % 50) for w, n in counts.items()}}
+        print(len(json.dumps(table)), sum(counts.values()), counts.most_common(3))
+    """)
+
+
 def test_gcc_compiles_the_same_object_file(library, tmp_path):
     source = tmp_path / "prog.c"
-    functions = "\n".join(
-        f"static int f{i}(int x) {{ return x * {i} + (x >> {i % 7}); }}" for i in range(400))
-    calls = " + ".join(f"f{i}(argc)" for i in range(400))
-    source.write_text(f"{functions}\nint main(int argc, char **argv) {{ (void)argv; "
-                      f"return ({calls}) & 0x7f; }}\n")
+    source.write_text(c_source(400))
     objects = [tmp_path / "ours.o", tmp_path / "glibc.o"]
     ours = preload.run(["gcc", "-O2", "-c", str(source), "-o", str(objects[0])],
                        allocator="pymalloc_real", timeout=300)
@@ -81,15 +98,6 @@ def test_sort_of_a_large_file_gives_the_same_output(library, tmp_path):
 
 
 def test_a_python_workload_gives_the_same_output(library):
-    script = textwrap.dedent("""
-        import collections, json, random
-        rng = random.Random(7)
-        words = ["".join(rng.choice("abcdefgh") for _ in range(rng.randint(1, 12)))
-                 for _ in range(200_000)]
-        counts = collections.Counter(words)
-        table = {w: [n] * (n % 50) for w, n in counts.items()}
-        print(len(json.dumps(table)), sum(counts.values()), counts.most_common(3))
-    """)
-    ours, theirs = _same_on_both([sys.executable, "-c", script], 100_000,
+    ours, theirs = _same_on_both([sys.executable, "-c", python_workload(200_000)], 100_000,
                                  env={"PYTHONMALLOC": "malloc"})
     assert ours.stdout == theirs.stdout and ours.stdout.strip()

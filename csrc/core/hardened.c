@@ -28,9 +28,7 @@ int prmi_link_leads_to_free(prm_arena *av, const prm_chunk *p, prm_chunk *q)
 
 /* ---- The thread cache takes only our own chunks (hardened.h) ------------------------------ */
 
-/* Is the chunk whose memory is mem inside a heap segment of one of our arenas, by the
- * ownership map? (Its header's page and its memory's, which may be the next page.) */
-static int owned_by_an_arena(const void *mem)
+int prmi_owned_by_an_arena(const void *mem)
 {
     uintptr_t chunk = (uintptr_t)mem - PRM_CHUNK_HDR;
     return aligned_ok((uintptr_t)mem) && prmi_owner_is_arena(prmi_owner_of(chunk)) &&
@@ -56,7 +54,7 @@ static void refresh_range(prm_tcache *tc)
 
 int prmi_cache_entry_owned(prm_tcache *tc, const void *mem)
 {
-    if (!owned_by_an_arena(mem))
+    if (!prmi_owned_by_an_arena(mem))
         return 0;
     refresh_range(tc);
     return 1;
@@ -130,17 +128,18 @@ static uint64_t *start_leaf(uintptr_t addr, int make)
     return leaf;
 }
 
-/* Is a bit of bits[first .. last] (inclusive bit numbers) set? */
-static int any_bit_in(const uint64_t *bits, size_t first, size_t last)
+/* Is a bit of bits[first .. last] (inclusive bit numbers) set? Each word is read once
+ * and the words are ORed; only the two ends are masked. */
+static inline int any_bit_in(const uint64_t *bits, size_t first, size_t last)
 {
-    uint64_t mask = ~(uint64_t)0 << (first & 63);
-    for (size_t w = first >> 6; w <= last >> 6; w++, mask = ~(uint64_t)0) {
-        if (w == last >> 6)
-            mask &= ~(uint64_t)0 >> (63 - (last & 63));
-        if (__atomic_load_n(&bits[w], __ATOMIC_RELAXED) & mask)
-            return 1;
-    }
-    return 0;
+    const uint64_t *word = bits + (first >> 6), *last_word = bits + (last >> 6);
+    uint64_t found = __atomic_load_n(word, __ATOMIC_RELAXED) & (~(uint64_t)0 << (first & 63));
+    uint64_t last_mask = ~(uint64_t)0 >> (63 - (last & 63));
+    if (word == last_word)
+        return (found & last_mask) != 0;
+    while (++word < last_word)
+        found |= __atomic_load_n(word, __ATOMIC_RELAXED);
+    return (found | (__atomic_load_n(last_word, __ATOMIC_RELAXED) & last_mask)) != 0;
 }
 
 /* Do leaf words first_word .. last_word (inclusive) hold a start? Asked of the summary,
@@ -171,7 +170,7 @@ static int any_start_in(uintptr_t from, uintptr_t to)
             size_t first = (from & START_LEAF_MASK) >> 4;
             size_t last = ((end - 1) & START_LEAF_MASK) >> 4;   /* inclusive */
             size_t first_word = first >> 6, last_word = last >> 6;
-            if (last_word - first_word < 4) {
+            if (last_word - first_word < 8) {   /* up to 8 KiB: each word, no summary */
                 if (any_bit_in(leaf, first, last))
                     return 1;
             } else if (any_bit_in(leaf, first, (first_word << 6) + 63) ||
@@ -183,29 +182,6 @@ static int any_start_in(uintptr_t from, uintptr_t to)
         from = end;
     }
     return 0;
-}
-
-/* any_start_in for the common short range: inside one leaf and at most 8 words (8 KiB
- * of heap), each word read once, no summary; longer ones go to any_start_in. */
-static inline int any_start_in_short(uintptr_t from, uintptr_t to)
-{
-    uintptr_t last = to - PRM_ALIGN;
-    if (from > last)
-        return 0;
-    if (((from ^ last) >> START_LEAF_SHIFT) != 0 || last - from >= ((uintptr_t)8 << 10))
-        return any_start_in(from, to);
-    const uint64_t *leaf = start_leaf(from, 0);
-    if (leaf == NULL)
-        return 0;
-    size_t g0 = (from & START_LEAF_MASK) >> 4, g1 = (last & START_LEAF_MASK) >> 4;
-    const uint64_t *word = leaf + (g0 >> 6), *last_word = leaf + (g1 >> 6);
-    uint64_t bits = __atomic_load_n(word, __ATOMIC_RELAXED) & (~(uint64_t)0 << (g0 & 63));
-    uint64_t last_mask = ~(uint64_t)0 >> (63 - (g1 & 63));
-    if (word == last_word)
-        return (bits & last_mask) != 0;
-    while (++word < last_word)
-        bits |= __atomic_load_n(word, __ATOMIC_RELAXED);
-    return (bits | (__atomic_load_n(last_word, __ATOMIC_RELAXED) & last_mask)) != 0;
 }
 
 static void mark_start(uintptr_t addr, int set)
@@ -254,20 +230,20 @@ static PRM_NOINLINE int prev_chunk_sound(void *mem)
     if (prm_unlikely(av->abandoned))
         return PRM_OK;   /* fork child: the arena's owner died mid-update; judge nothing */
     prm_lock_acquire(&av->lock);
-    /* Once more under the lock, before prev_size is read: the arena may have handed the
-     * chunk before out since the header was read, and prev_size is then its owner's data. */
-    size_t prev_size = load_size(p) & PRM_PREV_INUSE ? 0 : p->prev_size;
-    prm_chunk *q = (prm_chunk *)((uintptr_t)p - prev_size);
-    if (prev_size == 0 && (load_size(p) & PRM_PREV_INUSE)) {
-        /* in use now: nothing to ask */
-    } else if (prev_size < PRM_MINSIZE || !aligned_ok(prev_size) || prev_size > (uintptr_t)p ||
-        !prmi_plausible_link(av, q) || chunk_size(q) != prev_size) {
-        check = "corrupted size vs. prev_size while consolidating";
-        detail = "the free chunk this one's prev_size leads to does not end here";
-    } else if (start_marked((uintptr_t)q) == 1 || !prmi_link_leads_to_free(av, q, q->fd) ||
-               !prmi_link_leads_to_free(av, q, q->bk)) {
-        check = "corrupted double-linked list";
-        detail = "the chunk before this one, which its header says is free, is no free chunk of its arena's bins";
+    /* The P bit once more under the lock, before prev_size is read: the arena may have
+     * handed the chunk before out since, and prev_size is then its owner's data. */
+    if (!(load_size(p) & PRM_PREV_INUSE)) {
+        size_t prev_size = p->prev_size;
+        prm_chunk *q = (prm_chunk *)((uintptr_t)p - prev_size);
+        if (prev_size < PRM_MINSIZE || !aligned_ok(prev_size) || prev_size > (uintptr_t)p ||
+            !prmi_plausible_link(av, q) || chunk_size(q) != prev_size) {
+            check = "corrupted size vs. prev_size while consolidating";
+            detail = "the free chunk this one's prev_size leads to does not end here";
+        } else if (start_marked((uintptr_t)q) == 1 || !prmi_link_leads_to_free(av, q, q->fd) ||
+                   !prmi_link_leads_to_free(av, q, q->bk)) {
+            check = "corrupted double-linked list";
+            detail = "the chunk before this one, which its header says is free, is no free chunk of its arena's bins";
+        }
     }
     prm_lock_release(&av->lock);
     return check == NULL ? PRM_OK : prmi_fail_pointer(check, detail, mem);
@@ -306,22 +282,12 @@ int prmi_cache_entry_sound(void *mem)
                                                           : __atomic_load_n(&start_leaves[a >> START_LEAF_SHIFT], __ATOMIC_ACQUIRE);
     if (prm_unlikely(leaf == NULL || ((a ^ last) >> START_LEAF_SHIFT) != 0))
         return leaf == NULL ? PRM_OK : entry_sound_anywhere(mem, size);
-    /* The map's words from the chunk's own granule to its last, read once each (a
-     * cached chunk is at most 32 KiB: 32 words). */
+    /* One leaf: the chunk's own bit, then every word to its last granule (a cached chunk
+     * is at most 32 KiB: 32 words). */
     size_t g0 = (a & START_LEAF_MASK) >> 4, g1 = (last & START_LEAF_MASK) >> 4;
-    const uint64_t *word = leaf + (g0 >> 6), *last_word = leaf + (g1 >> 6);
-    uint64_t first = __atomic_load_n(word, __ATOMIC_RELAXED) >> (g0 & 63);
-    if (prm_unlikely(!(first & 1)))
+    if (prm_unlikely(!((__atomic_load_n(&leaf[g0 >> 6], __ATOMIC_RELAXED) >> (g0 & 63)) & 1)))
         return entry_not_live(mem);
-    uint64_t inside = first >> 1;
-    if (word == last_word) {
-        inside &= ~(uint64_t)0 >> (64 - (g1 - g0));   /* the granules (a, last] */
-    } else {
-        while (++word < last_word)
-            inside |= __atomic_load_n(word, __ATOMIC_RELAXED);
-        inside |= __atomic_load_n(last_word, __ATOMIC_RELAXED) & (~(uint64_t)0 >> (63 - (g1 & 63)));
-    }
-    if (prm_unlikely(inside != 0))
+    if (prm_unlikely(any_bit_in(leaf, g0 + 1, g1)))
         return entry_over_live(mem);
     return prm_likely(head & PRM_PREV_INUSE) ? PRM_OK : prev_chunk_sound(mem);
 }
@@ -329,7 +295,7 @@ int prmi_cache_entry_sound(void *mem)
 void prmi_chunk_claim(prm_arena *av, prm_chunk *p)
 {
     uintptr_t a = (uintptr_t)p;
-    if (prm_unlikely(any_start_in_short(a + PRM_ALIGN, a + chunk_size(p))))
+    if (prm_unlikely(any_start_in(a + PRM_ALIGN, a + chunk_size(p))))
         prmi_fail_arena(av, "malloc(): chunk overlaps a live chunk",
                         "the chunk about to be handed out holds the start of a live one (a free chunk's size enlarged?)",
                         p);
@@ -339,7 +305,7 @@ void prmi_chunk_claim(prm_arena *av, prm_chunk *p)
 void prmi_chunk_release(prm_arena *av, prm_chunk *p)
 {
     uintptr_t a = (uintptr_t)p;
-    if (prm_unlikely(any_start_in_short(a + PRM_ALIGN, a + chunk_size(p))))
+    if (prm_unlikely(any_start_in(a + PRM_ALIGN, a + chunk_size(p))))
         prmi_fail_arena(av, "free(): invalid size",
                         "the chunk's size reaches over the start of a live chunk (an overflow into its header?)", p);
     mark_start(a, 0);

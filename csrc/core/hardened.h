@@ -86,6 +86,10 @@ static inline int cache_range_holds(const prm_tcache *tc, const void *mem)
     return ((offset >> 4) | (offset << 60)) < tc->range_granules;
 }
 
+/* Is the chunk whose memory is mem (16-aligned) inside a heap segment of one of our
+ * arenas, by the ownership map? Its header's page and its memory's, which may be the
+ * next page: reading no memory, so any pointer may be asked about. */
+PRM_INTERNAL int prmi_owned_by_an_arena(const void *mem);
 /* free of mem outside the cache's range: NULL, a chunk of ours elsewhere (cached after
  * all), or anything else (to the arena's free, which reports it). */
 PRM_INTERNAL int prmi_free_out_of_range(prm_tcache *tc, void *mem);

@@ -260,11 +260,14 @@ static PRM_NOINLINE int in_this_cache(void *mem)
     return 0;
 }
 
-/* realloc of a block freed into this thread's cache: it looks in use to the tags. */
+/* realloc of a block freed into this thread's cache: it looks in use to the tags. Its
+ * header is read only once the ownership map puts it in a heap of ours (a cached chunk
+ * is a heap chunk): realloc of a wild pointer is then named by realloc's own checks
+ * instead of faulting here. */
 int prmi_realloc_of_cached(void *mem)
 {
     prm_tcache *tc = prmi_self.tcache;
-    return tc > PRM_TCACHE_DISABLED && aligned_ok((uintptr_t)mem) &&
+    return tc > PRM_TCACHE_DISABLED && prmi_owned_by_an_arena(mem) &&
            chunk_size(mem2chunk(mem)) <= PRM_TCACHE_LARGE_MAX_SIZE && tcache_sealed(tc, mem) &&
            in_this_cache(mem);
 }
@@ -446,10 +449,8 @@ PRM_NOINLINE int prmi_free_keyed(void *mem)
  * make the check fault. */
 static int cached_entry_intact(prm_tcache *tc, const prm_tcache_entry *e, unsigned index)
 {
-    uintptr_t chunk = (uintptr_t)e - PRM_CHUNK_HDR;
-    return aligned_ok((uintptr_t)e) && prmi_owner_is_arena(prmi_owner_of(chunk)) &&
-           prmi_owner_is_arena(prmi_owner_of((uintptr_t)e + sizeof *e - 1)) &&
-           e->key == (uintptr_t)tc && tcache_bin_of_chunk(chunk_size((prm_chunk *)chunk)) == index;
+    return prmi_owned_by_an_arena(e) && e->key == (uintptr_t)tc &&
+           tcache_bin_of_chunk(chunk_size(mem2chunk((void *)e))) == index;
 }
 
 void prmi_tcache_check(void)
@@ -463,11 +464,10 @@ void prmi_tcache_check(void)
             if (e == NULL || !cached_entry_intact(tc, e, index)) {
                 /* Name the chunk written over: this one if it is ours (its key), else the
                  * one whose link led here. */
-                int ours = e != NULL && aligned_ok((uintptr_t)e) &&
-                           prmi_owner_is_arena(prmi_owner_of((uintptr_t)e - PRM_CHUNK_HDR));
                 prmi_fail_block("free(): write after free detected (tcache)",
                                 "a cached chunk's link or key was overwritten after it was freed",
-                                ours || linked_from == NULL ? (void *)e : (void *)linked_from);
+                                prmi_owned_by_an_arena(e) || linked_from == NULL ? (void *)e
+                                                                                 : (void *)linked_from);
                 return;
             }
             linked_from = e;
