@@ -818,9 +818,6 @@ static prm_chunk *chunk_for_pointer(void *mem, const char *who)
     }
     prm_chunk *p = mem2chunk(mem);
     size_t size = chunk_size(p);
-    /* A header of zeros may be a tombstone: the page a freed mmapped chunk left. */
-    if (prm_unlikely(load_size(p) == 0 && prmi_mmapped_lookup(mem) == PRMI_MAPPED_GONE))
-        return reject_unmapped(who, mem);
     if (prm_unlikely(load_size(p) == PRM_BURIED_HEAD))   /* hardened.h */
         return reject_pointer(who[0] == 'f' ? "free(): double free detected (merged chunk)" : who,
                               "the chunk was freed and merged into its neighbour since", mem);
