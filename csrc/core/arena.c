@@ -78,11 +78,11 @@ prm_arena *prmi_main_arena(void)
     return av;
 }
 
-/* The segment holding addr, or NULL. Segments are few (usually one). */
+/* The segment holding addr, or NULL. Segments are usually few, but an arena whose heap
+ * grew in many pieces (mmap fallbacks) has a long list. */
 prm_segment *prmi_segment_of(prm_arena *av, uintptr_t addr)
 {
-    /* The segment found last first: the link checks ask about chunks near each other, and
-     * an arena whose heap grew in many pieces has a long list. */
+    /* The segment found last first: the link checks ask about chunks near each other. */
     prm_segment *hint = __atomic_load_n(&av->segment_hint, __ATOMIC_RELAXED);
     if (hint != NULL && addr >= (uintptr_t)hint && addr < __atomic_load_n(&hint->end, __ATOMIC_RELAXED))
         return hint;

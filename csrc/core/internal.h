@@ -373,7 +373,7 @@ PRM_INTERNAL void *prmi_cache_poisoned(prm_tcache *tc, unsigned index, size_t by
 PRM_INTERNAL void *prmi_cache_pop(size_t bytes);
 PRM_INTERNAL void *prmi_malloc_large_class(size_t bytes);
 PRM_INTERNAL prm_tcache_entry *prmi_large_class_pop(prm_tcache *tc, size_t *nb);
-PRM_INTERNAL int prmi_realloc_of_cached(void *mem);
+PRM_INTERNAL int prmi_freed_into_this_cache(void *mem);
 PRM_INTERNAL int prmi_free_large_class(prm_tcache *tc, void *mem, size_t size);
 PRM_INTERNAL int prmi_free_keyed(void *mem);
 /* Is the header after a live chunk damaged? Its PREV_INUSE must say the chunk is in use

@@ -1115,7 +1115,7 @@ void *prm_realloc(void *oldmem, size_t bytes)
     }
     if (prm_unlikely(params()->hardened))
         return prmi_hardened_realloc(oldmem, bytes);
-    if (prm_unlikely(prmi_realloc_of_cached(oldmem))) {
+    if (prm_unlikely(prmi_freed_into_this_cache(oldmem))) {
         prmi_fail_pointer("realloc(): invalid pointer",
                           "the block is in this thread's cache: it was freed", oldmem);
         errno = EINVAL;
@@ -1327,7 +1327,7 @@ static int freed_block_reported(void *mem, const char *who)
     prm_chunk *p = mem2chunk(mem);
     if (chunk_is_mmapped(p))
         return 1;
-    if (prmi_realloc_of_cached(mem))
+    if (prmi_freed_into_this_cache(mem))
         return !prmi_fail_pointer(who, "the block is freed: it waits in this thread's cache", mem);
     if (!inuse_at(p, chunk_size(p)))
         return !prmi_fail_pointer(who, "the block is freed: the next chunk's header says so", mem);

@@ -260,11 +260,11 @@ static PRM_NOINLINE int in_this_cache(void *mem)
     return 0;
 }
 
-/* realloc of a block freed into this thread's cache: it looks in use to the tags. Its
- * header is read only once the ownership map puts it in a heap of ours (a cached chunk
- * is a heap chunk): realloc of a wild pointer is then named by realloc's own checks
- * instead of faulting here. */
-int prmi_realloc_of_cached(void *mem)
+/* Is mem a block freed into this thread's cache? It looks in use to the boundary tags,
+ * so realloc and malloc_usable_size ask here. Its header is read only once the ownership
+ * map puts it in a heap of ours (a cached chunk is a heap chunk): a wild pointer is then
+ * named by the caller's own checks instead of faulting here. */
+int prmi_freed_into_this_cache(void *mem)
 {
     prm_tcache *tc = prmi_self.tcache;
     return tc > PRM_TCACHE_DISABLED && prmi_owned_by_an_arena(mem) &&
